@@ -1,0 +1,211 @@
+//! Generates the `CachedModel` and `FromRow` impls and the per-field methods
+//! with the seed's names, all in terms of the library's builder API.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::{DeriveInput, Result};
+
+use crate::attr::ModelAttrs;
+
+pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream> {
+    let name = &input.ident;
+    let vis = &input.vis;
+    let krate = quote!(::cached_fields);
+    let p = quote!(#krate::__private);
+    let table = &m.table;
+    let pk = &m.primary_key;
+    let pk_str = pk.to_string();
+
+    let mut calc_fns = Vec::new();
+    let mut field_decls = Vec::new();
+    let mut methods = Vec::new();
+    for c in &m.cached {
+        let f = &c.ident;
+        let f_str = f.to_string();
+        let ty = &c.value_ty;
+        let calc_path = match &c.calculate {
+            Some(path) => quote!(#path),
+            None => {
+                let default = format_ident!("calculate_{}", f);
+                quote!(#name::#default)
+            }
+        };
+        let calc_fn = format_ident!("__cached_fields_calculate_{}", f);
+        calc_fns.push(quote! {
+            fn #calc_fn<'a, 'c>(
+                m: &'a #name,
+                ctx: &'a mut #krate::Ctx<'c>,
+            ) -> #p::BoxFuture<'a, ::core::result::Result<#ty, #krate::BoxError>> {
+                ::std::boxed::Box::pin(async move {
+                    #calc_path(m, ctx)
+                        .await
+                        .map_err(|e| -> #krate::BoxError { ::core::convert::Into::into(e) })
+                })
+            }
+        });
+        let mut decl = quote! {
+            #krate::model::Field::builder::<#ty>(#f_str, |m: &#name| &m.#f, #calc_fn)
+                .temporal_triggers(false)
+        };
+        if c.temporal {
+            decl = quote!(#decl.temporal_triggers(true));
+        }
+        if let Some(col) = &c.cached_column {
+            decl = quote!(#decl.cached_column(#col));
+        }
+        if let Some(col) = &c.needed_column {
+            decl = quote!(#decl.recalculation_needed_column(#col));
+        }
+        if let Some(col) = &c.expires_column {
+            decl = quote!(#decl.expires_after_column(#col));
+        }
+        if let Some(hook) = &c.after {
+            let hook_fn = format_ident!("__cached_fields_after_{}", f);
+            calc_fns.push(quote! {
+                fn #hook_fn<'a, 'c>(
+                    m: &'a #name,
+                    ctx: &'a mut #krate::Ctx<'c>,
+                ) -> #p::BoxFuture<'a, ::core::result::Result<(), #krate::BoxError>> {
+                    ::std::boxed::Box::pin(async move {
+                        #hook(m, ctx)
+                            .await
+                            .map_err(|e| -> #krate::BoxError { ::core::convert::Into::into(e) })
+                    })
+                }
+            });
+            decl = quote!(#decl.after_recalculate(#hook_fn));
+        }
+        let deps = &c.depends_on;
+        if !deps.is_empty() {
+            decl = quote!(#decl.depends_on([#(#deps),*]));
+        }
+        field_decls.push(decl);
+
+        let flag = format_ident!("flag_{}_as_stale", f);
+        let flag_with = format_ident!("flag_{}_as_stale_and_recalculate", f);
+        let recalc = format_ident!("recalculate_{}", f);
+        let doc_read = format!(
+            "Reads `{f_str}`: the stored value if fresh, else recalculated now and stored."
+        );
+        let doc_flag = format!(
+            "Flags `{f_str}` as stale; eager or lazy per the global switch."
+        );
+        let doc_flag_with = format!(
+            "Flags `{f_str}` as stale; `and_recalculate` chooses eager (worker) or lazy (next read)."
+        );
+        let doc_recalc = format!("Reloads the row and recalculates `{f_str}` now.");
+        methods.push(quote! {
+            #[doc = #doc_read]
+            #vis async fn #f<'c>(&self, db: impl #krate::Target<'c>) -> #krate::Result<#ty> {
+                #krate::runtime::read(self, #f_str, &self.#f, db).await
+            }
+            #[doc = #doc_flag]
+            #vis async fn #flag<'c>(&self, db: impl #krate::Target<'c>) -> #krate::Result<()> {
+                #krate::runtime::flag::<Self>(self.#pk, #f_str, ::core::option::Option::None, db).await?;
+                self.#f.mark_stale();
+                ::core::result::Result::Ok(())
+            }
+            #[doc = #doc_flag_with]
+            #vis async fn #flag_with<'c>(
+                &self,
+                db: impl #krate::Target<'c>,
+                and_recalculate: bool,
+            ) -> #krate::Result<()> {
+                #krate::runtime::flag::<Self>(
+                    self.#pk, #f_str, ::core::option::Option::Some(and_recalculate), db,
+                ).await?;
+                self.#f.mark_stale();
+                ::core::result::Result::Ok(())
+            }
+            #[doc = #doc_recalc]
+            #vis async fn #recalc<'c>(&self, db: impl #krate::Target<'c>) -> #krate::Result<#ty> {
+                let fresh = #krate::runtime::recalculate::<Self>(self.#pk, #f_str, db).await?;
+                self.#f.replace_with(&fresh.#f);
+                fresh.#f.stored().ok_or_else(|| #krate::Error::RowNotFound {
+                    table: #table.to_owned(),
+                    key: self.#pk,
+                })
+            }
+        });
+        if c.temporal {
+            let expire = format_ident!("expire_{}_after", f);
+            let doc = format!(
+                "Makes `{f_str}` stale at `when` (a date means midnight UTC); the worker recalculates it then."
+            );
+            methods.push(quote! {
+                #[doc = #doc]
+                #vis async fn #expire<'c>(
+                    &self,
+                    db: impl #krate::Target<'c>,
+                    when: impl ::core::convert::Into<#krate::Expiry>,
+                ) -> #krate::Result<()> {
+                    #krate::runtime::expire_after(self, #f_str, when, db).await
+                }
+            });
+        }
+    }
+
+    let plain_inits = m.plain.iter().map(|f| {
+        let id = &f.ident;
+        let col = id.to_string();
+        if f.skip {
+            quote!(#id: ::core::default::Default::default())
+        } else {
+            quote!(#id: #p::sqlx::Row::try_get(row, #col)?)
+        }
+    });
+    let plain_bounds = m.plain.iter().filter(|f| !f.skip).map(|f| {
+        let ty = &f.ty;
+        quote!(#ty: #p::sqlx::Decode<'r, R::Database> + #p::sqlx::Type<R::Database>)
+    });
+    let cached_inits = m.cached.iter().enumerate().map(|(i, c)| {
+        let id = &c.ident;
+        quote!(#id: #krate::Cached::decode(row, __model.fields()[#i].columns())?)
+    });
+
+    Ok(quote! {
+        const _: () = {
+            #(#calc_fns)*
+
+            impl #krate::CachedModel for #name {
+                fn model() -> #krate::Result<&'static #krate::model::Model<Self>> {
+                    static MODEL: ::std::sync::OnceLock<
+                        #krate::Result<#krate::model::Model<#name>>,
+                    > = ::std::sync::OnceLock::new();
+                    MODEL
+                        .get_or_init(|| {
+                            #krate::model::Model::<#name>::builder(#table)
+                                .primary_key(#pk_str)
+                                #(.field(#field_decls))*
+                                .build()
+                        })
+                        .as_ref()
+                        .map_err(::core::clone::Clone::clone)
+                }
+                fn primary_key(&self) -> i64 {
+                    self.#pk
+                }
+            }
+
+            impl<'r, R> #p::sqlx::FromRow<'r, R> for #name
+            where
+                R: #krate::CachedRow,
+                for<'a> &'a str: #p::sqlx::ColumnIndex<R>,
+                #(#plain_bounds,)*
+            {
+                fn from_row(row: &'r R) -> ::core::result::Result<Self, #p::sqlx::Error> {
+                    let __model = <#name as #krate::CachedModel>::model()
+                        .map_err(|e| #p::sqlx::Error::Decode(::std::boxed::Box::new(e)))?;
+                    ::core::result::Result::Ok(#name {
+                        #(#plain_inits,)*
+                        #(#cached_inits,)*
+                    })
+                }
+            }
+
+            impl #name {
+                #(#methods)*
+            }
+        };
+    })
+}

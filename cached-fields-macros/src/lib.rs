@@ -1,0 +1,17 @@
+//! `#[derive(CachedModel)]` for `cached-fields`; use it through the
+//! `cached-fields` crate, which re-exports it.
+
+use proc_macro::TokenStream;
+
+mod attr;
+mod expand;
+
+/// Declares a model with cached fields. See the `cached-fields` crate docs.
+#[proc_macro_derive(CachedModel, attributes(cached_model, cached))]
+pub fn derive_cached_model(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    match attr::parse(&input).and_then(|m| expand::expand(&input, &m)) {
+        Ok(ts) => ts.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}

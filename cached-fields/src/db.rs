@@ -1,0 +1,555 @@
+//! Connections: the [`Db`] pool handle, the [`Ctx`] a statement runs in, and
+//! the [`Target`]s (a pool, a connection, a transaction) the runtime accepts.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use sqlx::{Arguments, Row};
+
+use crate::error::{Error, Result};
+use crate::ident;
+use crate::model::CachedModel;
+use crate::value::{SqlType, Value};
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("cached-fields needs at least one of the features `sqlite` and `postgres`");
+
+#[cfg(feature = "postgres")]
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
+#[cfg(feature = "sqlite")]
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+
+/// Which database engine a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// SQLite, the embedded default.
+    Sqlite,
+    /// PostgreSQL, the scale-out engine.
+    Postgres,
+}
+
+impl Backend {
+    /// The backends compiled into this build, for messages.
+    pub const ENABLED: &'static str = if cfg!(all(feature = "sqlite", feature = "postgres")) {
+        "sqlite, postgres"
+    } else if cfg!(feature = "sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+}
+
+/// A pool of connections to one database: the handle an application keeps.
+///
+/// Cloning is cheap (the pool is shared).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> cached_fields::Result<()> {
+/// let db = cached_fields::Db::connect("sqlite::memory:").await?;
+/// assert_eq!(db.backend(), cached_fields::Backend::Sqlite);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Db {
+    /// A SQLite pool.
+    #[cfg(feature = "sqlite")]
+    Sqlite(SqlitePool),
+    /// A PostgreSQL pool.
+    #[cfg(feature = "postgres")]
+    Postgres(PgPool),
+}
+
+/// Hides any password in a URL, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite:path`, `sqlite::memory:`, `postgres://…`)
+    /// with a pool of up to 10 connections.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, 10).await
+    }
+
+    /// Connects with a pool of up to `max_connections`.
+    ///
+    /// SQLite files are created if missing and opened in WAL mode with a
+    /// busy timeout, so other processes (a worker, the `sqlite3` shell) can
+    /// write the same file.
+    pub async fn connect_with(url: &str, max_connections: u32) -> Result<Self> {
+        let connect_err = |e: sqlx::Error| Error::Connect {
+            url: redact(url),
+            message: e.to_string(),
+        };
+        if url.starts_with("sqlite:") {
+            #[cfg(feature = "sqlite")]
+            {
+                let memory = url.contains(":memory:") || url.contains("mode=memory");
+                let opts = SqliteConnectOptions::from_str(url)
+                    .map_err(connect_err)?
+                    .create_if_missing(true)
+                    .busy_timeout(Duration::from_secs(30))
+                    .foreign_keys(true);
+                let opts = if memory {
+                    opts
+                } else {
+                    opts.journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal)
+                };
+                // An in-memory database exists per connection: keep exactly one.
+                let max = if memory { 1 } else { max_connections };
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(opts)
+                    .await
+                    .map_err(connect_err)?;
+                return Ok(Db::Sqlite(pool));
+            }
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            {
+                let pool = PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await
+                    .map_err(connect_err)?;
+                return Ok(Db::Postgres(pool));
+            }
+        }
+        Err(Error::UnsupportedUrl {
+            url: redact(url),
+            enabled: Backend::ENABLED,
+        })
+    }
+
+    /// The engine behind this pool.
+    pub fn backend(&self) -> Backend {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(_) => Backend::Sqlite,
+            #[cfg(feature = "postgres")]
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The SQLite pool, if this is SQLite.
+    #[cfg(feature = "sqlite")]
+    pub fn as_sqlite(&self) -> Option<&SqlitePool> {
+        match self {
+            Db::Sqlite(p) => Some(p),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// The PostgreSQL pool, if this is PostgreSQL.
+    #[cfg(feature = "postgres")]
+    pub fn as_postgres(&self) -> Option<&PgPool> {
+        match self {
+            Db::Postgres(p) => Some(p),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// Closes every connection of the pool.
+    pub async fn close(&self) {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(p) => p.close().await,
+            #[cfg(feature = "postgres")]
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// A borrowed connection of either backend, for the user's own queries in a
+/// calculate function.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Conn<'a> {
+    /// A SQLite connection.
+    #[cfg(feature = "sqlite")]
+    Sqlite(&'a mut SqliteConnection),
+    /// A PostgreSQL connection.
+    #[cfg(feature = "postgres")]
+    Postgres(&'a mut PgConnection),
+}
+
+#[derive(Debug)]
+enum Pooled {
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
+
+#[derive(Debug)]
+enum Inner<'c> {
+    Pool { db: Db, held: Option<Pooled> },
+    Borrowed(Conn<'c>),
+}
+
+/// Where statements run: a pool, or one connection (possibly inside the
+/// caller's transaction). Calculate functions receive one.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> cached_fields::Result<()> {
+/// use cached_fields::{Conn, Ctx, Db};
+/// let db = Db::connect("sqlite::memory:").await?;
+/// let mut ctx = Ctx::from(&db);
+/// let one: i64 = match ctx.conn().await? {
+///     Conn::Sqlite(c) => sqlx::query_scalar("SELECT 1").fetch_one(c).await?,
+///     Conn::Postgres(c) => sqlx::query_scalar("SELECT 1::bigint").fetch_one(c).await?,
+/// };
+/// assert_eq!(one, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Ctx<'c> {
+    inner: Inner<'c>,
+}
+
+impl From<&Db> for Ctx<'static> {
+    fn from(db: &Db) -> Self {
+        Ctx {
+            inner: Inner::Pool {
+                db: db.clone(),
+                held: None,
+            },
+        }
+    }
+}
+
+/// Anything the runtime can run statements on: `&Db`, a connection, a
+/// transaction, or a calculate function's `&mut Ctx`.
+pub trait Target<'c>: Send {
+    /// Turns the target into a [`Ctx`].
+    fn into_ctx(self) -> Ctx<'c>;
+}
+
+impl<'c> Target<'c> for &'c Db {
+    fn into_ctx(self) -> Ctx<'c> {
+        Ctx::from(self)
+    }
+}
+
+impl<'c> Target<'c> for &'c mut Ctx<'_> {
+    fn into_ctx(self) -> Ctx<'c> {
+        let inner = match &mut self.inner {
+            Inner::Pool { db, .. } => Inner::Pool {
+                db: db.clone(),
+                held: None,
+            },
+            Inner::Borrowed(conn) => Inner::Borrowed(match conn {
+                #[cfg(feature = "sqlite")]
+                Conn::Sqlite(c) => Conn::Sqlite(&mut **c),
+                #[cfg(feature = "postgres")]
+                Conn::Postgres(c) => Conn::Postgres(&mut **c),
+            }),
+        };
+        Ctx { inner }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl<'c> Target<'c> for &'c mut SqliteConnection {
+    fn into_ctx(self) -> Ctx<'c> {
+        Ctx {
+            inner: Inner::Borrowed(Conn::Sqlite(self)),
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl<'c> Target<'c> for &'c mut sqlx::Transaction<'_, sqlx::Sqlite> {
+    fn into_ctx(self) -> Ctx<'c> {
+        (&mut **self).into_ctx()
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl<'c> Target<'c> for &'c mut PgConnection {
+    fn into_ctx(self) -> Ctx<'c> {
+        Ctx {
+            inner: Inner::Borrowed(Conn::Postgres(self)),
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl<'c> Target<'c> for &'c mut sqlx::Transaction<'_, sqlx::Postgres> {
+    fn into_ctx(self) -> Ctx<'c> {
+        (&mut **self).into_ctx()
+    }
+}
+
+/// Runs `$body` with `$exec` bound to the executor of each backend arm, and
+/// `$args` to the backend's arguments built from `$values`.
+macro_rules! on_backend {
+    ($ctx:expr, $values:expr, |$exec:ident, $args:ident| $body:expr) => {{
+        match &mut $ctx.inner {
+            #[cfg(feature = "sqlite")]
+            Inner::Pool { db: Db::Sqlite(pool), .. } => {
+                let $args = sqlite_args($values)?;
+                let $exec = &*pool;
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            Inner::Pool { db: Db::Postgres(pool), .. } => {
+                let $args = pg_args($values)?;
+                let $exec = &*pool;
+                $body
+            }
+            #[cfg(feature = "sqlite")]
+            Inner::Borrowed(Conn::Sqlite(conn)) => {
+                let $args = sqlite_args($values)?;
+                let $exec = &mut **conn;
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            Inner::Borrowed(Conn::Postgres(conn)) => {
+                let $args = pg_args($values)?;
+                let $exec = &mut **conn;
+                $body
+            }
+        }
+    }};
+}
+
+impl<'c> Ctx<'c> {
+    /// A context on any [`Target`]: a pool, a connection or a transaction.
+    pub fn from_target(target: impl Target<'c>) -> Self {
+        target.into_ctx()
+    }
+
+    /// The engine behind this context.
+    pub fn backend(&self) -> Backend {
+        match &self.inner {
+            Inner::Pool { db, .. } => db.backend(),
+            #[cfg(feature = "sqlite")]
+            Inner::Borrowed(Conn::Sqlite(_)) => Backend::Sqlite,
+            #[cfg(feature = "postgres")]
+            Inner::Borrowed(Conn::Postgres(_)) => Backend::Postgres,
+        }
+    }
+
+    /// A connection for the caller's own queries: the caller's connection or
+    /// transaction, or one taken from the pool and held until the context ends.
+    pub async fn conn(&mut self) -> Result<Conn<'_>> {
+        match &mut self.inner {
+            Inner::Pool { db, held } => {
+                if held.is_none() {
+                    *held = Some(match db {
+                        #[cfg(feature = "sqlite")]
+                        Db::Sqlite(p) => Pooled::Sqlite(p.acquire().await?),
+                        #[cfg(feature = "postgres")]
+                        Db::Postgres(p) => Pooled::Postgres(p.acquire().await?),
+                    });
+                }
+                match held.as_mut() {
+                    #[cfg(feature = "sqlite")]
+                    Some(Pooled::Sqlite(c)) => Ok(Conn::Sqlite(&mut **c)),
+                    #[cfg(feature = "postgres")]
+                    Some(Pooled::Postgres(c)) => Ok(Conn::Postgres(&mut **c)),
+                    None => unreachable!("a connection was just stored"),
+                }
+            }
+            Inner::Borrowed(conn) => Ok(match conn {
+                #[cfg(feature = "sqlite")]
+                Conn::Sqlite(c) => Conn::Sqlite(&mut **c),
+                #[cfg(feature = "postgres")]
+                Conn::Postgres(c) => Conn::Postgres(&mut **c),
+            }),
+        }
+    }
+
+    /// Runs a statement built by this crate; returns the rows affected.
+    pub(crate) async fn execute(&mut self, sql: String, values: &[Value]) -> Result<u64> {
+        on_backend!(self, values, |exec, args| {
+            Ok(sqlx::query_with(ident::sql(sql), args)
+                .execute(exec)
+                .await?
+                .rows_affected())
+        })
+    }
+
+    /// Runs a query and reads each row's columns as `types`, in order.
+    pub(crate) async fn fetch_values(
+        &mut self,
+        sql: String,
+        values: &[Value],
+        types: &[SqlType],
+    ) -> Result<Vec<Vec<Value>>> {
+        on_backend!(self, values, |exec, args| {
+            let rows = sqlx::query_with(ident::sql(sql), args)
+                .fetch_all(exec)
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    types
+                        .iter()
+                        .enumerate()
+                        .map(|(i, ty)| row.value_at(i, *ty).map_err(Error::from))
+                        .collect()
+                })
+                .collect()
+        })
+    }
+
+    /// Runs a query and decodes each row as the model `M`.
+    pub(crate) async fn fetch_models<M: CachedModel>(
+        &mut self,
+        sql: String,
+        values: &[Value],
+    ) -> Result<Vec<M>> {
+        on_backend!(self, values, |exec, args| {
+            Ok(sqlx::query_as_with::<_, M, _>(ident::sql(sql), args)
+                .fetch_all(exec)
+                .await?)
+        })
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn sqlite_args(values: &[Value]) -> Result<sqlx::sqlite::SqliteArguments> {
+    let mut args = sqlx::sqlite::SqliteArguments::default();
+    for v in values {
+        let r = match v {
+            Value::Null(_) => args.add(Option::<i64>::None),
+            Value::Int(x) => args.add(*x),
+            Value::Float(x) => args.add(*x),
+            Value::Bool(x) => args.add(*x),
+            Value::Text(x) => args.add(x.clone()),
+            Value::Date(x) => args.add(*x),
+            Value::Time(x) => args.add(*x),
+            Value::Timestamp(x) => args.add(*x),
+            Value::Json(x) => args.add(x.to_string()),
+        };
+        r.map_err(|e| Error::from(sqlx::Error::Encode(e)))?;
+    }
+    Ok(args)
+}
+
+#[cfg(feature = "postgres")]
+fn pg_args(values: &[Value]) -> Result<sqlx::postgres::PgArguments> {
+    let mut args = sqlx::postgres::PgArguments::default();
+    for v in values {
+        let r = match v {
+            Value::Null(t) => match t {
+                SqlType::Int => args.add(Option::<i64>::None),
+                SqlType::Float => args.add(Option::<f64>::None),
+                SqlType::Bool => args.add(Option::<bool>::None),
+                SqlType::Text => args.add(Option::<String>::None),
+                SqlType::Date => args.add(Option::<NaiveDate>::None),
+                SqlType::Time => args.add(Option::<NaiveTime>::None),
+                SqlType::Timestamp => args.add(Option::<DateTime<Utc>>::None),
+                SqlType::Json => args.add(Option::<sqlx::types::Json<serde_json::Value>>::None),
+            },
+            Value::Int(x) => args.add(*x),
+            Value::Float(x) => args.add(*x),
+            Value::Bool(x) => args.add(*x),
+            Value::Text(x) => args.add(x.clone()),
+            Value::Date(x) => args.add(*x),
+            Value::Time(x) => args.add(*x),
+            Value::Timestamp(x) => args.add(*x),
+            Value::Json(x) => args.add(sqlx::types::Json(x.clone())),
+        };
+        r.map_err(|e| Error::from(sqlx::Error::Encode(e)))?;
+    }
+    Ok(args)
+}
+
+/// A row of either backend that can yield cached-field columns; used by the
+/// `FromRow` implementations the derive generates.
+pub trait CachedRow: Row {
+    /// Reads column `index` (a name or position) as a value of type `ty`.
+    fn value_at<I>(&self, index: I, ty: SqlType) -> Result<Value, sqlx::Error>
+    where
+        I: sqlx::ColumnIndex<Self> + std::fmt::Debug + Copy;
+}
+
+macro_rules! impl_cached_row {
+    ($row:ty, $json:ty, |$j:ident| $to_json:expr) => {
+        impl CachedRow for $row {
+            fn value_at<I>(&self, index: I, ty: SqlType) -> Result<Value, sqlx::Error>
+            where
+                I: sqlx::ColumnIndex<Self> + std::fmt::Debug + Copy,
+            {
+                fn wrap<T>(v: Option<T>, ty: SqlType, f: impl FnOnce(T) -> Value) -> Value {
+                    v.map_or(Value::Null(ty), f)
+                }
+                Ok(match ty {
+                    SqlType::Int => wrap(self.try_get::<Option<i64>, _>(index)?, ty, Value::Int),
+                    SqlType::Float => {
+                        wrap(self.try_get::<Option<f64>, _>(index)?, ty, Value::Float)
+                    }
+                    SqlType::Bool => wrap(self.try_get::<Option<bool>, _>(index)?, ty, Value::Bool),
+                    SqlType::Text => {
+                        wrap(self.try_get::<Option<String>, _>(index)?, ty, Value::Text)
+                    }
+                    SqlType::Date => {
+                        wrap(self.try_get::<Option<NaiveDate>, _>(index)?, ty, Value::Date)
+                    }
+                    SqlType::Time => {
+                        wrap(self.try_get::<Option<NaiveTime>, _>(index)?, ty, Value::Time)
+                    }
+                    SqlType::Timestamp => wrap(
+                        self.try_get::<Option<DateTime<Utc>>, _>(index)?,
+                        ty,
+                        Value::Timestamp,
+                    ),
+                    SqlType::Json => match self.try_get::<Option<$json>, _>(index)? {
+                        None => Value::Null(ty),
+                        Some($j) => Value::Json($to_json.map_err(|e| {
+                            sqlx::Error::ColumnDecode {
+                                index: format!("{index:?}"),
+                                source: Box::new(e),
+                            }
+                        })?),
+                    },
+                })
+            }
+        }
+    };
+}
+
+#[cfg(feature = "sqlite")]
+impl_cached_row!(SqliteRow, String, |s| serde_json::from_str::<serde_json::Value>(&s));
+#[cfg(feature = "postgres")]
+impl_cached_row!(PgRow, sqlx::types::Json<serde_json::Value>, |j| Ok::<
+    _,
+    serde_json::Error,
+>(j.0));
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite:x.db"), "sqlite:x.db");
+    }
+}

@@ -1,0 +1,175 @@
+//! The one error type at the library boundary.
+
+use std::sync::Arc;
+
+/// An error from a user's calculate function or hook.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with this crate's [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `cached-fields`.
+///
+/// Each variant names the table, field, column or value at fault. Use
+/// [`Error::is_retryable`] to tell passing faults (a lost connection, a busy
+/// database) from permanent ones (a bad declaration, a missing column).
+///
+/// ```
+/// use cached_fields::{Error, ident::Ident};
+/// let err = Ident::new("lamp posts").unwrap_err();
+/// assert!(matches!(err, Error::InvalidIdentifier { .. }));
+/// assert!(!err.is_retryable());
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A table, column or field name is not a plain SQL identifier.
+    #[error(
+        "invalid identifier {value:?} ({what}): use letters, digits and underscores, \
+         not starting with a digit, at most 63 bytes"
+    )]
+    InvalidIdentifier {
+        /// The rejected text.
+        value: String,
+        /// What the name was for (table, column, field).
+        what: &'static str,
+    },
+    /// A model or field declaration is inconsistent.
+    #[error("invalid declaration of {model}: {reason}")]
+    Declaration {
+        /// The table of the model.
+        model: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The database URL names no backend this build supports.
+    #[error(
+        "unsupported database URL {url:?}: expected sqlite:… or postgres://… \
+         (enabled backends: {enabled})"
+    )]
+    UnsupportedUrl {
+        /// The URL, as given.
+        url: String,
+        /// The backends compiled in.
+        enabled: &'static str,
+    },
+    /// The database could not be reached or opened.
+    #[error("cannot connect to {url}: {message}")]
+    Connect {
+        /// The URL, with any password removed.
+        url: String,
+        /// The driver's message.
+        message: String,
+    },
+    /// Columns the declarations need are missing from the table.
+    #[error(
+        "table {table:?} is missing column(s) {}: run `migrate` to add them",
+        missing.join(", ")
+    )]
+    MissingColumns {
+        /// The table.
+        table: String,
+        /// The missing columns.
+        missing: Vec<String>,
+    },
+    /// A stored value could not be decoded into the declared type.
+    #[error("column {table}.{column} holds a value that is not a valid {expected}: {message}")]
+    Decode {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// The declared type.
+        expected: String,
+        /// The decoder's message.
+        message: String,
+    },
+    /// The user's calculate function returned an error.
+    #[error("calculating {table}.{field} for row {key} failed: {message}")]
+    Calculate {
+        /// The table.
+        table: String,
+        /// The cached field.
+        field: String,
+        /// The primary key of the row.
+        key: i64,
+        /// The error's message.
+        message: String,
+    },
+    /// The user's calculate function panicked.
+    #[error("calculating {table}.{field} for row {key} panicked: {message}")]
+    Panicked {
+        /// The table.
+        table: String,
+        /// The cached field.
+        field: String,
+        /// The primary key of the row.
+        key: i64,
+        /// The panic's message.
+        message: String,
+    },
+    /// The row does not exist (any more).
+    #[error("row {key} of table {table:?} does not exist")]
+    RowNotFound {
+        /// The table.
+        table: String,
+        /// The primary key.
+        key: i64,
+    },
+    /// The field was declared without `temporal_triggers`, so it has no expiry column.
+    #[error("{table}.{field} has no expiry: declare it with temporal_triggers")]
+    NotTemporal {
+        /// The table.
+        table: String,
+        /// The cached field.
+        field: String,
+    },
+    /// The database or driver reported an error.
+    #[error("database error: {0}")]
+    Database(Arc<sqlx::Error>),
+}
+
+impl Error {
+    /// Whether trying the same operation again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Connect { .. } => true,
+            Error::Database(e) => matches!(
+                **e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+                    | sqlx::Error::Protocol(_)
+            ) || is_busy_or_gone(e),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn declaration(model: &str, reason: impl Into<String>) -> Self {
+        Error::Declaration {
+            model: model.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// SQLite's "database is locked" and PostgreSQL's "terminating connection" family.
+fn is_busy_or_gone(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    let code = db.code().unwrap_or_default();
+    // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
+    // PostgreSQL: class 08 (connection exception), 57P01..57P03 (admin shutdown,
+    // crash shutdown, cannot connect now), 40001/40P01 (serialization, deadlock).
+    matches!(code.as_ref(), "5" | "6" | "517" | "262" | "40001" | "40P01")
+        || code.starts_with("08")
+        || code.starts_with("57P")
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Database(Arc::new(e))
+    }
+}

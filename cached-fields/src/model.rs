@@ -1,0 +1,594 @@
+//! Declarations: models, their cached fields, and the [`Cached`] holder a
+//! struct keeps each cached value in. The derive expands to this builder.
+
+use std::fmt;
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+
+use crate::db::{CachedRow, Ctx};
+use crate::error::{BoxError, Error, Result};
+use crate::ident::Ident;
+use crate::value::{CachedValue, SqlType, Value, ValueError};
+
+/// A calculate function: computes the field's value for one row.
+pub type CalcFn<M, T> = for<'a, 'c> fn(&'a M, &'a mut Ctx<'c>) -> BoxFuture<'a, Result<T, BoxError>>;
+
+/// A hook run after each successful recalculation of a field.
+pub type HookFn<M> = for<'a, 'c> fn(&'a M, &'a mut Ctx<'c>) -> BoxFuture<'a, Result<(), BoxError>>;
+
+/// The row types a model must decode from, one per enabled backend.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+pub trait FromBackendRows:
+    for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+{
+}
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+impl<T> FromBackendRows for T where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+{
+}
+/// The row types a model must decode from, one per enabled backend.
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
+pub trait FromBackendRows: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> {}
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
+impl<T> FromBackendRows for T where T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> {}
+/// The row types a model must decode from, one per enabled backend.
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+pub trait FromBackendRows: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> {}
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+impl<T> FromBackendRows for T where T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> {}
+
+/// A struct mapped to a table with cached fields. Usually derived with
+/// `#[derive(CachedModel)]`; see the crate root for an example.
+pub trait CachedModel: FromBackendRows + Send + Sync + Unpin + Sized + 'static {
+    /// The model's declaration, built once.
+    fn model() -> Result<&'static Model<Self>>;
+    /// The row's primary key.
+    fn primary_key(&self) -> i64;
+}
+
+/// The columns of one cached field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldColumns {
+    /// The value: `cached_F`.
+    pub value: Ident,
+    /// The flag: `F_recalculation_needed`.
+    pub needed: Ident,
+    /// The expiry, with `temporal_triggers`: `F_expires_after`.
+    pub expires: Option<Ident>,
+    /// Bumped by every invalidation: `F_recalculation_version`.
+    pub version: Ident,
+    /// When the value last became stale: `F_stale_since`.
+    pub stale_since: Ident,
+    /// When the worker may next try (lease, backoff): `F_next_attempt_at`.
+    pub next_attempt: Ident,
+    /// Failed attempts since the last success: `F_attempts`.
+    pub attempts: Ident,
+    /// The last failure's message: `F_last_error`.
+    pub last_error: Ident,
+}
+
+impl FieldColumns {
+    /// Every column, in a stable order.
+    pub fn all(&self) -> Vec<&Ident> {
+        let mut v = vec![&self.value, &self.needed];
+        v.extend(self.expires.as_ref());
+        v.extend([
+            &self.version,
+            &self.stale_since,
+            &self.next_attempt,
+            &self.attempts,
+            &self.last_error,
+        ]);
+        v
+    }
+}
+
+/// Type-erased access to a model's [`Cached`] holder.
+pub(crate) trait CachedSlot: Send + Sync {
+    fn snapshot(&self) -> Snapshot;
+    fn store_fresh(&self, value: Value) -> Result<(), ValueError>;
+    fn store_expiry(&self, when: Option<DateTime<Utc>>);
+}
+
+/// The bookkeeping of one cached value as loaded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Snapshot {
+    pub(crate) version: i64,
+    pub(crate) attempts: i32,
+}
+
+trait ErasedCalc<M>: Send + Sync {
+    fn call<'a, 'c>(&'a self, m: &'a M, ctx: &'a mut Ctx<'c>) -> BoxFuture<'a, Result<Value, BoxError>>;
+}
+
+struct TypedCalc<M, T>(CalcFn<M, T>);
+
+impl<M: Sync + 'static, T: CachedValue> ErasedCalc<M> for TypedCalc<M, T> {
+    fn call<'a, 'c>(&'a self, m: &'a M, ctx: &'a mut Ctx<'c>) -> BoxFuture<'a, Result<Value, BoxError>> {
+        let fut = (self.0)(m, ctx);
+        Box::pin(async move { fut.await.map(CachedValue::into_value) })
+    }
+}
+
+type SlotFn<M> = Box<dyn (Fn(&M) -> &dyn CachedSlot) + Send + Sync>;
+
+/// One cached field of a model, validated.
+pub struct Field<M> {
+    name: Ident,
+    sql_type: SqlType,
+    columns: FieldColumns,
+    calculate: Box<dyn ErasedCalc<M>>,
+    after: Option<HookFn<M>>,
+    depends_on: Vec<String>,
+    slot: SlotFn<M>,
+}
+
+impl<M> fmt::Debug for Field<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Field")
+            .field("name", &self.name)
+            .field("sql_type", &self.sql_type)
+            .field("columns", &self.columns)
+            .field("depends_on", &self.depends_on)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Sync + 'static> Field<M> {
+    /// Starts declaring field `name` of type `T`, kept in the [`Cached`]
+    /// that `slot` returns and computed by `calculate`.
+    pub fn builder<T: CachedValue>(
+        name: &str,
+        slot: fn(&M) -> &Cached<T>,
+        calculate: CalcFn<M, T>,
+    ) -> FieldBuilder<M> {
+        FieldBuilder {
+            name: name.to_owned(),
+            sql_type: T::SQL_TYPE,
+            value_column: None,
+            needed_column: None,
+            expires_column: None,
+            temporal: false,
+            calculate: Box::new(TypedCalc(calculate)),
+            after: None,
+            depends_on: Vec::new(),
+            slot: Box::new(move |m| slot(m) as &dyn CachedSlot),
+        }
+    }
+
+}
+
+impl<M> Field<M> {
+    /// The field's name.
+    pub fn name(&self) -> &Ident {
+        &self.name
+    }
+    /// The value's SQL type.
+    pub fn sql_type(&self) -> SqlType {
+        self.sql_type
+    }
+    /// The field's columns.
+    pub fn columns(&self) -> &FieldColumns {
+        &self.columns
+    }
+    /// The declared dependencies, as written.
+    pub fn depends_on(&self) -> &[String] {
+        &self.depends_on
+    }
+
+    pub(crate) fn slot<'m>(&self, m: &'m M) -> &'m dyn CachedSlot {
+        (self.slot)(m)
+    }
+
+    pub(crate) fn calculate<'a, 'c>(
+        &'a self,
+        m: &'a M,
+        ctx: &'a mut Ctx<'c>,
+    ) -> BoxFuture<'a, Result<Value, BoxError>> {
+        self.calculate.call(m, ctx)
+    }
+
+    pub(crate) fn after(&self) -> Option<HookFn<M>> {
+        self.after
+    }
+}
+
+/// Declares one cached field; see [`Field::builder`].
+pub struct FieldBuilder<M> {
+    name: String,
+    sql_type: SqlType,
+    value_column: Option<String>,
+    needed_column: Option<String>,
+    expires_column: Option<String>,
+    temporal: bool,
+    calculate: Box<dyn ErasedCalc<M>>,
+    after: Option<HookFn<M>>,
+    depends_on: Vec<String>,
+    slot: SlotFn<M>,
+}
+
+impl<M> fmt::Debug for FieldBuilder<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FieldBuilder")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M> FieldBuilder<M> {
+    /// Adds the expiry column `F_expires_after` (the seed's `temporal_triggers=True`).
+    pub fn temporal_triggers(mut self, on: bool) -> Self {
+        self.temporal = on;
+        self
+    }
+    /// Overrides the value column (default `cached_F`).
+    pub fn cached_column(mut self, name: &str) -> Self {
+        self.value_column = Some(name.to_owned());
+        self
+    }
+    /// Overrides the flag column (default `F_recalculation_needed`).
+    pub fn recalculation_needed_column(mut self, name: &str) -> Self {
+        self.needed_column = Some(name.to_owned());
+        self
+    }
+    /// Overrides the expiry column (default `F_expires_after`).
+    pub fn expires_after_column(mut self, name: &str) -> Self {
+        self.expires_column = Some(name.to_owned());
+        self
+    }
+    /// Runs `hook` after each successful recalculation.
+    pub fn after_recalculate(mut self, hook: HookFn<M>) -> Self {
+        self.after = Some(hook);
+        self
+    }
+    /// Records what the field depends on (columns of its row, related rows,
+    /// other cached fields).
+    pub fn depends_on<S: AsRef<str>>(mut self, deps: impl IntoIterator<Item = S>) -> Self {
+        self.depends_on
+            .extend(deps.into_iter().map(|s| s.as_ref().to_owned()));
+        self
+    }
+
+    fn build(self) -> Result<Field<M>> {
+        let name = Ident::for_what(&self.name, "cached field name")?;
+        let col = |given: Option<String>, default: String, what| match given {
+            Some(g) => Ident::for_what(&g, what),
+            None => Ident::for_what(&default, what),
+        };
+        let n = &self.name;
+        let columns = FieldColumns {
+            value: col(self.value_column, format!("cached_{n}"), "cached column")?,
+            needed: col(
+                self.needed_column,
+                format!("{n}_recalculation_needed"),
+                "recalculation-needed column",
+            )?,
+            expires: if self.temporal {
+                Some(col(
+                    self.expires_column,
+                    format!("{n}_expires_after"),
+                    "expires-after column",
+                )?)
+            } else {
+                None
+            },
+            version: Ident::for_what(&format!("{n}_recalculation_version"), "column")?,
+            stale_since: Ident::for_what(&format!("{n}_stale_since"), "column")?,
+            next_attempt: Ident::for_what(&format!("{n}_next_attempt_at"), "column")?,
+            attempts: Ident::for_what(&format!("{n}_attempts"), "column")?,
+            last_error: Ident::for_what(&format!("{n}_last_error"), "column")?,
+        };
+        Ok(Field {
+            name,
+            sql_type: self.sql_type,
+            columns,
+            calculate: self.calculate,
+            after: self.after,
+            depends_on: self.depends_on,
+            slot: self.slot,
+        })
+    }
+}
+
+/// A model's validated declaration: its table, primary key and cached fields.
+///
+/// ```
+/// use cached_fields::{Cached, Ctx, BoxError, model::{Field, Model}};
+/// use futures::future::BoxFuture;
+///
+/// struct Item { id: i64, doubled: Cached<i64> }
+/// fn calc<'a>(m: &'a Item, _: &'a mut Ctx<'_>) -> BoxFuture<'a, Result<i64, BoxError>> {
+///     Box::pin(async move { Ok(m.id * 2) })
+/// }
+/// let model = Model::<Item>::builder("items")
+///     .primary_key("id")
+///     .field(Field::builder("doubled", |m: &Item| &m.doubled, calc))
+///     .build()
+///     .unwrap();
+/// assert_eq!(model.fields()[0].columns().value.as_str(), "cached_doubled");
+///
+/// let bad = Model::<Item>::builder("items; --").primary_key("id").build();
+/// assert!(bad.unwrap_err().to_string().contains("items; --"));
+/// ```
+pub struct Model<M> {
+    table: Ident,
+    primary_key: Ident,
+    fields: Vec<Field<M>>,
+}
+
+impl<M> fmt::Debug for Model<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Model")
+            .field("table", &self.table)
+            .field("primary_key", &self.primary_key)
+            .field("fields", &self.fields)
+            .finish()
+    }
+}
+
+impl<M> Model<M> {
+    /// Starts declaring a model on `table`.
+    pub fn builder(table: &str) -> ModelBuilder<M> {
+        ModelBuilder {
+            table: table.to_owned(),
+            primary_key: "id".to_owned(),
+            fields: Vec::new(),
+        }
+    }
+    /// The table.
+    pub fn table(&self) -> &Ident {
+        &self.table
+    }
+    /// The primary-key column.
+    pub fn primary_key(&self) -> &Ident {
+        &self.primary_key
+    }
+    /// The cached fields, in declaration order.
+    pub fn fields(&self) -> &[Field<M>] {
+        &self.fields
+    }
+    /// The field called `name`.
+    pub fn field(&self, name: &str) -> Result<&Field<M>> {
+        self.fields
+            .iter()
+            .find(|f| f.name.as_str() == name)
+            .ok_or_else(|| {
+                Error::declaration(self.table.as_str(), format!("no cached field {name:?}"))
+            })
+    }
+}
+
+/// Declares a model; see [`Model::builder`].
+pub struct ModelBuilder<M> {
+    table: String,
+    primary_key: String,
+    fields: Vec<FieldBuilder<M>>,
+}
+
+impl<M> fmt::Debug for ModelBuilder<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModelBuilder")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M> ModelBuilder<M> {
+    /// The primary-key column (default `id`; an integer).
+    pub fn primary_key(mut self, column: &str) -> Self {
+        self.primary_key = column.to_owned();
+        self
+    }
+    /// Adds a cached field.
+    pub fn field(mut self, field: FieldBuilder<M>) -> Self {
+        self.fields.push(field);
+        self
+    }
+    /// Validates every name and returns the declaration.
+    pub fn build(self) -> Result<Model<M>> {
+        let table = Ident::for_what(&self.table, "table name")?;
+        let primary_key = Ident::for_what(&self.primary_key, "primary-key column")?;
+        let fields = self
+            .fields
+            .into_iter()
+            .map(FieldBuilder::build)
+            .collect::<Result<Vec<_>>>()?;
+        let mut seen = std::collections::HashSet::new();
+        for col in std::iter::once(&primary_key).chain(fields.iter().flat_map(|f| f.columns.all())) {
+            if !seen.insert(col.as_str()) {
+                return Err(Error::declaration(
+                    table.as_str(),
+                    format!("column {col} is used twice"),
+                ));
+            }
+        }
+        Ok(Model {
+            table,
+            primary_key,
+            fields,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct State<T> {
+    value: Option<T>,
+    needed: bool,
+    expires_after: Option<DateTime<Utc>>,
+    version: i64,
+    attempts: i32,
+}
+
+/// Holds a cached field's stored value and bookkeeping, as loaded with its row.
+///
+/// Read it through the accessor the derive generates (`lamp.total_weight(&db)`),
+/// which recalculates when the value is stale; [`Cached::stored`] gives the
+/// stored value without that (the seed's `cached_F`).
+///
+/// ```
+/// use cached_fields::Cached;
+/// let c: Cached<i64> = Cached::default();
+/// assert_eq!(c.stored(), None);
+/// assert!(c.recalculation_needed());
+/// ```
+pub struct Cached<T> {
+    state: Mutex<State<T>>,
+}
+
+impl<T> Default for Cached<T> {
+    fn default() -> Self {
+        Cached {
+            state: Mutex::new(State {
+                value: None,
+                needed: true,
+                expires_after: None,
+                version: 0,
+                attempts: 0,
+            }),
+        }
+    }
+}
+
+impl<T: Clone> Clone for Cached<T> {
+    fn clone(&self) -> Self {
+        Cached {
+            state: Mutex::new(self.lock().clone()),
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Cached<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.lock();
+        f.debug_struct("Cached")
+            .field("value", &s.value)
+            .field("recalculation_needed", &s.needed)
+            .field("expires_after", &s.expires_after)
+            .finish()
+    }
+}
+
+impl<T> Cached<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // The state is plain data, valid after any panic: recover it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the row was flagged when loaded (or since, by this process).
+    pub fn recalculation_needed(&self) -> bool {
+        self.lock().needed
+    }
+
+    /// The expiry as loaded, if any.
+    pub fn expires_after(&self) -> Option<DateTime<Utc>> {
+        self.lock().expires_after
+    }
+
+    /// Failed worker attempts recorded when the row was loaded.
+    pub fn attempts(&self) -> i32 {
+        self.lock().attempts
+    }
+
+    /// Marks this in-memory copy stale (the generated `flag_F_as_stale` does).
+    pub fn mark_stale(&self) {
+        self.lock().needed = true;
+    }
+}
+
+impl<T: Clone> Cached<T> {
+    /// Copies value and bookkeeping from `other` (a freshly loaded copy).
+    pub fn replace_with(&self, other: &Cached<T>) {
+        let fresh = other.lock().clone();
+        *self.lock() = fresh;
+    }
+}
+
+impl<T: CachedValue> Cached<T> {
+    /// The stored value, stale or not; `None` if never calculated.
+    pub fn stored(&self) -> Option<T> {
+        self.lock().value.clone()
+    }
+
+    /// The value if it is fresh at `now`.
+    pub(crate) fn fresh_at(&self, now: DateTime<Utc>) -> Option<T> {
+        let s = self.lock();
+        if s.needed || s.expires_after.is_some_and(|e| e <= now) {
+            return None;
+        }
+        s.value.clone()
+    }
+
+    /// Decodes the holder from a row; used by the derived `FromRow`.
+    pub fn decode<R>(row: &R, columns: &FieldColumns) -> Result<Self, sqlx::Error>
+    where
+        R: CachedRow,
+        for<'a> &'a str: sqlx::ColumnIndex<R>,
+    {
+        let value = match row.value_at(columns.value.as_str(), T::SQL_TYPE)? {
+            Value::Null(_) => T::from_null(),
+            v => Some(T::from_value(v).map_err(|e| sqlx::Error::ColumnDecode {
+                index: columns.value.to_string(),
+                source: Box::new(e),
+            })?),
+        };
+        let needed = match row.value_at(columns.needed.as_str(), SqlType::Bool)? {
+            Value::Bool(b) => b,
+            _ => true,
+        };
+        let expires_after = match &columns.expires {
+            Some(c) => match row.value_at(c.as_str(), SqlType::Timestamp)? {
+                Value::Timestamp(t) => Some(t),
+                _ => None,
+            },
+            None => None,
+        };
+        let version = match row.value_at(columns.version.as_str(), SqlType::Int)? {
+            Value::Int(v) => v,
+            _ => 0,
+        };
+        let attempts = match row.value_at(columns.attempts.as_str(), SqlType::Int)? {
+            Value::Int(v) => i32::try_from(v).unwrap_or(i32::MAX),
+            _ => 0,
+        };
+        Ok(Cached {
+            state: Mutex::new(State {
+                value,
+                needed,
+                expires_after,
+                version,
+                attempts,
+            }),
+        })
+    }
+}
+
+impl<T: CachedValue> CachedSlot for Cached<T> {
+    fn snapshot(&self) -> Snapshot {
+        let s = self.lock();
+        Snapshot {
+            version: s.version,
+            attempts: s.attempts,
+        }
+    }
+    fn store_fresh(&self, value: Value) -> Result<(), ValueError> {
+        let v = match value {
+            Value::Null(_) => T::from_null(),
+            v => Some(T::from_value(v)?),
+        };
+        let mut s = self.lock();
+        s.value = v;
+        s.needed = false;
+        s.attempts = 0;
+        if s.expires_after.is_some_and(|e| e <= Utc::now()) {
+            s.expires_after = None;
+        }
+        Ok(())
+    }
+    fn store_expiry(&self, when: Option<DateTime<Utc>>) {
+        self.lock().expires_after = when;
+    }
+}

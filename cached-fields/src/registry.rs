@@ -1,0 +1,150 @@
+//! The registry: every model and cached field the worker and the schema
+//! tools know, from their declarations (no name patterns).
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::db::Db;
+use crate::error::Result;
+use crate::model::CachedModel;
+use crate::schema::{self, Problem, TableSpec};
+use crate::worker::{self, BatchReport, Settings};
+
+/// Per-model work the worker runs, with the model type erased.
+pub(crate) trait ModelOps: Send + Sync {
+    fn process<'a>(
+        &'a self,
+        db: &'a Db,
+        field: usize,
+        settings: &'a Settings,
+    ) -> BoxFuture<'a, Result<BatchReport>>;
+    fn next_due<'a>(
+        &'a self,
+        db: &'a Db,
+        field: usize,
+    ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>>>;
+    fn recalculate<'a>(&'a self, db: &'a Db, field: usize, key: i64) -> BoxFuture<'a, Result<()>>;
+}
+
+struct Ops<M>(std::marker::PhantomData<fn() -> M>);
+
+impl<M: CachedModel> ModelOps for Ops<M> {
+    fn process<'a>(
+        &'a self,
+        db: &'a Db,
+        field: usize,
+        settings: &'a Settings,
+    ) -> BoxFuture<'a, Result<BatchReport>> {
+        Box::pin(worker::process_batch::<M>(db, field, settings))
+    }
+    fn next_due<'a>(
+        &'a self,
+        db: &'a Db,
+        field: usize,
+    ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>>> {
+        Box::pin(worker::next_due::<M>(db, field))
+    }
+    fn recalculate<'a>(&'a self, db: &'a Db, field: usize, key: i64) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let model = M::model()?;
+            let name = model.fields()[field].name().as_str();
+            crate::runtime::recalculate::<M>(key, name, db).await.map(drop)
+        })
+    }
+}
+
+/// One registered model.
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub(crate) spec: TableSpec,
+    pub(crate) ops: Arc<dyn ModelOps>,
+}
+
+/// Every model the application declares.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> cached_fields::Result<()> {
+/// use cached_fields::{Cached, CachedModel, Ctx, BoxError, Registry};
+///
+/// #[derive(Debug, CachedModel)]
+/// #[cached_model(table = "items")]
+/// struct Item {
+///     #[cached_model(primary_key)]
+///     id: i64,
+///     #[cached(calculate = Item::calculate_doubled)]
+///     doubled: Cached<i64>,
+/// }
+/// impl Item {
+///     async fn calculate_doubled(&self, _: &mut Ctx<'_>) -> Result<i64, BoxError> {
+///         Ok(self.id * 2)
+///     }
+/// }
+///
+/// let registry = Registry::new().register::<Item>()?;
+/// let db = cached_fields::Db::connect("sqlite::memory:").await?;
+/// sqlx::query("CREATE TABLE items (id INTEGER PRIMARY KEY)")
+///     .execute(db.as_sqlite().unwrap()).await?;
+/// registry.migrate(&db).await?;
+/// assert!(registry.check(&db).await?.is_empty());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Default)]
+pub struct Registry {
+    pub(crate) entries: Vec<Entry>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|e| e.spec.table.as_str()))
+            .finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds model `M`, validating its declaration.
+    pub fn register<M: CachedModel>(mut self) -> Result<Self> {
+        let model = M::model()?;
+        if self.entries.iter().any(|e| e.spec.table == *model.table()) {
+            return Ok(self);
+        }
+        self.entries.push(Entry {
+            spec: TableSpec::of(model),
+            ops: Arc::new(Ops::<M>(std::marker::PhantomData)),
+        });
+        Ok(self)
+    }
+
+    /// The schema view of every model.
+    pub fn specs(&self) -> Vec<TableSpec> {
+        self.entries.iter().map(|e| e.spec.clone()).collect()
+    }
+
+    /// Installs or upgrades columns, indexes and triggers; idempotent.
+    /// Returns what was changed.
+    pub async fn migrate(&self, db: &Db) -> Result<Vec<Problem>> {
+        schema::migrate(db, &self.specs()).await
+    }
+
+    /// Lists what is missing or outdated in the database.
+    pub async fn check(&self, db: &Db) -> Result<Vec<Problem>> {
+        schema::check(db, &self.specs()).await
+    }
+
+    /// The whole schema as SQL text, for your own migration files.
+    pub fn sql(&self, backend: crate::db::Backend) -> String {
+        schema::script(backend, &self.specs())
+    }
+
+    /// Per-field status figures.
+    pub async fn status(&self, db: &Db) -> Result<Vec<crate::worker::FieldStatus>> {
+        worker::status(db, self).await
+    }
+}

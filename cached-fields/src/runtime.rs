@@ -1,0 +1,374 @@
+//! Per-field operations with the seed's names: read (`F`), `flag_F_as_stale`,
+//! `recalculate_F`, `expire_F_after`. The derive's methods call these.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::FutureExt;
+
+use crate::db::{Ctx, Target};
+use crate::error::{Error, Result};
+use crate::model::{CachedModel, Cached, Field, Model};
+use crate::statements::{self, FieldSql};
+use crate::value::{CachedValue, Value};
+
+static EAGER: AtomicBool = AtomicBool::new(true);
+
+/// Sets the global default for [`flag`]: eager (`true`, the default) leaves a
+/// flagged value to the worker; lazy (`false`) leaves it to the next read.
+/// The seed's `CACHED_FIELD_EAGER_RECALCULATION`.
+///
+/// ```
+/// cached_fields::set_eager_recalculation(true);
+/// assert!(cached_fields::eager_recalculation());
+/// ```
+pub fn set_eager_recalculation(eager: bool) {
+    EAGER.store(eager, Ordering::Relaxed);
+}
+
+/// The global eager/lazy default; see [`set_eager_recalculation`].
+pub fn eager_recalculation() -> bool {
+    EAGER.load(Ordering::Relaxed)
+}
+
+/// An instant for `expire_F_after`: a timestamp, or a date (midnight UTC).
+///
+/// ```
+/// use cached_fields::Expiry;
+/// use chrono::NaiveDate;
+/// let e: Expiry = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap().into();
+/// assert_eq!(e.instant().to_rfc3339(), "2026-12-01T00:00:00+00:00");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry(DateTime<Utc>);
+
+impl Expiry {
+    /// The instant the value expires.
+    pub fn instant(self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+impl From<DateTime<Utc>> for Expiry {
+    fn from(t: DateTime<Utc>) -> Self {
+        Expiry(t)
+    }
+}
+
+impl From<NaiveDate> for Expiry {
+    fn from(d: NaiveDate) -> Self {
+        Expiry(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+    }
+}
+
+fn field_sql<'a, M>(ctx: &Ctx<'_>, model: &Model<M>, field: &'a Field<M>) -> FieldSql<'a> {
+    FieldSql::new(ctx.backend(), model.table(), model.primary_key(), field.columns())
+}
+
+/// Reads the field, recalculating inline (and storing) when it is flagged,
+/// expired or never calculated.
+pub async fn read<'c, M, T>(
+    m: &M,
+    field: &str,
+    slot: &Cached<T>,
+    target: impl Target<'c>,
+) -> Result<T>
+where
+    M: CachedModel,
+    T: CachedValue,
+{
+    if let Some(v) = slot.fresh_at(Utc::now()) {
+        return Ok(v);
+    }
+    let model = M::model()?;
+    let field = model.field(field)?;
+    let mut ctx = target.into_ctx();
+    let value = recalculate_loaded(&mut ctx, model, field, m).await?;
+    T::from_value(value.clone()).or_else(|e| match value {
+        Value::Null(_) => T::from_null().ok_or(e),
+        _ => Err(e),
+    })
+    .map_err(|e| Error::Decode {
+        table: model.table().to_string(),
+        column: field.columns().value.to_string(),
+        expected: T::SQL_TYPE.name().to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Flags the field of row `key` as stale. `and_recalculate`: `None` follows
+/// the global switch; `Some(true)` leaves it to the worker (eager);
+/// `Some(false)` to the next read (lazy). Inside a transaction, no worker
+/// sees the flag before commit.
+pub async fn flag<'c, M: CachedModel>(
+    key: i64,
+    field: &str,
+    and_recalculate: Option<bool>,
+    target: impl Target<'c>,
+) -> Result<()> {
+    let model = M::model()?;
+    let field = model.field(field)?;
+    let mut ctx = target.into_ctx();
+    let eager = and_recalculate.unwrap_or_else(eager_recalculation);
+    let sql = field_sql(&ctx, model, field).flag();
+    let n = with_schema_hint(
+        ctx.execute(
+            sql,
+            &[
+                Value::Int(key),
+                Value::Bool(eager),
+                Value::Timestamp(statements::parked()),
+            ],
+        )
+        .await,
+        &mut ctx,
+        model,
+    )
+    .await?;
+    if n == 0 {
+        return Err(Error::RowNotFound {
+            table: model.table().to_string(),
+            key,
+        });
+    }
+    crate::worker::wake();
+    Ok(())
+}
+
+/// Reloads row `key` and recalculates the field, storing the value unless an
+/// invalidation arrived meanwhile. Returns the model as reloaded, with the
+/// new value.
+pub async fn recalculate<'c, M: CachedModel>(
+    key: i64,
+    field: &str,
+    target: impl Target<'c>,
+) -> Result<M> {
+    let model = M::model()?;
+    let field = model.field(field)?;
+    let mut ctx = target.into_ctx();
+    let m = load(&mut ctx, model, key).await?;
+    recalculate_loaded(&mut ctx, model, field, &m).await?;
+    Ok(m)
+}
+
+/// Sets the field's expiry for row `key`.
+pub async fn expire_after<'c, M: CachedModel>(
+    m: &M,
+    field: &str,
+    when: impl Into<Expiry>,
+    target: impl Target<'c>,
+) -> Result<()> {
+    let model = M::model()?;
+    let field = model.field(field)?;
+    let Some(col) = &field.columns().expires else {
+        return Err(Error::NotTemporal {
+            table: model.table().to_string(),
+            field: field.name().to_string(),
+        });
+    };
+    let when = when.into().instant();
+    let key = m.primary_key();
+    let mut ctx = target.into_ctx();
+    let sql = format!(
+        "UPDATE {} SET {} = $1 WHERE {} = $2",
+        model.table().quoted(),
+        col.quoted(),
+        model.primary_key().quoted()
+    );
+    let n = with_schema_hint(
+        ctx.execute(sql, &[Value::Timestamp(when), Value::Int(key)]).await,
+        &mut ctx,
+        model,
+    )
+    .await?;
+    if n == 0 {
+        return Err(Error::RowNotFound {
+            table: model.table().to_string(),
+            key,
+        });
+    }
+    field.slot(m).store_expiry(Some(when));
+    crate::worker::wake();
+    Ok(())
+}
+
+/// Loads one row as the model.
+pub async fn load<M: CachedModel>(ctx: &mut Ctx<'_>, model: &Model<M>, key: i64) -> Result<M> {
+    let sql = statements::load_rows(model.table(), model.primary_key(), 1);
+    let rows = with_schema_hint(ctx.fetch_models::<M>(sql, &[Value::Int(key)]).await, ctx, model)
+        .await?;
+    rows.into_iter().next().ok_or_else(|| Error::RowNotFound {
+        table: model.table().to_string(),
+        key,
+    })
+}
+
+/// Outcome of one calculation and write-back.
+#[derive(Debug)]
+pub(crate) enum Stored {
+    /// The value was stored and the flag cleared.
+    Fresh,
+    /// An invalidation arrived while calculating: the row stays flagged.
+    Superseded,
+    /// The row no longer exists.
+    Gone,
+}
+
+/// Runs the calculate function, catching panics, with a typed error.
+pub(crate) async fn compute<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    model: &Model<M>,
+    field: &Field<M>,
+    m: &M,
+) -> Result<Value> {
+    let key = m.primary_key();
+    let outcome = std::panic::AssertUnwindSafe(field.calculate(m, ctx))
+        .catch_unwind()
+        .await;
+    match outcome {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Error::Calculate {
+            table: model.table().to_string(),
+            field: field.name().to_string(),
+            key,
+            message: e.to_string(),
+        }),
+        Err(panic) => Err(Error::Panicked {
+            table: model.table().to_string(),
+            field: field.name().to_string(),
+            key,
+            message: panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_owned()),
+        }),
+    }
+}
+
+/// Stores `value` computed from `m` (whose bookkeeping says which version
+/// the inputs were read at), unless a newer invalidation arrived.
+pub(crate) async fn write_back<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    model: &Model<M>,
+    field: &Field<M>,
+    m: &M,
+    value: Value,
+    read_at: DateTime<Utc>,
+) -> Result<Stored> {
+    let key = m.primary_key();
+    let snap = field.slot(m).snapshot();
+    let sql = field_sql(ctx, model, field);
+    let n = with_schema_hint(
+        ctx.execute(
+            sql.write_back(),
+            &[
+                value.clone(),
+                Value::Int(key),
+                Value::Int(snap.version),
+                Value::Timestamp(read_at),
+            ],
+        )
+        .await,
+        ctx,
+        model,
+    )
+    .await?;
+    if n == 1 {
+        field
+            .slot(m)
+            .store_fresh(value)
+            .map_err(|e| Error::Decode {
+                table: model.table().to_string(),
+                column: field.columns().value.to_string(),
+                expected: field.sql_type().name().to_owned(),
+                message: e.to_string(),
+            })?;
+        if let Some(hook) = field.after() {
+            if let Err(e) = hook(m, ctx).await {
+                tracing::warn!(table = %model.table(), field = %field.name(), key, error = %e,
+                    "after-recalculation hook failed");
+            }
+        }
+        return Ok(Stored::Fresh);
+    }
+    if ctx.execute(sql.release(), &[Value::Int(key)]).await? == 0 {
+        return Ok(Stored::Gone);
+    }
+    Ok(Stored::Superseded)
+}
+
+/// Computes and stores one field of a loaded row; returns the value computed.
+async fn recalculate_loaded<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    model: &Model<M>,
+    field: &Field<M>,
+    m: &M,
+) -> Result<Value> {
+    // Inputs are read from `m` (loaded at its version) and by the calculate
+    // function from now on: any invalidation after the load bumps the version.
+    let read_at = Utc::now();
+    let value = compute(ctx, model, field, m).await?;
+    match write_back(ctx, model, field, m, value.clone(), read_at).await? {
+        Stored::Fresh => {}
+        Stored::Superseded => {
+            tracing::debug!(table = %model.table(), field = %field.name(), key = m.primary_key(),
+                "invalidated while recalculating: left flagged");
+        }
+        Stored::Gone => {
+            tracing::info!(table = %model.table(), field = %field.name(), key = m.primary_key(),
+                "row deleted before its recalculation was stored");
+        }
+    }
+    Ok(value)
+}
+
+/// Turns "no such column" into [`Error::MissingColumns`] naming the columns.
+pub(crate) async fn with_schema_hint<T, M>(
+    r: Result<T>,
+    ctx: &mut Ctx<'_>,
+    model: &Model<M>,
+) -> Result<T> {
+    let Err(Error::Database(e)) = &r else {
+        return r;
+    };
+    let undefined = match &**e {
+        sqlx::Error::Database(d) => {
+            d.code().as_deref() == Some("42703") || d.message().contains("no such column")
+        }
+        sqlx::Error::ColumnNotFound(_) => true,
+        sqlx::Error::ColumnDecode { .. } => {
+            return Err(decode_error(model, e));
+        }
+        _ => false,
+    };
+    if !undefined {
+        return r;
+    }
+    match crate::schema::missing_columns(ctx, model).await {
+        Ok(missing) if !missing.is_empty() => Err(Error::MissingColumns {
+            table: model.table().to_string(),
+            missing,
+        }),
+        _ => r,
+    }
+}
+
+fn decode_error<M>(model: &Model<M>, e: &sqlx::Error) -> Error {
+    let sqlx::Error::ColumnDecode { index, source } = e else {
+        return Error::Database(std::sync::Arc::new(sqlx::Error::Protocol(e.to_string())));
+    };
+    let column = index.trim_matches('"').to_owned();
+    let expected = model
+        .fields()
+        .iter()
+        .find(|f| f.columns().value.as_str() == column)
+        .map_or("declared type", |f| f.sql_type().name())
+        .to_owned();
+    Error::Decode {
+        table: model.table().to_string(),
+        column,
+        expected,
+        message: source.to_string(),
+    }
+}

@@ -1,0 +1,283 @@
+//! The runtime's SQL, per backend: flag, write back, claim, load, schedule.
+//! Names come only from validated [`Ident`](crate::ident::Ident)s; values are
+//! always bound (`$1`, `$2`, … on both backends).
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::db::Backend;
+use crate::model::FieldColumns;
+use crate::ident::Ident;
+
+/// The lazy flag's "never" for `F_next_attempt_at`: the worker leaves a row
+/// parked here alone, and the next read recalculates it.
+pub(crate) fn parked() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `col <= $n` for timestamps; SQLite compares through `julianday` so that any
+/// ISO-8601 spelling (the `sqlite3` shell's included) orders correctly.
+pub(crate) fn ts_le(backend: Backend, col: &str, param: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("julianday({col}) <= julianday({param})"),
+        Backend::Postgres => format!("{col} <= {param}"),
+    }
+}
+
+/// A timestamp expression as seconds since the Unix epoch (float).
+pub(crate) fn epoch(backend: Backend, expr: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("((julianday({expr}) - 2440587.5) * 86400.0)"),
+        Backend::Postgres => format!("CAST(EXTRACT(EPOCH FROM {expr}) AS DOUBLE PRECISION)"),
+    }
+}
+
+/// Converts seconds since the epoch back to an instant.
+pub(crate) fn from_epoch(secs: f64) -> Option<DateTime<Utc>> {
+    if !secs.is_finite() {
+        return None;
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    let micros = (secs * 1e6).round() as i64;
+    DateTime::from_timestamp_micros(micros)
+}
+
+/// One table and one of its cached fields, quoted.
+#[derive(Debug)]
+pub(crate) struct FieldSql<'a> {
+    pub(crate) backend: Backend,
+    pub(crate) table: String,
+    pub(crate) pk: String,
+    pub(crate) cols: &'a FieldColumns,
+}
+
+impl<'a> FieldSql<'a> {
+    pub(crate) fn new(backend: Backend, table: &Ident, pk: &Ident, cols: &'a FieldColumns) -> Self {
+        FieldSql {
+            backend,
+            table: table.quoted(),
+            pk: pk.quoted(),
+            cols,
+        }
+    }
+
+    /// Sets the flag. `$1` key, `$2` eager (bool), `$3` the parked instant.
+    /// Eager: a parked row becomes due now, a lease or backoff stays; lazy:
+    /// the row is parked for the next read.
+    pub(crate) fn flag(&self) -> String {
+        let (t, pk, c) = (&self.table, &self.pk, self.cols);
+        let next = c.next_attempt.quoted();
+        let parked = ts_le(self.backend, "$3", &next);
+        format!(
+            "UPDATE {t} SET {needed} = TRUE, {next} = CASE WHEN $2 THEN \
+             (CASE WHEN {next} IS NOT NULL AND {parked} THEN NULL ELSE {next} END) ELSE $3 END \
+             WHERE {pk} = $1",
+            needed = c.needed.quoted(),
+        )
+    }
+
+    /// Stores a fresh value if no invalidation happened since the inputs were
+    /// read. `$1` value, `$2` key, `$3` version read, `$4` instant read.
+    pub(crate) fn write_back(&self) -> String {
+        let (t, pk, c) = (&self.table, &self.pk, self.cols);
+        let expires = match &c.expires {
+            Some(e) => {
+                let e = e.quoted();
+                format!(
+                    ", {e} = CASE WHEN {le} THEN NULL ELSE {e} END",
+                    le = ts_le(self.backend, &e, "$4")
+                )
+            }
+            None => String::new(),
+        };
+        format!(
+            "UPDATE {t} SET {value} = $1, {needed} = FALSE, {next} = NULL, {attempts} = 0, \
+             {err} = NULL{expires} WHERE {pk} = $2 AND {version} = $3",
+            value = c.value.quoted(),
+            needed = c.needed.quoted(),
+            next = c.next_attempt.quoted(),
+            attempts = c.attempts.quoted(),
+            err = c.last_error.quoted(),
+            version = c.version.quoted(),
+        )
+    }
+
+    /// After a write-back lost to a newer invalidation: make the row due
+    /// again at once. `$1` key. Affects no row if the row is gone.
+    pub(crate) fn release(&self) -> String {
+        let next = self.cols.next_attempt.quoted();
+        format!(
+            "UPDATE {t} SET {next} = CASE WHEN {needed} THEN NULL ELSE {next} END WHERE {pk} = $1",
+            t = self.table,
+            pk = self.pk,
+            needed = self.cols.needed.quoted(),
+        )
+    }
+
+    /// Records a failed attempt. `$1` message, `$2` next attempt, `$3` key.
+    pub(crate) fn record_failure(&self) -> String {
+        let c = self.cols;
+        format!(
+            "UPDATE {t} SET {attempts} = {attempts} + 1, {err} = $1, {next} = $2 WHERE {pk} = $3",
+            t = self.table,
+            pk = self.pk,
+            attempts = c.attempts.quoted(),
+            err = c.last_error.quoted(),
+            next = c.next_attempt.quoted(),
+        )
+    }
+
+    /// The due condition: flagged or expired, and not leased or backing off.
+    /// `$1` is now.
+    fn due(&self) -> String {
+        let c = self.cols;
+        let next = c.next_attempt.quoted();
+        let stale = match &c.expires {
+            Some(e) => {
+                let e = e.quoted();
+                format!(
+                    "({needed} OR ({e} IS NOT NULL AND {le}))",
+                    needed = c.needed.quoted(),
+                    le = ts_le(self.backend, &e, "$1")
+                )
+            }
+            None => c.needed.quoted(),
+        };
+        format!(
+            "{stale} AND ({next} IS NULL OR {le})",
+            le = ts_le(self.backend, &next, "$1")
+        )
+    }
+
+    /// Claims up to `$3` due rows by leasing them until `$2`; returns their keys.
+    pub(crate) fn claim(&self) -> String {
+        let (t, pk) = (&self.table, &self.pk);
+        let next = self.cols.next_attempt.quoted();
+        let due = self.due();
+        match self.backend {
+            Backend::Sqlite => format!(
+                "UPDATE {t} SET {next} = $2 WHERE {pk} IN \
+                 (SELECT {pk} FROM {t} WHERE {due} LIMIT $3) RETURNING {pk}"
+            ),
+            Backend::Postgres => format!(
+                "UPDATE {t} SET {next} = $2 FROM \
+                 (SELECT {pk} AS k FROM {t} WHERE {due} LIMIT $3 FOR UPDATE SKIP LOCKED) AS due \
+                 WHERE {t}.{pk} = due.k RETURNING {t}.{pk}"
+            ),
+        }
+    }
+
+    /// The earliest instant (epoch seconds) at which a row becomes due:
+    /// an expiry, or the end of a lease or backoff. `$1` is the parked instant.
+    pub(crate) fn next_due(&self) -> String {
+        let c = self.cols;
+        let next = c.next_attempt.quoted();
+        let leases = format!(
+            "SELECT MIN({e}) AS t FROM {t} WHERE {needed} AND {next} IS NOT NULL AND NOT ({parked})",
+            e = epoch(self.backend, &next),
+            t = self.table,
+            needed = c.needed.quoted(),
+            parked = ts_le(self.backend, "$1", &next),
+        );
+        match &c.expires {
+            Some(x) => {
+                let x = x.quoted();
+                format!(
+                    "SELECT MIN(t) FROM ({leases} UNION ALL SELECT MIN({e}) AS t FROM {t} \
+                     WHERE {x} IS NOT NULL) AS due",
+                    e = epoch(self.backend, &x),
+                    t = self.table,
+                )
+            }
+            None => format!("SELECT MIN(t) FROM ({leases}) AS due"),
+        }
+    }
+
+    /// Per-field status figures. `$1` is now. Columns: rows, stale, expired,
+    /// failing, oldest stale (epoch seconds).
+    pub(crate) fn status(&self) -> String {
+        let c = self.cols;
+        let needed = c.needed.quoted();
+        let expired = match &c.expires {
+            Some(e) => {
+                let e = e.quoted();
+                format!(
+                    "SUM(CASE WHEN NOT {needed} AND {e} IS NOT NULL AND {le} THEN 1 ELSE 0 END)",
+                    le = ts_le(self.backend, &e, "$1")
+                )
+            }
+            None => "0".to_owned(),
+        };
+        format!(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN {needed} THEN 1 ELSE 0 END), 0), \
+             COALESCE({expired}, 0), \
+             COALESCE(SUM(CASE WHEN {needed} AND {attempts} > 0 THEN 1 ELSE 0 END), 0), \
+             MIN(CASE WHEN {needed} THEN {since} END) FROM {t}",
+            attempts = c.attempts.quoted(),
+            since = epoch(self.backend, &c.stale_since.quoted()),
+            t = self.table,
+        )
+    }
+
+    /// The most recent failure: key, attempts, message.
+    pub(crate) fn last_failure(&self) -> String {
+        let c = self.cols;
+        format!(
+            "SELECT {pk}, {attempts}, {err} FROM {t} WHERE {needed} AND {attempts} > 0 \
+             ORDER BY {attempts} DESC LIMIT 1",
+            pk = self.pk,
+            t = self.table,
+            attempts = c.attempts.quoted(),
+            err = c.last_error.quoted(),
+            needed = c.needed.quoted(),
+        )
+    }
+
+    /// Keys of rows that are stale (flagged or expired) at `$1`, or every key
+    /// when `all`. `$2` limit, `$3` keys greater than.
+    pub(crate) fn keys(&self, all: bool) -> String {
+        let cond = if all {
+            "TRUE".to_owned()
+        } else {
+            let c = self.cols;
+            match &c.expires {
+                Some(e) => format!(
+                    "({needed} OR ({e} IS NOT NULL AND {le}))",
+                    needed = c.needed.quoted(),
+                    e = e.quoted(),
+                    le = ts_le(self.backend, &e.quoted(), "$1")
+                ),
+                None => format!("({} OR $1 IS NULL)", c.needed.quoted()),
+            }
+        };
+        format!(
+            "SELECT {pk} FROM {t} WHERE {cond} AND {pk} > $3 ORDER BY {pk} LIMIT $2",
+            pk = self.pk,
+            t = self.table,
+        )
+    }
+}
+
+/// `SELECT * FROM table WHERE pk IN ($1, …, $n)`.
+pub(crate) fn load_rows(table: &Ident, pk: &Ident, n: usize) -> String {
+    let params: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+    format!(
+        "SELECT * FROM {} WHERE {} IN ({})",
+        table.quoted(),
+        pk.quoted(),
+        params.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_round_trip() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 26, 4, 0, 0).unwrap();
+        assert_eq!(from_epoch(t.timestamp() as f64), Some(t));
+        assert_eq!(from_epoch(f64::NAN), None);
+    }
+}

@@ -1,0 +1,555 @@
+//! The worker: claims due rows (flagged, expired), recalculates them and
+//! writes the values back, as a task in the application or its own process.
+
+use std::future::Future;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::db::{Ctx, Db};
+use crate::error::{Error, Result};
+use crate::model::CachedModel;
+use crate::registry::Registry;
+use crate::runtime::{self, Stored};
+use crate::statements::{self, FieldSql};
+use crate::value::{SqlType, Value};
+
+static WAKE: LazyLock<Notify> = LazyLock::new(Notify::new);
+
+/// Wakes this process's idle workers (after a flag or an expiry change).
+pub(crate) fn wake() {
+    WAKE.notify_one();
+}
+
+/// Worker tuning.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) concurrency: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) lease: Duration,
+    pub(crate) poll: Duration,
+    pub(crate) retry_base: Duration,
+    pub(crate) retry_max: Duration,
+}
+
+/// What one claimed batch came to.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct BatchReport {
+    pub(crate) claimed: u64,
+    pub(crate) stats: Stats,
+}
+
+/// Counts of a worker's run, printed as JSON by `lamppost worker`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Values recalculated and stored.
+    pub recalculated: u64,
+    /// Calculations that errored or panicked (left flagged, retried later).
+    pub failed: u64,
+    /// Recalculations of rows that had failed before.
+    pub retried: u64,
+    /// Values computed but not stored: invalidated again meanwhile.
+    pub superseded: u64,
+    /// Rows deleted before their recalculation.
+    pub deleted: u64,
+    /// Claims that found nothing left to do.
+    pub empty_claims: u64,
+}
+
+impl Stats {
+    fn add(&mut self, o: Stats) {
+        self.recalculated += o.recalculated;
+        self.failed += o.failed;
+        self.retried += o.retried;
+        self.superseded += o.superseded;
+        self.deleted += o.deleted;
+        self.empty_claims += o.empty_claims;
+    }
+}
+
+/// Runs recalculations for the registered models.
+///
+/// ```no_run
+/// # async fn f(db: cached_fields::Db, registry: cached_fields::Registry) -> cached_fields::Result<()> {
+/// use cached_fields::Worker;
+/// let stats = Worker::new(db, registry).concurrency(4).run().await?; // until SIGINT/SIGTERM
+/// println!("{}", stats.recalculated);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Worker {
+    db: Db,
+    registry: Registry,
+    settings: Settings,
+}
+
+impl Worker {
+    /// A worker for every model in `registry`.
+    pub fn new(db: Db, registry: Registry) -> Self {
+        Worker {
+            db,
+            registry,
+            settings: Settings {
+                concurrency: 8,
+                batch_size: 64,
+                lease: Duration::from_secs(30),
+                poll: Duration::from_millis(500),
+                retry_base: Duration::from_secs(1),
+                retry_max: Duration::from_secs(3600),
+            },
+        }
+    }
+
+    /// Calculations run at once (default 8).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.settings.concurrency = n.max(1);
+        self
+    }
+
+    /// Rows claimed per statement (default 64).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.settings.batch_size = n.max(1);
+        self
+    }
+
+    /// How long a claim lasts: a worker killed mid-batch leaves its rows to
+    /// others after this (default 30 s).
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.settings.lease = d;
+        self
+    }
+
+    /// Longest idle wait between looks for due rows (default 500 ms);
+    /// notifications and expiries wake the worker sooner.
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.settings.poll = d;
+        self
+    }
+
+    /// First retry delay after a failed calculation, doubled per failure up
+    /// to `max` (default 1 s, 1 h).
+    pub fn retry_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.settings.retry_base = base;
+        self.settings.retry_max = max;
+        self
+    }
+
+    /// Runs until SIGINT or SIGTERM, then returns the counts.
+    pub async fn run(self) -> Result<Stats> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Runs until `stop` completes (finishing the batch in hand).
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<Stats> {
+        let mut stats = Stats::default();
+        let listener = self.listen();
+        tokio::pin!(stop);
+        let mut failures = 0u32;
+        loop {
+            let pass = tokio::select! {
+                biased;
+                () = &mut stop => break,
+                r = self.pass() => r,
+            };
+            let wait = match pass {
+                Ok((found, s)) => {
+                    failures = 0;
+                    stats.add(s);
+                    if found {
+                        continue;
+                    }
+                    self.idle_wait().await
+                }
+                Err(e) if e.is_retryable() => {
+                    failures += 1;
+                    let d = Duration::from_millis(100 * 2u64.pow(failures.min(8))).min(Duration::from_secs(30));
+                    tracing::warn!(error = %e, retry_in = ?d, "database unavailable; retrying");
+                    d
+                }
+                Err(e) => {
+                    if let Some(l) = listener {
+                        l.abort();
+                    }
+                    return Err(e);
+                }
+            };
+            tokio::select! {
+                biased;
+                () = &mut stop => break,
+                () = WAKE.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        if let Some(l) = listener {
+            l.abort();
+        }
+        Ok(stats)
+    }
+
+    /// Recalculates everything due now and returns; does not wait for
+    /// leases held by other workers or for future expiries.
+    pub async fn drain(&self) -> Result<Stats> {
+        let mut stats = Stats::default();
+        loop {
+            let (found, s) = self.pass().await?;
+            stats.add(s);
+            if !found {
+                return Ok(stats);
+            }
+        }
+    }
+
+    /// One batch for each field; whether any found work.
+    async fn pass(&self) -> Result<(bool, Stats)> {
+        let mut stats = Stats::default();
+        let mut found = false;
+        for entry in &self.registry.entries {
+            for field in 0..entry.spec.fields.len() {
+                let r = entry.ops.process(&self.db, field, &self.settings).await?;
+                found |= r.claimed > 0;
+                stats.add(r.stats);
+            }
+        }
+        if !found {
+            stats.empty_claims += 1;
+        }
+        Ok((found, stats))
+    }
+
+    /// How long to sleep: until the next expiry or end of lease/backoff, at
+    /// most the poll interval.
+    async fn idle_wait(&self) -> Duration {
+        let mut wait = self.settings.poll;
+        for entry in &self.registry.entries {
+            for field in 0..entry.spec.fields.len() {
+                if let Ok(Some(t)) = entry.ops.next_due(&self.db, field).await {
+                    let d = (t - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                    wait = wait.min(d + Duration::from_millis(5));
+                }
+            }
+        }
+        wait
+    }
+
+    /// On PostgreSQL, forwards trigger notifications to [`wake`].
+    fn listen(&self) -> Option<tokio::task::JoinHandle<()>> {
+        #[cfg(feature = "postgres")]
+        if let Db::Postgres(pool) = &self.db {
+            let pool = pool.clone();
+            return Some(tokio::spawn(async move {
+                loop {
+                    match sqlx::postgres::PgListener::connect_with(&pool).await {
+                        Ok(mut l) => {
+                            if let Err(e) = l.listen(crate::schema::CHANNEL).await {
+                                tracing::warn!(error = %e, "LISTEN failed; polling");
+                            } else {
+                                while l.recv().await.is_ok() {
+                                    wake();
+                                }
+                            }
+                        }
+                        Err(e) => tracing::debug!(error = %e, "listener cannot connect; polling"),
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }));
+        }
+        None
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn backoff(settings: &Settings, attempts: i32) -> Duration {
+    let exp = u32::try_from(attempts.clamp(0, 30)).unwrap_or(30);
+    let d = settings
+        .retry_base
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(settings.retry_max);
+    // Jitter of up to a quarter, so failing rows do not retry in lockstep.
+    let nanos = u64::from(Utc::now().timestamp_subsec_nanos());
+    let jitter = d.mul_f64((nanos % 1000) as f64 / 4000.0);
+    d + jitter
+}
+
+/// Claims one batch of due rows of field `field` and processes it.
+pub(crate) async fn process_batch<M: CachedModel>(
+    db: &Db,
+    field_idx: usize,
+    settings: &Settings,
+) -> Result<BatchReport> {
+    let model = M::model()?;
+    let field = &model.fields()[field_idx];
+    let mut ctx = Ctx::from(db);
+    let sql = FieldSql::new(db.backend(), model.table(), model.primary_key(), field.columns());
+    let now = Utc::now();
+    let lease_until = now + chrono::Duration::from_std(settings.lease).unwrap_or(chrono::Duration::seconds(30));
+    let batch = i64::try_from(settings.batch_size).unwrap_or(64);
+    let claimed = runtime::with_schema_hint(
+        ctx.fetch_values(
+            sql.claim(),
+            &[Value::Timestamp(now), Value::Timestamp(lease_until), Value::Int(batch)],
+            &[SqlType::Int],
+        )
+        .await,
+        &mut ctx,
+        model,
+    )
+    .await?;
+    let keys: Vec<i64> = claimed
+        .into_iter()
+        .filter_map(|r| match r.first() {
+            Some(Value::Int(k)) => Some(*k),
+            _ => None,
+        })
+        .collect();
+    let mut report = BatchReport {
+        claimed: keys.len() as u64,
+        stats: Stats::default(),
+    };
+    if keys.is_empty() {
+        return Ok(report);
+    }
+    let load = statements::load_rows(model.table(), model.primary_key(), keys.len());
+    let args: Vec<Value> = keys.iter().map(|k| Value::Int(*k)).collect();
+    let rows: Vec<M> = runtime::with_schema_hint(ctx.fetch_models::<M>(load, &args).await, &mut ctx, model).await?;
+    drop(ctx);
+    if rows.len() < keys.len() {
+        let loaded: std::collections::HashSet<i64> = rows.iter().map(CachedModel::primary_key).collect();
+        for k in keys.iter().filter(|k| !loaded.contains(k)) {
+            tracing::info!(table = %model.table(), field = %field.name(), key = k,
+                "row deleted before its recalculation; skipped");
+            report.stats.deleted += 1;
+        }
+    }
+    let results: Vec<Result<Stats>> = futures::stream::iter(rows)
+        .map(|m| async move {
+            let mut ctx = Ctx::from(db);
+            let snap = field.slot(&m).snapshot();
+            let read_at = Utc::now();
+            let mut s = Stats::default();
+            match runtime::compute(&mut ctx, model, field, &m).await {
+                Ok(value) => {
+                    if snap.attempts > 0 {
+                        s.retried += 1;
+                    }
+                    match runtime::write_back(&mut ctx, model, field, &m, value, read_at).await? {
+                        Stored::Fresh => s.recalculated += 1,
+                        Stored::Superseded => s.superseded += 1,
+                        Stored::Gone => {
+                            tracing::info!(table = %model.table(), field = %field.name(),
+                                key = m.primary_key(), "row deleted during its recalculation; skipped");
+                            s.deleted += 1;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let retry_at = Utc::now()
+                        + chrono::Duration::from_std(backoff(settings, snap.attempts))
+                            .unwrap_or(chrono::Duration::seconds(1));
+                    tracing::warn!(error = %e, attempt = snap.attempts + 1, %retry_at, "recalculation failed");
+                    ctx.execute(
+                        FieldSql::new(db.backend(), model.table(), model.primary_key(), field.columns())
+                            .record_failure(),
+                        &[
+                            Value::Text(e.to_string()),
+                            Value::Timestamp(retry_at),
+                            Value::Int(m.primary_key()),
+                        ],
+                    )
+                    .await?;
+                    s.failed += 1;
+                }
+            }
+            Ok(s)
+        })
+        .buffer_unordered(settings.concurrency)
+        .collect()
+        .await;
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Ok(s) => report.stats.add(s),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        // Rows whose write-back failed keep their lease and are retried after it.
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+/// When the next row of the field becomes due, if any is scheduled.
+pub(crate) async fn next_due<M: CachedModel>(db: &Db, field_idx: usize) -> Result<Option<DateTime<Utc>>> {
+    let model = M::model()?;
+    let field = &model.fields()[field_idx];
+    let sql = FieldSql::new(db.backend(), model.table(), model.primary_key(), field.columns());
+    let rows = Ctx::from(db)
+        .fetch_values(sql.next_due(), &[Value::Timestamp(statements::parked())], &[SqlType::Float])
+        .await?;
+    Ok(match rows.first().and_then(|r| r.first()) {
+        Some(Value::Float(s)) => statements::from_epoch(*s),
+        _ => None,
+    })
+}
+
+/// One field's figures, for `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldStatus {
+    /// The table.
+    pub table: String,
+    /// The cached field.
+    pub field: String,
+    /// Rows in the table.
+    pub rows: i64,
+    /// Rows flagged for recalculation.
+    pub stale: i64,
+    /// Rows not flagged whose expiry has passed.
+    pub expired: i64,
+    /// Flagged rows whose last calculation failed.
+    pub failing: i64,
+    /// Seconds since the longest-waiting flagged row became stale.
+    pub oldest_stale_secs: Option<f64>,
+    /// The most-retried failure: key, attempts, message.
+    pub last_error: Option<(i64, i64, String)>,
+}
+
+pub(crate) async fn status(db: &Db, registry: &Registry) -> Result<Vec<FieldStatus>> {
+    let mut out = Vec::new();
+    let mut ctx = Ctx::from(db);
+    let now = Utc::now();
+    for entry in &registry.entries {
+        let spec = &entry.spec;
+        for (name, _, cols) in &spec.fields {
+            let sql = FieldSql::new(db.backend(), &spec.table, &spec.primary_key, cols);
+            let rows = ctx
+                .fetch_values(
+                    sql.status(),
+                    &[Value::Timestamp(now)],
+                    &[SqlType::Int, SqlType::Int, SqlType::Int, SqlType::Int, SqlType::Float],
+                )
+                .await?;
+            let int = |v: Option<&Value>| match v {
+                Some(Value::Int(i)) => *i,
+                _ => 0,
+            };
+            let r = rows.first().cloned().unwrap_or_default();
+            let oldest = match r.get(4) {
+                Some(Value::Float(s)) => Some((now.timestamp_micros() as f64 / 1e6 - s).max(0.0)),
+                _ => None,
+            };
+            let last = ctx
+                .fetch_values(sql.last_failure(), &[], &[SqlType::Int, SqlType::Int, SqlType::Text])
+                .await?;
+            let last_error = last.first().and_then(|r| match &r[..] {
+                [Value::Int(k), Value::Int(a), Value::Text(m)] => Some((*k, *a, m.clone())),
+                [Value::Int(k), Value::Int(a), Value::Null(_)] => Some((*k, *a, String::new())),
+                _ => None,
+            });
+            out.push(FieldStatus {
+                table: spec.table.to_string(),
+                field: name.to_string(),
+                rows: int(r.first()),
+                stale: int(r.get(1)),
+                expired: int(r.get(2)),
+                failing: int(r.get(3)),
+                oldest_stale_secs: oldest,
+                last_error,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Recalculates the given rows of one field now, one by one (for `recalc`).
+pub async fn recalculate_keys(
+    db: &Db,
+    registry: &Registry,
+    table: &str,
+    field: &str,
+    keys: &[i64],
+) -> Result<()> {
+    let entry = registry
+        .entries
+        .iter()
+        .find(|e| e.spec.table.as_str() == table)
+        .ok_or_else(|| Error::declaration(table, "no such model in the registry"))?;
+    let idx = entry
+        .spec
+        .fields
+        .iter()
+        .position(|(n, _, _)| n.as_str() == field)
+        .ok_or_else(|| Error::declaration(table, format!("no cached field {field:?}")))?;
+    for k in keys {
+        match entry.ops.recalculate(db, idx, *k).await {
+            Ok(()) | Err(Error::RowNotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Keys of one field's rows, stale ones only or all, after `after`, at most `limit`.
+pub async fn keys(
+    db: &Db,
+    registry: &Registry,
+    table: &str,
+    field: &str,
+    all: bool,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<i64>> {
+    let entry = registry
+        .entries
+        .iter()
+        .find(|e| e.spec.table.as_str() == table)
+        .ok_or_else(|| Error::declaration(table, "no such model in the registry"))?;
+    let (_, _, cols) = entry
+        .spec
+        .fields
+        .iter()
+        .find(|(n, _, _)| n.as_str() == field)
+        .ok_or_else(|| Error::declaration(table, format!("no cached field {field:?}")))?;
+    let sql = FieldSql::new(db.backend(), &entry.spec.table, &entry.spec.primary_key, cols).keys(all);
+    let rows = Ctx::from(db)
+        .fetch_values(
+            sql,
+            &[Value::Timestamp(Utc::now()), Value::Int(limit), Value::Int(after)],
+            &[SqlType::Int],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| match r.first() {
+            Some(Value::Int(k)) => Some(*k),
+            _ => None,
+        })
+        .collect())
+}

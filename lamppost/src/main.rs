@@ -1,0 +1,271 @@
+//! `lamppost`: the reference app of cached-fields — django-cached-field's
+//! lamppost example, runnable on SQLite (default) or PostgreSQL.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::Context;
+use cached_fields::{Db, Registry, Worker};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+mod demo;
+mod models;
+mod tables;
+
+/// Runs `$body` with `$p` bound to the pool of whichever backend `$db` is.
+macro_rules! on_db {
+    ($db:expr, |$p:ident| $body:expr) => {
+        match $db {
+            cached_fields::Db::Sqlite($p) => $body,
+            cached_fields::Db::Postgres($p) => $body,
+            _ => anyhow::bail!("unsupported backend"),
+        }
+    };
+}
+pub(crate) use on_db;
+
+#[derive(Debug, Parser)]
+#[command(name = "lamppost", version, about = "The cached-fields reference app: lampposts, pigeons and two cached fields")]
+struct Cli {
+    /// Database URL: sqlite:FILE or postgres://… (default: SQLite file lamppost.db here).
+    #[arg(long, global = true, env = "DATABASE_URL", default_value = "sqlite:lamppost.db")]
+    database_url: String,
+    /// Microseconds of CPU each calculate function burns first, to model a slow computation.
+    #[arg(long, global = true, default_value_t = 0)]
+    cost_us: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create or upgrade the tables, cached columns, indexes and triggers (idempotent).
+    Migrate,
+    /// Compare the database with the declarations; exit 1 listing what is missing or outdated.
+    Check,
+    /// Insert lampposts, each with some pigeons.
+    Seed {
+        /// How many lampposts.
+        #[arg(long, default_value_t = 100)]
+        lampposts: u64,
+        /// Pigeons on each lamppost.
+        #[arg(long, default_value_t = 3)]
+        pigeons_per: u64,
+    },
+    /// Recalculate flagged and expired values until SIGINT/SIGTERM; prints a JSON line of counts at exit.
+    Worker {
+        /// Calculations run at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Rows claimed per statement.
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// Seconds a claim lasts before another worker may take over a dead worker's rows.
+        #[arg(long, default_value_t = 30)]
+        lease_secs: u64,
+        /// Longest idle wait between looks for work, in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        poll_ms: u64,
+    },
+    /// Per cached field: rows, stale, expired, failing, oldest stale age, last error.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recalculate now, in this process (progress bar on a terminal).
+    Recalc {
+        /// Every row.
+        #[arg(long, conflicts_with = "stale")]
+        all: bool,
+        /// Only flagged or expired rows (the default).
+        #[arg(long)]
+        stale: bool,
+    },
+    /// The seed README's story, narrated, on a fresh embedded database.
+    Demo,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    models::set_cost_us(cli.cost_us);
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let registry = models::registry()?;
+    if let Command::Demo = cli.command {
+        demo::run(cli.cost_us).await?;
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let db = Db::connect(&cli.database_url).await?;
+    match cli.command {
+        Command::Migrate => {
+            let changed = migrate(&db, &registry).await?;
+            if changed.is_empty() {
+                println!("schema up to date");
+            }
+            for p in changed {
+                println!("applied: {p}");
+            }
+        }
+        Command::Check => {
+            let problems = registry.check(&db).await?;
+            if problems.is_empty() {
+                println!("schema matches the declarations");
+            } else {
+                for p in &problems {
+                    println!("{p}");
+                }
+                eprintln!("{} problem(s): run `lamppost migrate` to fix", problems.len());
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
+        Command::Seed {
+            lampposts,
+            pigeons_per,
+        } => seed(&db, lampposts, pigeons_per).await?,
+        Command::Worker {
+            concurrency,
+            batch_size,
+            lease_secs,
+            poll_ms,
+        } => {
+            let stats = Worker::new(db.clone(), registry)
+                .concurrency(concurrency)
+                .batch_size(batch_size)
+                .lease(Duration::from_secs(lease_secs))
+                .poll_interval(Duration::from_millis(poll_ms))
+                .run()
+                .await?;
+            println!("{}", serde_json::to_string(&stats)?);
+        }
+        Command::Status { json } => status(&db, &registry, json).await?,
+        Command::Recalc { all, stale: _ } => recalc(&db, &registry, all).await?,
+        Command::Demo => unreachable!("handled above"),
+    }
+    db.close().await;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Creates the app's tables and installs the library's schema.
+pub(crate) async fn migrate(db: &Db, registry: &Registry) -> anyhow::Result<Vec<cached_fields::schema::Problem>> {
+    tables::create(db).await?;
+    Ok(registry.migrate(db).await?)
+}
+
+const FIRST_NAMES: &[&str] = &["Anna", "Boris", "Clara", "Dmitri", "Elena", "Felix", "Greta", "Hugo"];
+const COUNTRIES: &[&str] = &["Latvia", "Chile", "Japan", "Kenya", "Norway", "Peru", "Spain"];
+
+/// Inserts `n` lampposts with `per` pigeons each; new rows start flagged.
+pub(crate) async fn seed(db: &Db, n: u64, per: u64) -> anyhow::Result<()> {
+    let bar = progress(n, "seeding");
+    let mut done = 0;
+    while done < n {
+        let chunk = (n - done).min(500);
+        on_db!(db, |pool| {
+            let mut tx = pool.begin().await?;
+            for i in done..done + chunk {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO lampposts (weight, first_name, country) VALUES ($1, $2, $3) RETURNING id",
+                )
+                .bind(i64::try_from(100 + i % 50)?)
+                .bind(FIRST_NAMES[usize::try_from(i)? % FIRST_NAMES.len()])
+                .bind(COUNTRIES[usize::try_from(i)? % COUNTRIES.len()])
+                .fetch_one(&mut *tx)
+                .await?;
+                for j in 0..per {
+                    sqlx::query("INSERT INTO pigeons (lamppost_id, weight) VALUES ($1, $2)")
+                        .bind(id)
+                        .bind(i64::try_from(1 + (i + j) % 7)?)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+        });
+        done += chunk;
+        bar.set_position(done);
+    }
+    bar.finish_and_clear();
+    println!("seeded {n} lampposts with {per} pigeons each");
+    Ok(())
+}
+
+fn progress(len: u64, msg: &'static str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len).with_message(msg);
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+async fn status(db: &Db, registry: &Registry, json: bool) -> anyhow::Result<()> {
+    let rows = registry.status(db).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<28} {:>8} {:>8} {:>8} {:>8} {:>12}",
+        "field", "rows", "stale", "expired", "failing", "oldest stale"
+    );
+    for s in &rows {
+        let oldest = s
+            .oldest_stale_secs
+            .map_or_else(|| "-".to_owned(), |x| format!("{x:.1}s"));
+        println!(
+            "{:<28} {:>8} {:>8} {:>8} {:>8} {:>12}",
+            format!("{}.{}", s.table, s.field),
+            s.rows,
+            s.stale,
+            s.expired,
+            s.failing,
+            oldest
+        );
+        if let Some((key, attempts, msg)) = &s.last_error {
+            println!("  last error (row {key}, {attempts} attempts): {msg}");
+        }
+    }
+    Ok(())
+}
+
+async fn recalc(db: &Db, registry: &Registry, all: bool) -> anyhow::Result<()> {
+    let status = registry.status(db).await?;
+    for s in status {
+        let total = if all { s.rows } else { s.stale + s.expired };
+        let bar = progress(u64::try_from(total).unwrap_or(0), "recalculating");
+        let mut after = i64::MIN;
+        let mut done = 0u64;
+        loop {
+            let keys = cached_fields::worker::keys(db, registry, &s.table, &s.field, all, after, 500)
+                .await
+                .with_context(|| format!("listing rows of {}.{}", s.table, s.field))?;
+            let Some(&last) = keys.last() else { break };
+            cached_fields::worker::recalculate_keys(db, registry, &s.table, &s.field, &keys).await?;
+            done += keys.len() as u64;
+            bar.set_position(done);
+            after = last;
+        }
+        bar.finish_and_clear();
+        println!("{}.{}: recalculated {done} row(s)", s.table, s.field);
+    }
+    Ok(())
+}

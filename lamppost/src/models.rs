@@ -1,0 +1,83 @@
+//! The seed's example models: lampposts and the pigeons that land on them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cached_fields::{BoxError, Cached, CachedModel, Conn, Ctx, Registry};
+
+/// Microseconds of CPU each calculate function burns first (`--cost-us`).
+static COST_US: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the simulated cost of each calculation.
+pub(crate) fn set_cost_us(us: u64) {
+    COST_US.store(us, Ordering::Relaxed);
+}
+
+/// Burns the configured cost, like the seed's `ackermann(5, 2)`.
+fn burn() {
+    let cost = Duration::from_micros(COST_US.load(Ordering::Relaxed));
+    let start = Instant::now();
+    while start.elapsed() < cost {
+        std::hint::spin_loop();
+    }
+}
+
+/// A lamppost with two cached fields.
+#[derive(Debug, Clone, CachedModel)]
+#[cached_model(table = "lampposts")]
+pub(crate) struct Lamppost {
+    /// Primary key.
+    #[cached_model(primary_key)]
+    pub id: i64,
+    /// The lamppost's own weight.
+    pub weight: i64,
+    /// Its first name.
+    pub first_name: String,
+    /// Its country.
+    pub country: String,
+    /// `weight` plus the weight of every pigeon on it.
+    #[cached(calculate = Lamppost::calculate_total_weight,
+             depends_on("weight", "pigeons(lamppost_id).weight"))]
+    pub total_weight: Cached<i64>,
+    /// "The {total_weight} {first_name} of {country}".
+    #[cached(calculate = Lamppost::calculate_slow_full_name, temporal_triggers,
+             depends_on("first_name", "country", "total_weight"))]
+    pub slow_full_name: Cached<String>,
+}
+
+impl Lamppost {
+    async fn calculate_total_weight(&self, ctx: &mut Ctx<'_>) -> Result<i64, BoxError> {
+        burn();
+        let pigeons: i64 = match ctx.conn().await? {
+            Conn::Sqlite(c) => {
+                sqlx::query_scalar(
+                    "SELECT COALESCE(SUM(weight), 0) FROM pigeons WHERE lamppost_id = $1",
+                )
+                .bind(self.id)
+                .fetch_one(c)
+                .await?
+            }
+            Conn::Postgres(c) => {
+                sqlx::query_scalar(
+                    "SELECT COALESCE(SUM(weight), 0)::BIGINT FROM pigeons WHERE lamppost_id = $1",
+                )
+                .bind(self.id)
+                .fetch_one(c)
+                .await?
+            }
+            _ => return Err("unsupported backend".into()),
+        };
+        Ok(self.weight + pigeons)
+    }
+
+    async fn calculate_slow_full_name(&self, ctx: &mut Ctx<'_>) -> Result<String, BoxError> {
+        burn();
+        let total = self.total_weight(ctx).await?;
+        Ok(format!("The {total} {} of {}", self.first_name, self.country))
+    }
+}
+
+/// The registry of the app's models.
+pub(crate) fn registry() -> cached_fields::Result<Registry> {
+    Registry::new().register::<Lamppost>()
+}
