@@ -89,7 +89,11 @@ pub(crate) fn parse(input: &DeriveInput) -> Result<ModelAttrs> {
     };
 
     let mut table = None;
-    for a in input.attrs.iter().filter(|a| a.path().is_ident("cached_model")) {
+    for a in input
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("cached_model"))
+    {
         a.parse_nested_meta(|meta| {
             if meta.path.is_ident("table") {
                 let lit: LitStr = meta.value()?.parse()?;
@@ -112,7 +116,10 @@ pub(crate) fn parse(input: &DeriveInput) -> Result<ModelAttrs> {
     let mut plain = Vec::new();
     let mut cached = Vec::new();
     for f in &fields.named {
-        let ident = f.ident.clone().ok_or_else(|| Error::new(f.span(), "unnamed field"))?;
+        let ident = f
+            .ident
+            .clone()
+            .ok_or_else(|| Error::new(f.span(), "unnamed field"))?;
         let mut is_pk = false;
         let mut skip = false;
         for a in f.attrs.iter().filter(|a| a.path().is_ident("cached_model")) {
@@ -130,7 +137,10 @@ pub(crate) fn parse(input: &DeriveInput) -> Result<ModelAttrs> {
         }
         if is_pk {
             if primary_key.is_some() {
-                return Err(Error::new(f.span(), "only one field can be the primary_key"));
+                return Err(Error::new(
+                    f.span(),
+                    "only one field can be the primary_key",
+                ));
             }
             primary_key = Some(ident.clone());
         }

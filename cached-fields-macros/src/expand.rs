@@ -87,9 +87,7 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
         let doc_read = format!(
             "Reads `{f_str}`: the stored value if fresh, else recalculated now and stored."
         );
-        let doc_flag = format!(
-            "Flags `{f_str}` as stale; eager or lazy per the global switch."
-        );
+        let doc_flag = format!("Flags `{f_str}` as stale; eager or lazy per the global switch.");
         let doc_flag_with = format!(
             "Flags `{f_str}` as stale; `and_recalculate` chooses eager (worker) or lazy (next read)."
         );

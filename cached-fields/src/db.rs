@@ -260,9 +260,9 @@ impl<'c> Target<'c> for &'c mut Ctx<'_> {
             },
             Inner::Borrowed(conn) => Inner::Borrowed(match conn {
                 #[cfg(feature = "sqlite")]
-                Conn::Sqlite(c) => Conn::Sqlite(&mut **c),
+                Conn::Sqlite(c) => Conn::Sqlite(c),
                 #[cfg(feature = "postgres")]
-                Conn::Postgres(c) => Conn::Postgres(&mut **c),
+                Conn::Postgres(c) => Conn::Postgres(c),
             }),
         };
         Ctx { inner }
@@ -307,13 +307,19 @@ macro_rules! on_backend {
     ($ctx:expr, $values:expr, |$exec:ident, $args:ident| $body:expr) => {{
         match &mut $ctx.inner {
             #[cfg(feature = "sqlite")]
-            Inner::Pool { db: Db::Sqlite(pool), .. } => {
+            Inner::Pool {
+                db: Db::Sqlite(pool),
+                ..
+            } => {
                 let $args = sqlite_args($values)?;
                 let $exec = &*pool;
                 $body
             }
             #[cfg(feature = "postgres")]
-            Inner::Pool { db: Db::Postgres(pool), .. } => {
+            Inner::Pool {
+                db: Db::Postgres(pool),
+                ..
+            } => {
                 let $args = pg_args($values)?;
                 let $exec = &*pool;
                 $body
@@ -366,17 +372,17 @@ impl<'c> Ctx<'c> {
                 }
                 match held.as_mut() {
                     #[cfg(feature = "sqlite")]
-                    Some(Pooled::Sqlite(c)) => Ok(Conn::Sqlite(&mut **c)),
+                    Some(Pooled::Sqlite(c)) => Ok(Conn::Sqlite(c)),
                     #[cfg(feature = "postgres")]
-                    Some(Pooled::Postgres(c)) => Ok(Conn::Postgres(&mut **c)),
+                    Some(Pooled::Postgres(c)) => Ok(Conn::Postgres(c)),
                     None => unreachable!("a connection was just stored"),
                 }
             }
             Inner::Borrowed(conn) => Ok(match conn {
                 #[cfg(feature = "sqlite")]
-                Conn::Sqlite(c) => Conn::Sqlite(&mut **c),
+                Conn::Sqlite(c) => Conn::Sqlite(c),
                 #[cfg(feature = "postgres")]
-                Conn::Postgres(c) => Conn::Postgres(&mut **c),
+                Conn::Postgres(c) => Conn::Postgres(c),
             }),
         }
     }
@@ -505,12 +511,16 @@ macro_rules! impl_cached_row {
                     SqlType::Text => {
                         wrap(self.try_get::<Option<String>, _>(index)?, ty, Value::Text)
                     }
-                    SqlType::Date => {
-                        wrap(self.try_get::<Option<NaiveDate>, _>(index)?, ty, Value::Date)
-                    }
-                    SqlType::Time => {
-                        wrap(self.try_get::<Option<NaiveTime>, _>(index)?, ty, Value::Time)
-                    }
+                    SqlType::Date => wrap(
+                        self.try_get::<Option<NaiveDate>, _>(index)?,
+                        ty,
+                        Value::Date,
+                    ),
+                    SqlType::Time => wrap(
+                        self.try_get::<Option<NaiveTime>, _>(index)?,
+                        ty,
+                        Value::Time,
+                    ),
                     SqlType::Timestamp => wrap(
                         self.try_get::<Option<DateTime<Utc>>, _>(index)?,
                         ty,
@@ -518,12 +528,12 @@ macro_rules! impl_cached_row {
                     ),
                     SqlType::Json => match self.try_get::<Option<$json>, _>(index)? {
                         None => Value::Null(ty),
-                        Some($j) => Value::Json($to_json.map_err(|e| {
-                            sqlx::Error::ColumnDecode {
+                        Some($j) => {
+                            Value::Json($to_json.map_err(|e| sqlx::Error::ColumnDecode {
                                 index: format!("{index:?}"),
                                 source: Box::new(e),
-                            }
-                        })?),
+                            })?)
+                        }
                     },
                 })
             }
@@ -532,7 +542,9 @@ macro_rules! impl_cached_row {
 }
 
 #[cfg(feature = "sqlite")]
-impl_cached_row!(SqliteRow, String, |s| serde_json::from_str::<serde_json::Value>(&s));
+impl_cached_row!(SqliteRow, String, |s| serde_json::from_str::<
+    serde_json::Value,
+>(&s));
 #[cfg(feature = "postgres")]
 impl_cached_row!(PgRow, sqlx::types::Json<serde_json::Value>, |j| Ok::<
     _,

@@ -58,11 +58,9 @@ impl Ident {
             return Ident(full);
         }
         // FNV-1a, stable across runs and builds.
-        let hash = full
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            });
+        let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
         let suffix = format!("_{hash:016x}");
         Ident(format!("{}{suffix}", &full[..MAX_LEN - suffix.len()]))
     }

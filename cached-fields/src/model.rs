@@ -13,7 +13,8 @@ use crate::ident::Ident;
 use crate::value::{CachedValue, SqlType, Value, ValueError};
 
 /// A calculate function: computes the field's value for one row.
-pub type CalcFn<M, T> = for<'a, 'c> fn(&'a M, &'a mut Ctx<'c>) -> BoxFuture<'a, Result<T, BoxError>>;
+pub type CalcFn<M, T> =
+    for<'a, 'c> fn(&'a M, &'a mut Ctx<'c>) -> BoxFuture<'a, Result<T, BoxError>>;
 
 /// A hook run after each successful recalculation of a field.
 pub type HookFn<M> = for<'a, 'c> fn(&'a M, &'a mut Ctx<'c>) -> BoxFuture<'a, Result<(), BoxError>>;
@@ -21,7 +22,8 @@ pub type HookFn<M> = for<'a, 'c> fn(&'a M, &'a mut Ctx<'c>) -> BoxFuture<'a, Res
 /// The row types a model must decode from, one per enabled backend.
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
 pub trait FromBackendRows:
-    for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+    for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+    + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
 {
 }
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
@@ -102,13 +104,21 @@ pub(crate) struct Snapshot {
 }
 
 trait ErasedCalc<M>: Send + Sync {
-    fn call<'a, 'c>(&'a self, m: &'a M, ctx: &'a mut Ctx<'c>) -> BoxFuture<'a, Result<Value, BoxError>>;
+    fn call<'a, 'c>(
+        &'a self,
+        m: &'a M,
+        ctx: &'a mut Ctx<'c>,
+    ) -> BoxFuture<'a, Result<Value, BoxError>>;
 }
 
 struct TypedCalc<M, T>(CalcFn<M, T>);
 
 impl<M: Sync + 'static, T: CachedValue> ErasedCalc<M> for TypedCalc<M, T> {
-    fn call<'a, 'c>(&'a self, m: &'a M, ctx: &'a mut Ctx<'c>) -> BoxFuture<'a, Result<Value, BoxError>> {
+    fn call<'a, 'c>(
+        &'a self,
+        m: &'a M,
+        ctx: &'a mut Ctx<'c>,
+    ) -> BoxFuture<'a, Result<Value, BoxError>> {
         let fut = (self.0)(m, ctx);
         Box::pin(async move { fut.await.map(CachedValue::into_value) })
     }
@@ -159,7 +169,6 @@ impl<M: Sync + 'static> Field<M> {
             slot: Box::new(move |m| slot(m) as &dyn CachedSlot),
         }
     }
-
 }
 
 impl<M> Field<M> {
@@ -398,7 +407,8 @@ impl<M> ModelBuilder<M> {
             .map(FieldBuilder::build)
             .collect::<Result<Vec<_>>>()?;
         let mut seen = std::collections::HashSet::new();
-        for col in std::iter::once(&primary_key).chain(fields.iter().flat_map(|f| f.columns.all())) {
+        for col in std::iter::once(&primary_key).chain(fields.iter().flat_map(|f| f.columns.all()))
+        {
             if !seen.insert(col.as_str()) {
                 return Err(Error::declaration(
                     table.as_str(),

@@ -50,7 +50,9 @@ impl<M: CachedModel> ModelOps for Ops<M> {
         Box::pin(async move {
             let model = M::model()?;
             let name = model.fields()[field].name().as_str();
-            crate::runtime::recalculate::<M>(key, name, db).await.map(drop)
+            crate::runtime::recalculate::<M>(key, name, db)
+                .await
+                .map(drop)
         })
     }
 }

@@ -8,7 +8,7 @@ use futures::FutureExt;
 
 use crate::db::{Ctx, Target};
 use crate::error::{Error, Result};
-use crate::model::{CachedModel, Cached, Field, Model};
+use crate::model::{Cached, CachedModel, Field, Model};
 use crate::statements::{self, FieldSql};
 use crate::value::{CachedValue, Value};
 
@@ -62,7 +62,12 @@ impl From<NaiveDate> for Expiry {
 }
 
 fn field_sql<'a, M>(ctx: &Ctx<'_>, model: &Model<M>, field: &'a Field<M>) -> FieldSql<'a> {
-    FieldSql::new(ctx.backend(), model.table(), model.primary_key(), field.columns())
+    FieldSql::new(
+        ctx.backend(),
+        model.table(),
+        model.primary_key(),
+        field.columns(),
+    )
 }
 
 /// Reads the field, recalculating inline (and storing) when it is flagged,
@@ -84,16 +89,17 @@ where
     let field = model.field(field)?;
     let mut ctx = target.into_ctx();
     let value = recalculate_loaded(&mut ctx, model, field, m).await?;
-    T::from_value(value.clone()).or_else(|e| match value {
-        Value::Null(_) => T::from_null().ok_or(e),
-        _ => Err(e),
-    })
-    .map_err(|e| Error::Decode {
-        table: model.table().to_string(),
-        column: field.columns().value.to_string(),
-        expected: T::SQL_TYPE.name().to_owned(),
-        message: e.to_string(),
-    })
+    T::from_value(value.clone())
+        .or_else(|e| match value {
+            Value::Null(_) => T::from_null().ok_or(e),
+            _ => Err(e),
+        })
+        .map_err(|e| Error::Decode {
+            table: model.table().to_string(),
+            column: field.columns().value.to_string(),
+            expected: T::SQL_TYPE.name().to_owned(),
+            message: e.to_string(),
+        })
 }
 
 /// Flags the field of row `key` as stale. `and_recalculate`: `None` follows
@@ -176,7 +182,8 @@ pub async fn expire_after<'c, M: CachedModel>(
         model.primary_key().quoted()
     );
     let n = with_schema_hint(
-        ctx.execute(sql, &[Value::Timestamp(when), Value::Int(key)]).await,
+        ctx.execute(sql, &[Value::Timestamp(when), Value::Int(key)])
+            .await,
         &mut ctx,
         model,
     )
@@ -195,8 +202,12 @@ pub async fn expire_after<'c, M: CachedModel>(
 /// Loads one row as the model.
 pub async fn load<M: CachedModel>(ctx: &mut Ctx<'_>, model: &Model<M>, key: i64) -> Result<M> {
     let sql = statements::load_rows(model.table(), model.primary_key(), 1);
-    let rows = with_schema_hint(ctx.fetch_models::<M>(sql, &[Value::Int(key)]).await, ctx, model)
-        .await?;
+    let rows = with_schema_hint(
+        ctx.fetch_models::<M>(sql, &[Value::Int(key)]).await,
+        ctx,
+        model,
+    )
+    .await?;
     rows.into_iter().next().ok_or_else(|| Error::RowNotFound {
         table: model.table().to_string(),
         key,
@@ -284,11 +295,11 @@ pub(crate) async fn write_back<M: CachedModel>(
                 expected: field.sql_type().name().to_owned(),
                 message: e.to_string(),
             })?;
-        if let Some(hook) = field.after() {
-            if let Err(e) = hook(m, ctx).await {
-                tracing::warn!(table = %model.table(), field = %field.name(), key, error = %e,
-                    "after-recalculation hook failed");
-            }
+        if let Some(hook) = field.after()
+            && let Err(e) = hook(m, ctx).await
+        {
+            tracing::warn!(table = %model.table(), field = %field.name(), key, error = %e,
+                "after-recalculation hook failed");
         }
         return Ok(Stored::Fresh);
     }

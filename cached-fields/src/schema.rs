@@ -115,7 +115,7 @@ fn columns(backend: Backend, ty: SqlType, c: &FieldColumns) -> Vec<(Ident, Strin
         (c.version.clone(), "BIGINT NOT NULL DEFAULT 0".to_owned()),
         (c.stale_since.clone(), since.to_owned()),
         (c.next_attempt.clone(), ts(backend).to_owned()),
-        (c.attempts.clone(), "INTEGER NOT NULL DEFAULT 0".to_owned()),
+        (c.attempts.clone(), "BIGINT NOT NULL DEFAULT 0".to_owned()),
         (c.last_error.clone(), "TEXT".to_owned()),
     ]);
     v
@@ -127,7 +127,11 @@ const SQLITE_NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 fn bump_trigger(backend: Backend, spec: &TableSpec, c: &FieldColumns) -> SchemaObject {
     let t = spec.table.quoted();
     let pk = spec.primary_key.quoted();
-    let (needed, version, since) = (c.needed.quoted(), c.version.quoted(), c.stale_since.quoted());
+    let (needed, version, since) = (
+        c.needed.quoted(),
+        c.version.quoted(),
+        c.stale_since.quoted(),
+    );
     let name = Ident::derived(&["cf_bump", spec.table.as_str(), c.needed.as_str()]);
     match backend {
         Backend::Sqlite => {
@@ -140,7 +144,10 @@ fn bump_trigger(backend: Backend, spec: &TableSpec, c: &FieldColumns) -> SchemaO
             SchemaObject {
                 kind: ObjectKind::Trigger,
                 table: spec.table.clone(),
-                sql: vec![format!("DROP TRIGGER IF EXISTS {}", name.quoted()), create.clone()],
+                sql: vec![
+                    format!("DROP TRIGGER IF EXISTS {}", name.quoted()),
+                    create.clone(),
+                ],
                 name,
                 definition: Some(create),
             }
@@ -197,7 +204,10 @@ fn insert_trigger(backend: Backend, spec: &TableSpec) -> SchemaObject {
             SchemaObject {
                 kind: ObjectKind::Trigger,
                 table: spec.table.clone(),
-                sql: vec![format!("DROP TRIGGER IF EXISTS {}", name.quoted()), create.clone()],
+                sql: vec![
+                    format!("DROP TRIGGER IF EXISTS {}", name.quoted()),
+                    create.clone(),
+                ],
                 name,
                 definition: Some(create),
             }
@@ -319,7 +329,11 @@ async fn table_columns(ctx: &mut Ctx<'_>, table: &Ident) -> Result<Vec<String>> 
         }
     };
     let rows = ctx
-        .fetch_values(sql.to_owned(), &[Value::Text(table.to_string())], &[SqlType::Text])
+        .fetch_values(
+            sql.to_owned(),
+            &[Value::Text(table.to_string())],
+            &[SqlType::Text],
+        )
         .await?;
     Ok(rows
         .into_iter()

@@ -5,8 +5,8 @@
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::db::Backend;
-use crate::model::FieldColumns;
 use crate::ident::Ident;
+use crate::model::FieldColumns;
 
 /// The lazy flag's "never" for `F_next_attempt_at`: the worker leaves a row
 /// parked here alone, and the next read recalculates it.
@@ -210,9 +210,10 @@ impl<'a> FieldSql<'a> {
             None => "0".to_owned(),
         };
         format!(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN {needed} THEN 1 ELSE 0 END), 0), \
-             COALESCE({expired}, 0), \
-             COALESCE(SUM(CASE WHEN {needed} AND {attempts} > 0 THEN 1 ELSE 0 END), 0), \
+            "SELECT CAST(COUNT(*) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN {needed} THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE({expired}, 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN {needed} AND {attempts} > 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
              MIN(CASE WHEN {needed} THEN {since} END) FROM {t}",
             attempts = c.attempts.quoted(),
             since = epoch(self.backend, &c.stale_since.quoted()),

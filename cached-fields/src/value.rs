@@ -241,10 +241,12 @@ where
     }
     fn from_value(value: Value) -> Result<Self, ValueError> {
         match value {
-            Value::Json(v) => serde_json::from_value(v.clone()).map(Json).map_err(|e| ValueError {
-                expected: format!("JSON for {}: {e}", std::any::type_name::<T>()),
-                found: v.to_string(),
-            }),
+            Value::Json(v) => serde_json::from_value(v.clone())
+                .map(Json)
+                .map_err(|e| ValueError {
+                    expected: format!("JSON for {}: {e}", std::any::type_name::<T>()),
+                    found: v.to_string(),
+                }),
             other => Err(ValueError::new("JSON", &other)),
         }
     }

@@ -166,7 +166,8 @@ impl Worker {
                 }
                 Err(e) if e.is_retryable() => {
                     failures += 1;
-                    let d = Duration::from_millis(100 * 2u64.pow(failures.min(8))).min(Duration::from_secs(30));
+                    let d = Duration::from_millis(100 * 2u64.pow(failures.min(8)))
+                        .min(Duration::from_secs(30));
                     tracing::warn!(error = %e, retry_in = ?d, "database unavailable; retrying");
                     d
                 }
@@ -305,14 +306,24 @@ pub(crate) async fn process_batch<M: CachedModel>(
     let model = M::model()?;
     let field = &model.fields()[field_idx];
     let mut ctx = Ctx::from(db);
-    let sql = FieldSql::new(db.backend(), model.table(), model.primary_key(), field.columns());
+    let sql = FieldSql::new(
+        db.backend(),
+        model.table(),
+        model.primary_key(),
+        field.columns(),
+    );
     let now = Utc::now();
-    let lease_until = now + chrono::Duration::from_std(settings.lease).unwrap_or(chrono::Duration::seconds(30));
+    let lease_until =
+        now + chrono::Duration::from_std(settings.lease).unwrap_or(chrono::Duration::seconds(30));
     let batch = i64::try_from(settings.batch_size).unwrap_or(64);
     let claimed = runtime::with_schema_hint(
         ctx.fetch_values(
             sql.claim(),
-            &[Value::Timestamp(now), Value::Timestamp(lease_until), Value::Int(batch)],
+            &[
+                Value::Timestamp(now),
+                Value::Timestamp(lease_until),
+                Value::Int(batch),
+            ],
             &[SqlType::Int],
         )
         .await,
@@ -336,10 +347,13 @@ pub(crate) async fn process_batch<M: CachedModel>(
     }
     let load = statements::load_rows(model.table(), model.primary_key(), keys.len());
     let args: Vec<Value> = keys.iter().map(|k| Value::Int(*k)).collect();
-    let rows: Vec<M> = runtime::with_schema_hint(ctx.fetch_models::<M>(load, &args).await, &mut ctx, model).await?;
+    let rows: Vec<M> =
+        runtime::with_schema_hint(ctx.fetch_models::<M>(load, &args).await, &mut ctx, model)
+            .await?;
     drop(ctx);
     if rows.len() < keys.len() {
-        let loaded: std::collections::HashSet<i64> = rows.iter().map(CachedModel::primary_key).collect();
+        let loaded: std::collections::HashSet<i64> =
+            rows.iter().map(CachedModel::primary_key).collect();
         for k in keys.iter().filter(|k| !loaded.contains(k)) {
             tracing::info!(table = %model.table(), field = %field.name(), key = k,
                 "row deleted before its recalculation; skipped");
@@ -407,12 +421,24 @@ pub(crate) async fn process_batch<M: CachedModel>(
 }
 
 /// When the next row of the field becomes due, if any is scheduled.
-pub(crate) async fn next_due<M: CachedModel>(db: &Db, field_idx: usize) -> Result<Option<DateTime<Utc>>> {
+pub(crate) async fn next_due<M: CachedModel>(
+    db: &Db,
+    field_idx: usize,
+) -> Result<Option<DateTime<Utc>>> {
     let model = M::model()?;
     let field = &model.fields()[field_idx];
-    let sql = FieldSql::new(db.backend(), model.table(), model.primary_key(), field.columns());
+    let sql = FieldSql::new(
+        db.backend(),
+        model.table(),
+        model.primary_key(),
+        field.columns(),
+    );
     let rows = Ctx::from(db)
-        .fetch_values(sql.next_due(), &[Value::Timestamp(statements::parked())], &[SqlType::Float])
+        .fetch_values(
+            sql.next_due(),
+            &[Value::Timestamp(statements::parked())],
+            &[SqlType::Float],
+        )
         .await?;
     Ok(match rows.first().and_then(|r| r.first()) {
         Some(Value::Float(s)) => statements::from_epoch(*s),
@@ -453,7 +479,13 @@ pub(crate) async fn status(db: &Db, registry: &Registry) -> Result<Vec<FieldStat
                 .fetch_values(
                     sql.status(),
                     &[Value::Timestamp(now)],
-                    &[SqlType::Int, SqlType::Int, SqlType::Int, SqlType::Int, SqlType::Float],
+                    &[
+                        SqlType::Int,
+                        SqlType::Int,
+                        SqlType::Int,
+                        SqlType::Int,
+                        SqlType::Float,
+                    ],
                 )
                 .await?;
             let int = |v: Option<&Value>| match v {
@@ -466,7 +498,11 @@ pub(crate) async fn status(db: &Db, registry: &Registry) -> Result<Vec<FieldStat
                 _ => None,
             };
             let last = ctx
-                .fetch_values(sql.last_failure(), &[], &[SqlType::Int, SqlType::Int, SqlType::Text])
+                .fetch_values(
+                    sql.last_failure(),
+                    &[],
+                    &[SqlType::Int, SqlType::Int, SqlType::Text],
+                )
                 .await?;
             let last_error = last.first().and_then(|r| match &r[..] {
                 [Value::Int(k), Value::Int(a), Value::Text(m)] => Some((*k, *a, m.clone())),
@@ -537,11 +573,21 @@ pub async fn keys(
         .iter()
         .find(|(n, _, _)| n.as_str() == field)
         .ok_or_else(|| Error::declaration(table, format!("no cached field {field:?}")))?;
-    let sql = FieldSql::new(db.backend(), &entry.spec.table, &entry.spec.primary_key, cols).keys(all);
+    let sql = FieldSql::new(
+        db.backend(),
+        &entry.spec.table,
+        &entry.spec.primary_key,
+        cols,
+    )
+    .keys(all);
     let rows = Ctx::from(db)
         .fetch_values(
             sql,
-            &[Value::Timestamp(Utc::now()), Value::Int(limit), Value::Int(after)],
+            &[
+                Value::Timestamp(Utc::now()),
+                Value::Int(limit),
+                Value::Int(after),
+            ],
             &[SqlType::Int],
         )
         .await?;

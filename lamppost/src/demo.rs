@@ -8,10 +8,12 @@ use crate::models::{self, Lamppost};
 use crate::on_db;
 
 async fn load(db: &Db, id: i64) -> anyhow::Result<Lamppost> {
-    Ok(on_db!(db, |p| sqlx::query_as("SELECT * FROM lampposts WHERE id = $1")
-        .bind(id)
-        .fetch_one(p)
-        .await?))
+    Ok(on_db!(db, |p| sqlx::query_as(
+        "SELECT * FROM lampposts WHERE id = $1"
+    )
+    .bind(id)
+    .fetch_one(p)
+    .await?))
 }
 
 async fn wait_until_fresh(db: &Db, id: i64, timeout: Duration) -> anyhow::Result<Lamppost> {
@@ -24,7 +26,10 @@ async fn wait_until_fresh(db: &Db, id: i64, timeout: Duration) -> anyhow::Result
         {
             return Ok(lamp);
         }
-        anyhow::ensure!(start.elapsed() < timeout, "the worker did not catch up within {timeout:?}");
+        anyhow::ensure!(
+            start.elapsed() < timeout,
+            "the worker did not catch up within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -54,7 +59,10 @@ pub(crate) async fn run(cost_us: u64) -> anyhow::Result<()> {
         "\n2. First read of lamp.slow_full_name: {name:?} in {:.0} ms — calculated inline",
         t.elapsed().as_secs_f64() * 1e3
     );
-    println!("   (each calculation burns {} ms, like the seed's ackermann(5, 2)), then stored.", cost_us / 1000);
+    println!(
+        "   (each calculation burns {} ms, like the seed's ackermann(5, 2)), then stored.",
+        cost_us / 1000
+    );
 
     let lamp = load(&db, 1).await?;
     let t = Instant::now();
@@ -65,10 +73,12 @@ pub(crate) async fn run(cost_us: u64) -> anyhow::Result<()> {
     );
 
     println!("\n4. A pigeon weighing 9 lands; the app flags both fields as stale.");
-    on_db!(&db, |p| sqlx::query("INSERT INTO pigeons (lamppost_id, weight) VALUES (1, 9)")
-        .execute(p)
-        .await
-        .map(drop)?);
+    on_db!(&db, |p| sqlx::query(
+        "INSERT INTO pigeons (lamppost_id, weight) VALUES (1, 9)"
+    )
+    .execute(p)
+    .await
+    .map(drop)?);
     lamp.flag_total_weight_as_stale(&db).await?;
     lamp.flag_slow_full_name_as_stale(&db).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -88,17 +98,26 @@ pub(crate) async fn run(cost_us: u64) -> anyhow::Result<()> {
     );
 
     println!("\n5. Someone renames the lamppost behind the app's back (no flag),");
-    on_db!(&db, |p| sqlx::query("UPDATE lampposts SET first_name = 'Zelda' WHERE id = 1")
-        .execute(p)
-        .await
-        .map(drop)?);
+    on_db!(&db, |p| sqlx::query(
+        "UPDATE lampposts SET first_name = 'Zelda' WHERE id = 1"
+    )
+    .execute(p)
+    .await
+    .map(drop)?);
     let when = chrono::Utc::now() + chrono::Duration::seconds(2);
     lamp.expire_slow_full_name_after(&db, when).await?;
     println!(
         "   but the name expires at {} (expire_slow_full_name_after).",
         when.format("%H:%M:%S%.3f")
     );
-    println!("   Stored now: {:?}", load(&db, 1).await?.slow_full_name.stored().unwrap_or_default());
+    println!(
+        "   Stored now: {:?}",
+        load(&db, 1)
+            .await?
+            .slow_full_name
+            .stored()
+            .unwrap_or_default()
+    );
     let lamp = wait_until_fresh(&db, 1, Duration::from_secs(30)).await?;
     println!(
         "   At expiry the worker recalculated it without any read: {:?} ({} ms after the expiry)",

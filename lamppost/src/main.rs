@@ -26,10 +26,19 @@ macro_rules! on_db {
 pub(crate) use on_db;
 
 #[derive(Debug, Parser)]
-#[command(name = "lamppost", version, about = "The cached-fields reference app: lampposts, pigeons and two cached fields")]
+#[command(
+    name = "lamppost",
+    version,
+    about = "The cached-fields reference app: lampposts, pigeons and two cached fields"
+)]
 struct Cli {
     /// Database URL: sqlite:FILE or postgres://… (default: SQLite file lamppost.db here).
-    #[arg(long, global = true, env = "DATABASE_URL", default_value = "sqlite:lamppost.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value = "sqlite:lamppost.db"
+    )]
     database_url: String,
     /// Microseconds of CPU each calculate function burns first, to model a slow computation.
     #[arg(long, global = true, default_value_t = 0)]
@@ -85,6 +94,8 @@ enum Command {
     },
     /// The seed README's story, narrated, on a fresh embedded database.
     Demo,
+    /// Compare every stored value with its inputs; exit 1 listing flagged or disagreeing rows.
+    Verify,
 }
 
 #[tokio::main]
@@ -131,7 +142,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 for p in &problems {
                     println!("{p}");
                 }
-                eprintln!("{} problem(s): run `lamppost migrate` to fix", problems.len());
+                eprintln!(
+                    "{} problem(s): run `lamppost migrate` to fix",
+                    problems.len()
+                );
                 return Ok(std::process::ExitCode::FAILURE);
             }
         }
@@ -156,6 +170,20 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Status { json } => status(&db, &registry, json).await?,
         Command::Recalc { all, stale: _ } => recalc(&db, &registry, all).await?,
+        Command::Verify => {
+            let bad = verify(&db).await?;
+            if !bad.is_empty() {
+                for line in &bad {
+                    println!("{line}");
+                }
+                eprintln!(
+                    "{} row(s) flagged or disagreeing with their inputs",
+                    bad.len()
+                );
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+            println!("every cached value is fresh and agrees with its row");
+        }
         Command::Demo => unreachable!("handled above"),
     }
     db.close().await;
@@ -163,13 +191,53 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 }
 
 /// Creates the app's tables and installs the library's schema.
-pub(crate) async fn migrate(db: &Db, registry: &Registry) -> anyhow::Result<Vec<cached_fields::schema::Problem>> {
+pub(crate) async fn migrate(
+    db: &Db,
+    registry: &Registry,
+) -> anyhow::Result<Vec<cached_fields::schema::Problem>> {
     tables::create(db).await?;
     Ok(registry.migrate(db).await?)
 }
 
-const FIRST_NAMES: &[&str] = &["Anna", "Boris", "Clara", "Dmitri", "Elena", "Felix", "Greta", "Hugo"];
-const COUNTRIES: &[&str] = &["Latvia", "Chile", "Japan", "Kenya", "Norway", "Peru", "Spain"];
+/// Rows whose cached values are flagged or disagree with what their inputs give.
+async fn verify(db: &Db) -> anyhow::Result<Vec<String>> {
+    const SQL: &str = "SELECT l.id, l.total_weight_recalculation_needed, l.slow_full_name_recalculation_needed,
+            l.cached_total_weight, l.cached_slow_full_name,
+            CAST(l.weight + COALESCE((SELECT SUM(p.weight) FROM pigeons p WHERE p.lamppost_id = l.id), 0) AS BIGINT),
+            l.first_name, l.country
+        FROM lampposts l ORDER BY l.id";
+    type Row = (
+        i64,
+        bool,
+        bool,
+        Option<i64>,
+        Option<String>,
+        i64,
+        String,
+        String,
+    );
+    let rows: Vec<Row> = on_db!(db, |p| sqlx::query_as(SQL).fetch_all(p).await?);
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, f1, f2, tw, name, expect_tw, first, country)| {
+            let expect_name = format!("The {expect_tw} {first} of {country}");
+            let ok = !f1 && !f2 && tw == Some(expect_tw) && name.as_deref() == Some(expect_name.as_str());
+            (!ok).then(|| {
+                format!(
+                    "lamppost {id}: flags ({f1}, {f2}), total_weight {tw:?} (expected {expect_tw}), \
+                     slow_full_name {name:?} (expected {expect_name:?})"
+                )
+            })
+        })
+        .collect())
+}
+
+const FIRST_NAMES: &[&str] = &[
+    "Anna", "Boris", "Clara", "Dmitri", "Elena", "Felix", "Greta", "Hugo",
+];
+const COUNTRIES: &[&str] = &[
+    "Latvia", "Chile", "Japan", "Kenya", "Norway", "Peru", "Spain",
+];
 
 /// Inserts `n` lampposts with `per` pigeons each; new rows start flagged.
 pub(crate) async fn seed(db: &Db, n: u64, per: u64) -> anyhow::Result<()> {
@@ -211,7 +279,9 @@ fn progress(len: u64, msg: &'static str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len).with_message(msg);
-    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+    {
         bar.set_style(style);
     }
     bar
@@ -255,11 +325,13 @@ async fn recalc(db: &Db, registry: &Registry, all: bool) -> anyhow::Result<()> {
         let mut after = i64::MIN;
         let mut done = 0u64;
         loop {
-            let keys = cached_fields::worker::keys(db, registry, &s.table, &s.field, all, after, 500)
-                .await
-                .with_context(|| format!("listing rows of {}.{}", s.table, s.field))?;
+            let keys =
+                cached_fields::worker::keys(db, registry, &s.table, &s.field, all, after, 500)
+                    .await
+                    .with_context(|| format!("listing rows of {}.{}", s.table, s.field))?;
             let Some(&last) = keys.last() else { break };
-            cached_fields::worker::recalculate_keys(db, registry, &s.table, &s.field, &keys).await?;
+            cached_fields::worker::recalculate_keys(db, registry, &s.table, &s.field, &keys)
+                .await?;
             done += keys.len() as u64;
             bar.set_position(done);
             after = last;

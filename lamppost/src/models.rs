@@ -48,32 +48,34 @@ pub(crate) struct Lamppost {
 impl Lamppost {
     async fn calculate_total_weight(&self, ctx: &mut Ctx<'_>) -> Result<i64, BoxError> {
         burn();
-        let pigeons: i64 = match ctx.conn().await? {
-            Conn::Sqlite(c) => {
-                sqlx::query_scalar(
-                    "SELECT COALESCE(SUM(weight), 0) FROM pigeons WHERE lamppost_id = $1",
-                )
-                .bind(self.id)
-                .fetch_one(c)
-                .await?
-            }
-            Conn::Postgres(c) => {
-                sqlx::query_scalar(
+        let pigeons: i64 =
+            match ctx.conn().await? {
+                Conn::Sqlite(c) => {
+                    sqlx::query_scalar(
+                        "SELECT COALESCE(SUM(weight), 0) FROM pigeons WHERE lamppost_id = $1",
+                    )
+                    .bind(self.id)
+                    .fetch_one(c)
+                    .await?
+                }
+                Conn::Postgres(c) => sqlx::query_scalar(
                     "SELECT COALESCE(SUM(weight), 0)::BIGINT FROM pigeons WHERE lamppost_id = $1",
                 )
                 .bind(self.id)
                 .fetch_one(c)
-                .await?
-            }
-            _ => return Err("unsupported backend".into()),
-        };
+                .await?,
+                _ => return Err("unsupported backend".into()),
+            };
         Ok(self.weight + pigeons)
     }
 
     async fn calculate_slow_full_name(&self, ctx: &mut Ctx<'_>) -> Result<String, BoxError> {
         burn();
         let total = self.total_weight(ctx).await?;
-        Ok(format!("The {total} {} of {}", self.first_name, self.country))
+        Ok(format!(
+            "The {total} {} of {}",
+            self.first_name, self.country
+        ))
     }
 }
 
