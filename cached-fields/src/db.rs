@@ -218,6 +218,7 @@ enum Inner<'c> {
 /// let one: i64 = match ctx.conn().await? {
 ///     Conn::Sqlite(c) => sqlx::query_scalar("SELECT 1").fetch_one(c).await?,
 ///     Conn::Postgres(c) => sqlx::query_scalar("SELECT 1::bigint").fetch_one(c).await?,
+///     _ => unimplemented!("a backend added later"),
 /// };
 /// assert_eq!(one, 1);
 /// # Ok(()) }

@@ -3,7 +3,7 @@
 //!
 //! Every table, column and generated object name passes through [`Ident::new`]
 //! (which accepts only plain SQL identifiers) and is written into SQL only
-//! quoted. [`sql`] is the crate's only caller of [`sqlx::AssertSqlSafe`]: the
+//! quoted. `sql` is the crate's only caller of [`sqlx::AssertSqlSafe`]: the
 //! text it receives is built from [`Ident`]s and literal SQL, never from
 //! values, which are always bound.
 
