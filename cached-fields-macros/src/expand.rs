@@ -15,6 +15,12 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
     let table = &m.table;
     let pk = &m.primary_key;
     let pk_str = pk.to_string();
+    let plain_cols: Vec<String> = m
+        .plain
+        .iter()
+        .filter(|p| !p.skip)
+        .map(|p| p.ident.to_string())
+        .collect();
 
     let mut calc_fns = Vec::new();
     let mut field_decls = Vec::new();
@@ -174,6 +180,7 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
                         .get_or_init(|| {
                             #krate::model::Model::<#name>::builder(#table)
                                 .primary_key(#pk_str)
+                                .columns([#(#plain_cols),*])
                                 #(.field(#field_decls))*
                                 .build()
                         })

@@ -255,7 +255,16 @@ impl<'c> Target<'c> for &'c Db {
 impl<'c> Target<'c> for &'c mut Ctx<'_> {
     fn into_ctx(self) -> Ctx<'c> {
         let inner = match &mut self.inner {
-            Inner::Pool { db, .. } => Inner::Pool {
+            // Share the connection the parent holds; else take one lazily.
+            Inner::Pool {
+                held: Some(held), ..
+            } => Inner::Borrowed(match held {
+                #[cfg(feature = "sqlite")]
+                Pooled::Sqlite(c) => Conn::Sqlite(c),
+                #[cfg(feature = "postgres")]
+                Pooled::Postgres(c) => Conn::Postgres(c),
+            }),
+            Inner::Pool { db, held: None } => Inner::Pool {
                 db: db.clone(),
                 held: None,
             },
@@ -302,39 +311,20 @@ impl<'c> Target<'c> for &'c mut sqlx::Transaction<'_, sqlx::Postgres> {
     }
 }
 
-/// Runs `$body` with `$exec` bound to the executor of each backend arm, and
-/// `$args` to the backend's arguments built from `$values`.
+/// Runs `$body` with `$exec` bound to the context's connection (taken from
+/// the pool on first use and held: one connection per context, so nested
+/// work cannot exhaust the pool) and `$args` to the bound `$values`.
 macro_rules! on_backend {
     ($ctx:expr, $values:expr, |$exec:ident, $args:ident| $body:expr) => {{
-        match &mut $ctx.inner {
+        match $ctx.conn().await? {
             #[cfg(feature = "sqlite")]
-            Inner::Pool {
-                db: Db::Sqlite(pool),
-                ..
-            } => {
+            Conn::Sqlite($exec) => {
                 let $args = sqlite_args($values)?;
-                let $exec = &*pool;
                 $body
             }
             #[cfg(feature = "postgres")]
-            Inner::Pool {
-                db: Db::Postgres(pool),
-                ..
-            } => {
+            Conn::Postgres($exec) => {
                 let $args = pg_args($values)?;
-                let $exec = &*pool;
-                $body
-            }
-            #[cfg(feature = "sqlite")]
-            Inner::Borrowed(Conn::Sqlite(conn)) => {
-                let $args = sqlite_args($values)?;
-                let $exec = &mut **conn;
-                $body
-            }
-            #[cfg(feature = "postgres")]
-            Inner::Borrowed(Conn::Postgres(conn)) => {
-                let $args = pg_args($values)?;
-                let $exec = &mut **conn;
                 $body
             }
         }

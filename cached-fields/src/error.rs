@@ -42,6 +42,17 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A `depends_on` entry is malformed, or names a table, column or
+    /// foreign key that does not exist.
+    #[error("invalid dependency {path:?} of {field}: {reason}")]
+    InvalidDependency {
+        /// The cached field, as `table.field`.
+        field: String,
+        /// The dependency as written.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The database URL names no backend this build supports.
     #[error(
         "unsupported database URL {url:?}: expected sqlite:… or postgres://… \

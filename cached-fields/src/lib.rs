@@ -51,6 +51,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod db;
+pub mod depends;
 pub mod error;
 pub mod ident;
 pub mod model;
@@ -58,6 +59,7 @@ pub mod registry;
 pub mod runtime;
 pub mod schema;
 mod statements;
+mod triggers;
 pub mod value;
 pub mod worker;
 

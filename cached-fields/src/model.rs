@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
 use crate::db::{CachedRow, Ctx};
+use crate::depends::{self, Dependency};
 use crate::error::{BoxError, Error, Result};
 use crate::ident::Ident;
 use crate::value::{CachedValue, SqlType, Value, ValueError};
@@ -74,6 +75,14 @@ pub struct FieldColumns {
 }
 
 impl FieldColumns {
+    /// The columns [`Cached::decode`] reads: value, flag, expiry, version, attempts.
+    pub fn decoded(&self) -> Vec<&Ident> {
+        let mut v = vec![&self.value, &self.needed];
+        v.extend(self.expires.as_ref());
+        v.extend([&self.version, &self.attempts]);
+        v
+    }
+
     /// Every column, in a stable order.
     pub fn all(&self) -> Vec<&Ident> {
         let mut v = vec![&self.value, &self.needed];
@@ -101,6 +110,8 @@ pub(crate) trait CachedSlot: Send + Sync {
 pub(crate) struct Snapshot {
     pub(crate) version: i64,
     pub(crate) attempts: i32,
+    /// Flagged, expired or never calculated, as of the snapshot.
+    pub(crate) stale: bool,
 }
 
 trait ErasedCalc<M>: Send + Sync {
@@ -133,7 +144,7 @@ pub struct Field<M> {
     columns: FieldColumns,
     calculate: Box<dyn ErasedCalc<M>>,
     after: Option<HookFn<M>>,
-    depends_on: Vec<String>,
+    depends_on: Vec<Dependency>,
     slot: SlotFn<M>,
 }
 
@@ -184,8 +195,8 @@ impl<M> Field<M> {
     pub fn columns(&self) -> &FieldColumns {
         &self.columns
     }
-    /// The declared dependencies, as written.
-    pub fn depends_on(&self) -> &[String] {
+    /// The declared dependencies.
+    pub fn depends_on(&self) -> &[Dependency] {
         &self.depends_on
     }
 
@@ -262,7 +273,7 @@ impl<M> FieldBuilder<M> {
         self
     }
 
-    fn build(self) -> Result<Field<M>> {
+    fn build(self, table: &str, field_names: &[&str]) -> Result<Field<M>> {
         let name = Ident::for_what(&self.name, "cached field name")?;
         let col = |given: Option<String>, default: String, what| match given {
             Some(g) => Ident::for_what(&g, what),
@@ -291,13 +302,27 @@ impl<M> FieldBuilder<M> {
             attempts: Ident::for_what(&format!("{n}_attempts"), "column")?,
             last_error: Ident::for_what(&format!("{n}_last_error"), "column")?,
         };
+        let depends_on = self
+            .depends_on
+            .iter()
+            .map(|d| {
+                Dependency::parse(d, field_names).map_err(|e| match e {
+                    Error::InvalidDependency { path, reason, .. } => Error::InvalidDependency {
+                        field: format!("{table}.{n}"),
+                        path,
+                        reason,
+                    },
+                    other => other,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Field {
             name,
             sql_type: self.sql_type,
             columns,
             calculate: self.calculate,
             after: self.after,
-            depends_on: self.depends_on,
+            depends_on,
             slot: self.slot,
         })
     }
@@ -327,6 +352,8 @@ pub struct Model<M> {
     table: Ident,
     primary_key: Ident,
     fields: Vec<Field<M>>,
+    order: Vec<usize>,
+    select_list: String,
 }
 
 impl<M> fmt::Debug for Model<M> {
@@ -345,6 +372,7 @@ impl<M> Model<M> {
         ModelBuilder {
             table: table.to_owned(),
             primary_key: "id".to_owned(),
+            columns: None,
             fields: Vec::new(),
         }
     }
@@ -359,6 +387,15 @@ impl<M> Model<M> {
     /// The cached fields, in declaration order.
     pub fn fields(&self) -> &[Field<M>] {
         &self.fields
+    }
+    /// The select list that loads a row: every declared column, or `*` when
+    /// the plain columns were not declared (see [`ModelBuilder::columns`]).
+    pub fn select_list(&self) -> &str {
+        &self.select_list
+    }
+    /// Field indexes in dependency order: each after the fields it depends on.
+    pub fn order(&self) -> &[usize] {
+        &self.order
     }
     /// The field called `name`.
     pub fn field(&self, name: &str) -> Result<&Field<M>> {
@@ -375,6 +412,7 @@ impl<M> Model<M> {
 pub struct ModelBuilder<M> {
     table: String,
     primary_key: String,
+    columns: Option<Vec<String>>,
     fields: Vec<FieldBuilder<M>>,
 }
 
@@ -392,6 +430,13 @@ impl<M> ModelBuilder<M> {
         self.primary_key = column.to_owned();
         self
     }
+    /// The plain columns the struct reads (the derive lists its fields).
+    /// With them, rows load with an explicit select list rather than `*`,
+    /// which stays valid when a migration adds columns to the table.
+    pub fn columns<S: AsRef<str>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.columns = Some(columns.into_iter().map(|c| c.as_ref().to_owned()).collect());
+        self
+    }
     /// Adds a cached field.
     pub fn field(mut self, field: FieldBuilder<M>) -> Self {
         self.fields.push(field);
@@ -401,11 +446,45 @@ impl<M> ModelBuilder<M> {
     pub fn build(self) -> Result<Model<M>> {
         let table = Ident::for_what(&self.table, "table name")?;
         let primary_key = Ident::for_what(&self.primary_key, "primary-key column")?;
+        let names: Vec<String> = self.fields.iter().map(|f| f.name.clone()).collect();
+        let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let fields = self
             .fields
             .into_iter()
-            .map(FieldBuilder::build)
+            .map(|f| f.build(table.as_str(), &name_refs))
             .collect::<Result<Vec<_>>>()?;
+        let deps: Vec<Vec<usize>> = fields
+            .iter()
+            .map(|f| {
+                f.depends_on
+                    .iter()
+                    .filter_map(|d| match d {
+                        Dependency::Field(n) => name_refs.iter().position(|x| *x == n.as_str()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        let order = depends::order(table.as_str(), &name_refs, &deps)?;
+        let select_list = match &self.columns {
+            None => "*".to_owned(),
+            Some(plain) => {
+                let mut cols = plain
+                    .iter()
+                    .map(|c| Ident::for_what(c, "column").map(|i| i.quoted()))
+                    .collect::<Result<Vec<_>>>()?;
+                if !plain.contains(&self.primary_key) {
+                    cols.insert(0, primary_key.quoted());
+                }
+                let cached: Vec<String> = fields
+                    .iter()
+                    .flat_map(|f| f.columns.decoded())
+                    .map(Ident::quoted)
+                    .collect();
+                cols.extend(cached);
+                cols.join(", ")
+            }
+        };
         let mut seen = std::collections::HashSet::new();
         for col in std::iter::once(&primary_key).chain(fields.iter().flat_map(|f| f.columns.all()))
         {
@@ -420,6 +499,8 @@ impl<M> ModelBuilder<M> {
             table,
             primary_key,
             fields,
+            order,
+            select_list,
         })
     }
 }
@@ -582,6 +663,9 @@ impl<T: CachedValue> CachedSlot for Cached<T> {
         Snapshot {
             version: s.version,
             attempts: s.attempts,
+            stale: s.needed
+                || s.value.is_none()
+                || s.expires_after.is_some_and(|e| e <= Utc::now()),
         }
     }
     fn store_fresh(&self, value: Value) -> Result<(), ValueError> {

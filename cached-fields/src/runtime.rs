@@ -7,6 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::FutureExt;
 
 use crate::db::{Ctx, Target};
+use crate::depends::Dependency;
 use crate::error::{Error, Result};
 use crate::model::{Cached, CachedModel, Field, Model};
 use crate::statements::{self, FieldSql};
@@ -201,7 +202,7 @@ pub async fn expire_after<'c, M: CachedModel>(
 
 /// Loads one row as the model.
 pub async fn load<M: CachedModel>(ctx: &mut Ctx<'_>, model: &Model<M>, key: i64) -> Result<M> {
-    let sql = statements::load_rows(model.table(), model.primary_key(), 1);
+    let sql = statements::load_rows(model.select_list(), model.table(), model.primary_key(), 1);
     let rows = with_schema_hint(
         ctx.fetch_models::<M>(sql, &[Value::Int(key)]).await,
         ctx,
@@ -309,19 +310,53 @@ pub(crate) async fn write_back<M: CachedModel>(
     Ok(Stored::Superseded)
 }
 
-/// Computes and stores one field of a loaded row; returns the value computed.
+/// Brings the cached fields that `field` chains on up to date in row `m`.
+/// When one had to be recalculated, its new value flagged `field` again (a
+/// trigger), so the row is reloaded: `field` must be calculated from the
+/// reloaded row, whose version is current. Returns that row, if any.
+pub(crate) async fn refresh_chain<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    model: &Model<M>,
+    field: &Field<M>,
+    m: &M,
+) -> Result<Option<M>> {
+    let mut wrote = false;
+    for dep in field.depends_on() {
+        if let Dependency::Field(name) = dep {
+            let upstream = model.field(name.as_str())?;
+            if upstream.slot(m).snapshot().stale {
+                Box::pin(recalculate_loaded(ctx, model, upstream, m)).await?;
+                wrote = true;
+            }
+        }
+    }
+    if !wrote {
+        return Ok(None);
+    }
+    load(ctx, model, m.primary_key()).await.map(Some)
+}
+
+/// Computes and stores one field of a loaded row (its chained fields first);
+/// returns the value computed.
 async fn recalculate_loaded<M: CachedModel>(
     ctx: &mut Ctx<'_>,
     model: &Model<M>,
     field: &Field<M>,
     m: &M,
 ) -> Result<Value> {
-    // Inputs are read from `m` (loaded at its version) and by the calculate
+    let reloaded = refresh_chain(ctx, model, field, m).await?;
+    let row = reloaded.as_ref().unwrap_or(m);
+    // Inputs are read from `row` (loaded at its version) and by the calculate
     // function from now on: any invalidation after the load bumps the version.
     let read_at = Utc::now();
-    let value = compute(ctx, model, field, m).await?;
-    match write_back(ctx, model, field, m, value.clone(), read_at).await? {
-        Stored::Fresh => {}
+    let value = compute(ctx, model, field, row).await?;
+    match write_back(ctx, model, field, row, value.clone(), read_at).await? {
+        Stored::Fresh => {
+            if reloaded.is_some() {
+                // Keep the caller's copy in step with what was stored.
+                let _ = field.slot(m).store_fresh(value.clone());
+            }
+        }
         Stored::Superseded => {
             tracing::debug!(table = %model.table(), field = %field.name(), key = m.primary_key(),
                 "invalidated while recalculating: left flagged");

@@ -260,11 +260,11 @@ impl<'a> FieldSql<'a> {
     }
 }
 
-/// `SELECT * FROM table WHERE pk IN ($1, …, $n)`.
-pub(crate) fn load_rows(table: &Ident, pk: &Ident, n: usize) -> String {
+/// `SELECT {select_list} FROM table WHERE pk IN ($1, …, $n)`.
+pub(crate) fn load_rows(select_list: &str, table: &Ident, pk: &Ident, n: usize) -> String {
     let params: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
     format!(
-        "SELECT * FROM {} WHERE {} IN ({})",
+        "SELECT {select_list} FROM {} WHERE {} IN ({})",
         table.quoted(),
         pk.quoted(),
         params.join(", ")

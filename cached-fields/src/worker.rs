@@ -209,7 +209,7 @@ impl Worker {
         let mut stats = Stats::default();
         let mut found = false;
         for entry in &self.registry.entries {
-            for field in 0..entry.spec.fields.len() {
+            for &field in &entry.spec.order {
                 let r = entry.ops.process(&self.db, field, &self.settings).await?;
                 found |= r.claimed > 0;
                 stats.add(r.stats);
@@ -345,7 +345,12 @@ pub(crate) async fn process_batch<M: CachedModel>(
     if keys.is_empty() {
         return Ok(report);
     }
-    let load = statements::load_rows(model.table(), model.primary_key(), keys.len());
+    let load = statements::load_rows(
+        model.select_list(),
+        model.table(),
+        model.primary_key(),
+        keys.len(),
+    );
     let args: Vec<Value> = keys.iter().map(|k| Value::Int(*k)).collect();
     let rows: Vec<M> =
         runtime::with_schema_hint(ctx.fetch_models::<M>(load, &args).await, &mut ctx, model)
@@ -364,14 +369,26 @@ pub(crate) async fn process_batch<M: CachedModel>(
         .map(|m| async move {
             let mut ctx = Ctx::from(db);
             let snap = field.slot(&m).snapshot();
-            let read_at = Utc::now();
             let mut s = Stats::default();
-            match runtime::compute(&mut ctx, model, field, &m).await {
-                Ok(value) => {
+            let outcome = match runtime::refresh_chain(&mut ctx, model, field, &m).await {
+                Ok(reloaded) => {
+                    let row = reloaded.as_ref().unwrap_or(&m);
+                    let read_at = Utc::now();
+                    match runtime::compute(&mut ctx, model, field, row).await {
+                        Ok(value) => Ok(runtime::write_back(&mut ctx, model, field, row, value, read_at).await?),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(Error::RowNotFound { .. }) => Ok(Stored::Gone),
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(stored) => {
                     if snap.attempts > 0 {
                         s.retried += 1;
                     }
-                    match runtime::write_back(&mut ctx, model, field, &m, value, read_at).await? {
+                    match stored {
                         Stored::Fresh => s.recalculated += 1,
                         Stored::Superseded => s.superseded += 1,
                         Stored::Gone => {
@@ -473,8 +490,10 @@ pub(crate) async fn status(db: &Db, registry: &Registry) -> Result<Vec<FieldStat
     let now = Utc::now();
     for entry in &registry.entries {
         let spec = &entry.spec;
-        for (name, _, cols) in &spec.fields {
-            let sql = FieldSql::new(db.backend(), &spec.table, &spec.primary_key, cols);
+        for &i in &spec.order {
+            let f = &spec.fields[i];
+            let name = &f.name;
+            let sql = FieldSql::new(db.backend(), &spec.table, &spec.primary_key, &f.columns);
             let rows = ctx
                 .fetch_values(
                     sql.status(),
@@ -541,7 +560,7 @@ pub async fn recalculate_keys(
         .spec
         .fields
         .iter()
-        .position(|(n, _, _)| n.as_str() == field)
+        .position(|f| f.name.as_str() == field)
         .ok_or_else(|| Error::declaration(table, format!("no cached field {field:?}")))?;
     for k in keys {
         match entry.ops.recalculate(db, idx, *k).await {
@@ -567,17 +586,17 @@ pub async fn keys(
         .iter()
         .find(|e| e.spec.table.as_str() == table)
         .ok_or_else(|| Error::declaration(table, "no such model in the registry"))?;
-    let (_, _, cols) = entry
+    let cols = &entry
         .spec
         .fields
         .iter()
-        .find(|(n, _, _)| n.as_str() == field)
+        .find(|f| f.name.as_str() == field)
         .ok_or_else(|| Error::declaration(table, format!("no cached field {field:?}")))?;
     let sql = FieldSql::new(
         db.backend(),
         &entry.spec.table,
         &entry.spec.primary_key,
-        cols,
+        &cols.columns,
     )
     .keys(all);
     let rows = Ctx::from(db)

@@ -34,6 +34,11 @@ async fn wait_until_fresh(db: &Db, id: i64, timeout: Duration) -> anyhow::Result
     }
 }
 
+async fn exec(db: &Db, sql: &'static str) -> anyhow::Result<()> {
+    on_db!(db, |p| sqlx::query(sql).execute(p).await.map(drop)?);
+    Ok(())
+}
+
 pub(crate) async fn run(cost_us: u64) -> anyhow::Result<()> {
     // The seed's ackermann(5, 2): make the calculation visibly slow unless told otherwise.
     let cost_us = if cost_us == 0 { 300_000 } else { cost_us };
@@ -47,9 +52,10 @@ pub(crate) async fn run(cost_us: u64) -> anyhow::Result<()> {
 
     println!("1. A fresh SQLite database at {}", path.display());
     crate::migrate(&db, &registry).await?;
-    println!("   `migrate` created lampposts and pigeons, and added cached_total_weight,");
+    println!("   `migrate` created lampposts and pigeons, added cached_total_weight,");
     println!("   total_weight_recalculation_needed, cached_slow_full_name,");
-    println!("   slow_full_name_recalculation_needed and slow_full_name_expires_after.");
+    println!("   slow_full_name_recalculation_needed and slow_full_name_expires_after,");
+    println!("   and installed the triggers the fields' depends_on declarations ask for.");
     crate::seed(&db, 1, 3).await?;
 
     let lamp = load(&db, 1).await?;
@@ -72,15 +78,7 @@ pub(crate) async fn run(cost_us: u64) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64() * 1e3
     );
 
-    println!("\n4. A pigeon weighing 9 lands; the app flags both fields as stale.");
-    on_db!(&db, |p| sqlx::query(
-        "INSERT INTO pigeons (lamppost_id, weight) VALUES (1, 9)"
-    )
-    .execute(p)
-    .await
-    .map(drop)?);
-    lamp.flag_total_weight_as_stale(&db).await?;
-    lamp.flag_slow_full_name_as_stale(&db).await?;
+    println!("\n4. A pigeon weighing 9 lands: a plain INSERT, nobody calls flag_*_as_stale.");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(
         Worker::new(db.clone(), registry.clone())
@@ -90,39 +88,62 @@ pub(crate) async fn run(cost_us: u64) -> anyhow::Result<()> {
             }),
     );
     let t = Instant::now();
+    exec(
+        &db,
+        "INSERT INTO pigeons (lamppost_id, weight) VALUES (1, 9)",
+    )
+    .await?;
     let lamp = wait_until_fresh(&db, 1, Duration::from_secs(30)).await?;
     println!(
-        "   The in-process worker recalculated it in the background within {:.0} ms: {:?}",
+        "   A trigger on pigeons flagged total_weight (declared on pigeons(lamppost_id).weight);"
+    );
+    println!(
+        "   the in-process worker recalculated it, its new value flagged slow_full_name (a chain),"
+    );
+    println!(
+        "   and the worker recalculated that too, {:.0} ms after the insert: {:?}",
         t.elapsed().as_secs_f64() * 1e3,
         lamp.slow_full_name.stored().unwrap_or_default()
     );
 
-    println!("\n5. Someone renames the lamppost behind the app's back (no flag),");
-    on_db!(&db, |p| sqlx::query(
-        "UPDATE lampposts SET first_name = 'Zelda' WHERE id = 1"
+    println!("\n5. Another program renames the lamppost with plain SQL.");
+    let t = Instant::now();
+    exec(
+        &db,
+        "UPDATE lampposts SET first_name = 'Zelda' WHERE id = 1",
     )
-    .execute(p)
-    .await
-    .map(drop)?);
+    .await?;
+    let lamp = wait_until_fresh(&db, 1, Duration::from_secs(30)).await?;
+    println!(
+        "   Caught by the trigger on first_name; fresh {:.0} ms later: {:?}",
+        t.elapsed().as_secs_f64() * 1e3,
+        lamp.slow_full_name.stored().unwrap_or_default()
+    );
+
+    println!("\n6. A pigeon's death_date is recorded: no cached field depends on it.");
+    exec(
+        &db,
+        "UPDATE pigeons SET death_date = '2026-12-24' WHERE lamppost_id = 1",
+    )
+    .await?;
+    let lamp = load(&db, 1).await?;
+    println!(
+        "   Flags after the write: total_weight {}, slow_full_name {} — nothing to recalculate.",
+        lamp.total_weight.recalculation_needed(),
+        lamp.slow_full_name.recalculation_needed()
+    );
+
     let when = chrono::Utc::now() + chrono::Duration::seconds(2);
     lamp.expire_slow_full_name_after(&db, when).await?;
     println!(
-        "   but the name expires at {} (expire_slow_full_name_after).",
+        "\n7. expire_slow_full_name_after({}): valid for two more seconds.",
         when.format("%H:%M:%S%.3f")
-    );
-    println!(
-        "   Stored now: {:?}",
-        load(&db, 1)
-            .await?
-            .slow_full_name
-            .stored()
-            .unwrap_or_default()
     );
     let lamp = wait_until_fresh(&db, 1, Duration::from_secs(30)).await?;
     println!(
-        "   At expiry the worker recalculated it without any read: {:?} ({} ms after the expiry)",
-        lamp.slow_full_name.stored().unwrap_or_default(),
-        (chrono::Utc::now() - when).num_milliseconds().max(0)
+        "   The worker recalculated it at the expiry, without any read ({} ms after it passed): {:?}",
+        (chrono::Utc::now() - when).num_milliseconds().max(0),
+        lamp.slow_full_name.stored().unwrap_or_default()
     );
 
     let _ = stop.send(());

@@ -154,19 +154,34 @@ fn lamppost(url: &str, args: &[&str]) -> String {
     stdout
 }
 
-fn spawn_worker(url: &str, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_lamppost"))
-        .arg("worker")
-        .args(extra)
-        .env("DATABASE_URL", url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+/// A worker process, killed if the test fails before stopping it.
+struct WorkerProcess(Option<Child>);
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn_worker(url: &str, extra: &[&str]) -> WorkerProcess {
+    WorkerProcess(Some(
+        Command::new(env!("CARGO_BIN_EXE_lamppost"))
+            .arg("worker")
+            .args(extra)
+            .env("DATABASE_URL", url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    ))
 }
 
 /// Stops a worker with SIGTERM and returns its JSON line of counts.
-fn stop_worker(child: Child) -> serde_json::Value {
+fn stop_worker(mut worker: WorkerProcess) -> serde_json::Value {
+    let child = worker.0.take().unwrap();
     let pid = child.id().to_string();
     let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
@@ -280,8 +295,9 @@ async fn a_worker_killed_mid_drain_loses_nothing() {
             assert!(start.elapsed() < Duration::from_secs(60), "no progress");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        worker.kill().unwrap(); // SIGKILL
-        worker.wait().unwrap();
+        let mut child = worker.0.take().unwrap();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
         let claimed = db
             .count(
                 "SELECT COUNT(*) FROM lampposts WHERE (total_weight_recalculation_needed \
