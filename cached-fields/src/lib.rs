@@ -88,3 +88,8 @@ pub mod __private {
     pub use futures::future::BoxFuture;
     pub use sqlx;
 }
+
+/// The README's example compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

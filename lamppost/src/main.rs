@@ -50,7 +50,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create or upgrade the tables, cached columns, indexes and triggers (idempotent).
-    Migrate,
+    Migrate {
+        /// Print the cached-fields SQL for this backend instead of applying it
+        /// (for your own migration files).
+        #[arg(long)]
+        sql: bool,
+    },
     /// Compare the database with the declarations; exit 1 listing what is missing or outdated.
     Check,
     /// Insert lampposts, each with some pigeons.
@@ -123,9 +128,19 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         demo::run(cli.cost_us).await?;
         return Ok(std::process::ExitCode::SUCCESS);
     }
+    if let Command::Migrate { sql: true } = cli.command {
+        let backend = if cli.database_url.starts_with("postgres") {
+            cached_fields::Backend::Postgres
+        } else {
+            cached_fields::Backend::Sqlite
+        };
+        print!("{}", registry.sql(backend));
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
     let db = Db::connect(&cli.database_url).await?;
     match cli.command {
-        Command::Migrate => {
+        Command::Migrate { sql: true } => unreachable!("handled above"),
+        Command::Migrate { sql: false } => {
             let changed = migrate(&db, &registry).await?;
             if changed.is_empty() {
                 println!("schema up to date");

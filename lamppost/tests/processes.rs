@@ -85,6 +85,13 @@ impl TestDb {
         }
     }
 
+    async fn exec2(&self, sql: &'static str, a: i64, b: i64) {
+        match &self.pool {
+            Pool::Sqlite(p, _) => drop(sqlx::query(sql).bind(a).bind(b).execute(p).await.unwrap()),
+            Pool::Postgres(p) => drop(sqlx::query(sql).bind(a).bind(b).execute(p).await.unwrap()),
+        }
+    }
+
     async fn count(&self, sql: &'static str) -> i64 {
         match &self.pool {
             Pool::Sqlite(p, _) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
@@ -318,6 +325,88 @@ async fn a_worker_killed_mid_drain_loses_nothing() {
             "{verified}"
         );
         stop_worker(worker);
+        db.drop_db().await;
+    }
+}
+
+/// Issue #3's acceptance run: with a worker running, a second program keeps
+/// inserting, updating, moving and deleting pigeons and updating lampposts
+/// with plain SQL, never touching a flag column; once it stops and the
+/// worker drains, nothing is flagged and every value agrees with its data.
+/// A write that changes only `pigeons.death_date` flags nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_catch_every_raw_write_while_the_worker_runs() {
+    for db in backends("triggers").await {
+        eprintln!("== triggers on {}", db.url);
+        lamppost(
+            &db.url,
+            &["seed", "--lampposts", "100", "--pigeons-per", "3"],
+        );
+        let worker = spawn_worker(&db.url, &["--cost-us", "1000", "--poll-ms", "100"]);
+        let start = Instant::now();
+        let mut i = 0_i64;
+        while start.elapsed() < Duration::from_secs(3) {
+            let a = (i * 37) % 100 + 1;
+            let b = (i * 11) % 100 + 1;
+            match i % 6 {
+                0 => db.exec2("INSERT INTO pigeons (lamppost_id, weight) VALUES ($1, $2)", a, i % 9).await,
+                1 => db.exec2("UPDATE pigeons SET weight = weight + $2 WHERE lamppost_id = $1", a, 1).await,
+                2 => {
+                    db.exec2(
+                        "UPDATE pigeons SET lamppost_id = $2 WHERE id = \
+                         (SELECT MIN(id) FROM pigeons WHERE lamppost_id = $1)",
+                        a,
+                        b,
+                    )
+                    .await
+                }
+                3 => {
+                    db.exec(
+                        "DELETE FROM pigeons WHERE id = (SELECT MAX(id) FROM pigeons WHERE lamppost_id = $1)",
+                        a,
+                    )
+                    .await
+                }
+                4 => db.exec2("UPDATE lampposts SET weight = weight + $2 WHERE id = $1", a, 3).await,
+                _ => db.exec("UPDATE lampposts SET first_name = 'Renamed' || id WHERE id = $1", a).await,
+            }
+            i += 1;
+        }
+        if let Pool::Sqlite(_, file) = &db.pool {
+            // The sqlite3 shell, a third program, writes the same file.
+            match Command::new("sqlite3")
+                .arg(file)
+                .arg(
+                    ".timeout 30000\nINSERT INTO pigeons (lamppost_id, weight) VALUES (1, 4), (2, 5);\n\
+                     UPDATE pigeons SET lamppost_id = 3 WHERE lamppost_id = 4;\n\
+                     DELETE FROM pigeons WHERE lamppost_id = 5;\n\
+                     UPDATE lampposts SET country = 'Iceland' WHERE id <= 10;",
+                )
+                .status()
+            {
+                Ok(s) => assert!(s.success(), "sqlite3 failed"),
+                Err(e) => eprintln!("sqlite3 shell not available ({e}); skipped that writer"),
+            }
+        }
+        db.wait_drained(60).await;
+        let verified = lamppost(&db.url, &["verify"]);
+        assert!(
+            verified.contains("every cached value is fresh"),
+            "{verified}"
+        );
+        // Only death_date changes: nothing to recalculate.
+        db.exec(
+            "UPDATE pigeons SET death_date = '2026-12-24' WHERE lamppost_id <= $1",
+            50,
+        )
+        .await;
+        assert_eq!(
+            db.flagged().await,
+            0,
+            "a death_date write flagged something"
+        );
+        let stats = stop_worker(worker);
+        eprintln!("   {i} writes raced; worker: {stats}");
         db.drop_db().await;
     }
 }
