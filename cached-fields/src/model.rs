@@ -604,10 +604,11 @@ impl<T: CachedValue> Cached<T> {
         self.lock().value.clone()
     }
 
-    /// The value if it is fresh at `now`.
-    pub(crate) fn fresh_at(&self, now: DateTime<Utc>) -> Option<T> {
+    /// The value if it is fresh now (the clock is read only when there is
+    /// an expiry to compare).
+    pub(crate) fn fresh(&self) -> Option<T> {
         let s = self.lock();
-        if s.needed || s.expires_after.is_some_and(|e| e <= now) {
+        if s.needed || s.expires_after.is_some_and(|e| e <= Utc::now()) {
             return None;
         }
         s.value.clone()

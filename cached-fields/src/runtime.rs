@@ -83,7 +83,7 @@ where
     M: CachedModel,
     T: CachedValue,
 {
-    if let Some(v) = slot.fresh_at(Utc::now()) {
+    if let Some(v) = slot.fresh() {
         return Ok(v);
     }
     let model = M::model()?;
@@ -113,33 +113,39 @@ pub async fn flag<'c, M: CachedModel>(
     and_recalculate: Option<bool>,
     target: impl Target<'c>,
 ) -> Result<()> {
+    if flag_many::<M>(&[key], field, and_recalculate, target).await? == 0 {
+        return Err(Error::RowNotFound {
+            table: M::model()?.table().to_string(),
+            key,
+        });
+    }
+    Ok(())
+}
+
+/// Most keys flagged by one statement.
+const FLAG_BATCH: usize = 500;
+
+/// Flags the field of many rows, a few hundred per statement; returns how
+/// many rows exist among `keys`. See [`flag`].
+pub async fn flag_many<'c, M: CachedModel>(
+    keys: &[i64],
+    field: &str,
+    and_recalculate: Option<bool>,
+    target: impl Target<'c>,
+) -> Result<u64> {
     let model = M::model()?;
     let field = model.field(field)?;
     let mut ctx = target.into_ctx();
     let eager = and_recalculate.unwrap_or_else(eager_recalculation);
-    let sql = field_sql(&ctx, model, field).flag();
-    let n = with_schema_hint(
-        ctx.execute(
-            sql,
-            &[
-                Value::Int(key),
-                Value::Bool(eager),
-                Value::Timestamp(statements::parked()),
-            ],
-        )
-        .await,
-        &mut ctx,
-        model,
-    )
-    .await?;
-    if n == 0 {
-        return Err(Error::RowNotFound {
-            table: model.table().to_string(),
-            key,
-        });
+    let mut flagged = 0;
+    for chunk in keys.chunks(FLAG_BATCH) {
+        let sql = field_sql(&ctx, model, field).flag(chunk.len());
+        let mut args = vec![Value::Bool(eager), Value::Timestamp(statements::parked())];
+        args.extend(chunk.iter().map(|k| Value::Int(*k)));
+        flagged += with_schema_hint(ctx.execute(sql, &args).await, &mut ctx, model).await?;
     }
     crate::worker::wake();
-    Ok(())
+    Ok(flagged)
 }
 
 /// Reloads row `key` and recalculates the field, storing the value unless an

@@ -62,18 +62,20 @@ impl<'a> FieldSql<'a> {
         }
     }
 
-    /// Sets the flag. `$1` key, `$2` eager (bool), `$3` the parked instant.
-    /// Eager: a parked row becomes due now, a lease or backoff stays; lazy:
-    /// the row is parked for the next read.
-    pub(crate) fn flag(&self) -> String {
+    /// Sets the flag of `n` rows. `$1` eager (bool), `$2` the parked
+    /// instant, `$3`… the keys. Eager: a parked row becomes due now, a lease
+    /// or backoff stays; lazy: the row is parked for the next read.
+    pub(crate) fn flag(&self, n: usize) -> String {
         let (t, pk, c) = (&self.table, &self.pk, self.cols);
         let next = c.next_attempt.quoted();
-        let parked = ts_le(self.backend, "$3", &next);
+        let parked = ts_le(self.backend, "$2", &next);
+        let keys: Vec<String> = (3..n + 3).map(|i| format!("${i}")).collect();
         format!(
-            "UPDATE {t} SET {needed} = TRUE, {next} = CASE WHEN $2 THEN \
-             (CASE WHEN {next} IS NOT NULL AND {parked} THEN NULL ELSE {next} END) ELSE $3 END \
-             WHERE {pk} = $1",
+            "UPDATE {t} SET {needed} = TRUE, {next} = CASE WHEN $1 THEN \
+             (CASE WHEN {next} IS NOT NULL AND {parked} THEN NULL ELSE {next} END) ELSE $2 END \
+             WHERE {pk} IN ({keys})",
             needed = c.needed.quoted(),
+            keys = keys.join(", "),
         )
     }
 

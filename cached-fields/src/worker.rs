@@ -147,9 +147,11 @@ impl Worker {
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<Stats> {
         let mut stats = Stats::default();
         let listener = self.listen();
+        let mut watcher = DataVersion::new(&self.db);
         tokio::pin!(stop);
         let mut failures = 0u32;
         loop {
+            watcher.mark().await;
             let pass = tokio::select! {
                 biased;
                 () = &mut stop => break,
@@ -182,6 +184,7 @@ impl Worker {
                 biased;
                 () = &mut stop => break,
                 () = WAKE.notified() => {}
+                () = watcher.changed() => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }
@@ -260,6 +263,69 @@ impl Worker {
             }));
         }
         None
+    }
+}
+
+/// Notices commits by other SQLite connections and processes (the app, the
+/// `sqlite3` shell) through `PRAGMA data_version`, a cheap read; PostgreSQL
+/// has `LISTEN` instead.
+struct DataVersion {
+    #[cfg(feature = "sqlite")]
+    sqlite: Option<(
+        sqlx::SqlitePool,
+        Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>,
+    )>,
+    last: Option<i64>,
+}
+
+impl DataVersion {
+    const EVERY: Duration = Duration::from_millis(2);
+
+    fn new(db: &Db) -> Self {
+        DataVersion {
+            #[cfg(feature = "sqlite")]
+            sqlite: db.as_sqlite().map(|p| (p.clone(), None)),
+            last: None,
+        }
+    }
+
+    async fn read(&mut self) -> Option<i64> {
+        #[cfg(feature = "sqlite")]
+        if let Some((pool, conn)) = &mut self.sqlite {
+            if conn.is_none() {
+                *conn = pool.acquire().await.ok();
+            }
+            let c = conn.as_mut()?;
+            let v = sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+                .fetch_one(&mut **c)
+                .await;
+            if v.is_err() {
+                *conn = None;
+            }
+            return v.ok();
+        }
+        None
+    }
+
+    /// Remembers the current version, before looking for work.
+    async fn mark(&mut self) {
+        self.last = self.read().await;
+    }
+
+    /// Completes when another connection commits (never on PostgreSQL).
+    async fn changed(&mut self) {
+        #[cfg(feature = "sqlite")]
+        if self.sqlite.is_some() {
+            loop {
+                tokio::time::sleep(Self::EVERY).await;
+                let now = self.read().await;
+                if now.is_some() && now != self.last {
+                    self.last = now;
+                    return;
+                }
+            }
+        }
+        std::future::pending::<()>().await;
     }
 }
 

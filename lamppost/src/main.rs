@@ -9,6 +9,7 @@ use cached_fields::{Db, Registry, Worker};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod bench;
 mod demo;
 mod models;
 mod tables;
@@ -101,6 +102,16 @@ enum Command {
     Demo,
     /// Compare every stored value with its inputs; exit 1 listing flagged or disagreeing rows.
     Verify,
+    /// Measure reads, invalidations, drains, latency, coalescing, trigger overhead, memory and
+    /// scale-out, each beside its baseline; the last line is one JSON object (use a release build).
+    Bench {
+        /// Lampposts to seed (each with 3 pigeons).
+        #[arg(long, default_value_t = 20_000)]
+        rows: u64,
+        /// Delete every lamppost and pigeon in the database first.
+        #[arg(long)]
+        reset: bool,
+    },
 }
 
 #[tokio::main]
@@ -124,6 +135,10 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let registry = models::registry()?;
+    if let Command::Bench { rows, reset } = cli.command {
+        bench::run(&cli.database_url, rows, cli.cost_us, reset).await?;
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
     if let Command::Demo = cli.command {
         demo::run(cli.cost_us).await?;
         return Ok(std::process::ExitCode::SUCCESS);
@@ -199,7 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
             println!("every cached value is fresh and agrees with its row");
         }
-        Command::Demo => unreachable!("handled above"),
+        Command::Demo | Command::Bench { .. } => unreachable!("handled above"),
     }
     db.close().await;
     Ok(std::process::ExitCode::SUCCESS)

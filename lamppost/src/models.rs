@@ -13,6 +13,14 @@ pub(crate) fn set_cost_us(us: u64) {
     COST_US.store(us, Ordering::Relaxed);
 }
 
+/// Calculations of `total_weight` in this process (for the benchmark).
+static TOTAL_WEIGHT_CALCULATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times `total_weight` was calculated in this process.
+pub(crate) fn total_weight_calculations() -> u64 {
+    TOTAL_WEIGHT_CALCULATIONS.load(Ordering::Relaxed)
+}
+
 /// Burns the configured cost, like the seed's `ackermann(5, 2)`.
 fn burn() {
     let cost = Duration::from_micros(COST_US.load(Ordering::Relaxed));
@@ -46,7 +54,11 @@ pub(crate) struct Lamppost {
 }
 
 impl Lamppost {
-    async fn calculate_total_weight(&self, ctx: &mut Ctx<'_>) -> Result<i64, BoxError> {
+    /// Loads one lamppost by id.
+    pub(crate) const SELECT_BY_ID: &'static str = "SELECT * FROM lampposts WHERE id = $1";
+
+    pub(crate) async fn calculate_total_weight(&self, ctx: &mut Ctx<'_>) -> Result<i64, BoxError> {
+        TOTAL_WEIGHT_CALCULATIONS.fetch_add(1, Ordering::Relaxed);
         burn();
         let pigeons: i64 =
             match ctx.conn().await? {
@@ -69,7 +81,10 @@ impl Lamppost {
         Ok(self.weight + pigeons)
     }
 
-    async fn calculate_slow_full_name(&self, ctx: &mut Ctx<'_>) -> Result<String, BoxError> {
+    pub(crate) async fn calculate_slow_full_name(
+        &self,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<String, BoxError> {
         burn();
         let total = self.total_weight(ctx).await?;
         Ok(format!(

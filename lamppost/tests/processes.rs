@@ -410,3 +410,75 @@ async fn triggers_catch_every_raw_write_while_the_worker_runs() {
         db.drop_db().await;
     }
 }
+
+/// Issue #4's fault injection: several worker processes drain together; one
+/// is killed with SIGKILL and (PostgreSQL) every database connection is
+/// terminated mid-drain; the survivors reconnect and, at the end, every row
+/// is fresh and correct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_survive_a_killed_peer_and_terminated_connections() {
+    for db in backends("faults").await {
+        let postgres = matches!(db.pool, Pool::Postgres(_));
+        let processes = if postgres { 3 } else { 2 };
+        eprintln!("== {processes} workers and faults on {}", db.url);
+        lamppost(
+            &db.url,
+            &["seed", "--lampposts", "600", "--pigeons-per", "2"],
+        );
+        let total = db.flagged().await;
+        let args = [
+            "--cost-us",
+            "3000",
+            "--lease-secs",
+            "2",
+            "--concurrency",
+            "2",
+            "--batch-size",
+            "8",
+            "--poll-ms",
+            "100",
+        ];
+        let mut workers: Vec<WorkerProcess> = (0..processes)
+            .map(|_| spawn_worker(&db.url, &args))
+            .collect();
+        let start = Instant::now();
+        while db.flagged().await > total * 2 / 3 {
+            assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut victim = workers.remove(0).0.take().unwrap();
+        victim.kill().unwrap(); // SIGKILL
+        victim.wait().unwrap();
+        if let Pool::Postgres(p) = &db.pool {
+            let killed: Vec<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .fetch_all(p)
+            .await
+            .unwrap();
+            assert!(
+                killed.len() >= 2,
+                "expected the survivors' connections, got {}",
+                killed.len()
+            );
+            eprintln!(
+                "   killed one worker and terminated {} connections",
+                killed.len()
+            );
+        }
+        let left = db.flagged().await;
+        assert!(left > 0, "the faults came too late to test anything");
+        db.wait_drained(90).await;
+        let verified = lamppost(&db.url, &["verify"]);
+        assert!(
+            verified.contains("every cached value is fresh"),
+            "{verified}"
+        );
+        for w in workers {
+            let stats = stop_worker(w);
+            eprintln!("   survivor: {stats}");
+        }
+        db.drop_db().await;
+    }
+}

@@ -1,0 +1,481 @@
+//! `lamppost bench`: every figure measured in one run beside its baseline;
+//! the last line printed is one JSON object.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cached_fields::{Db, Registry, Worker};
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::models::{self, Lamppost};
+use crate::on_db;
+
+/// Per-phase progress goes to stderr; stdout gets the JSON line only.
+fn say(msg: impl AsRef<str>) {
+    eprintln!("bench: {}", msg.as_ref());
+}
+
+async fn exec(db: &Db, sql: &'static str, a: i64) -> anyhow::Result<()> {
+    on_db!(db, |p| sqlx::query(sql)
+        .bind(a)
+        .execute(p)
+        .await
+        .map(drop)?);
+    Ok(())
+}
+
+async fn scalar(db: &Db, sql: &'static str) -> anyhow::Result<i64> {
+    Ok(on_db!(db, |p| sqlx::query_scalar(sql).fetch_one(p).await?))
+}
+
+async fn load(db: &Db, id: i64) -> anyhow::Result<Lamppost> {
+    Ok(on_db!(db, |p| sqlx::query_as(Lamppost::SELECT_BY_ID)
+        .bind(id)
+        .fetch_one(p)
+        .await?))
+}
+
+async fn flagged(db: &Db) -> anyhow::Result<i64> {
+    scalar(
+        db,
+        "SELECT COUNT(*) FROM lampposts WHERE total_weight_recalculation_needed \
+         OR slow_full_name_recalculation_needed",
+    )
+    .await
+}
+
+async fn ids(db: &Db) -> anyhow::Result<Vec<i64>> {
+    Ok(on_db!(db, |p| sqlx::query_scalar(
+        "SELECT id FROM lampposts ORDER BY id"
+    )
+    .fetch_all(p)
+    .await?))
+}
+
+async fn flag_all(db: &Db, ids: &[i64]) -> anyhow::Result<()> {
+    for field in ["total_weight", "slow_full_name"] {
+        cached_fields::runtime::flag_many::<Lamppost>(ids, field, Some(true), db).await?;
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (x * m).round() / m
+}
+
+/// The cached accessor on a fresh row against a plain field of the same row.
+async fn read(db: &Db) -> anyhow::Result<serde_json::Value> {
+    let lamp = load(db, 1).await?;
+    lamp.slow_full_name(db).await?; // fresh from here on
+    const ITER: u32 = 200_000;
+    let mut best = (f64::MAX, f64::MAX);
+    for _ in 0..5 {
+        let t = Instant::now();
+        for _ in 0..ITER {
+            std::hint::black_box(lamp.slow_full_name(db).await?);
+        }
+        let cached = t.elapsed().as_secs_f64() * 1e9 / f64::from(ITER);
+        let t = Instant::now();
+        for _ in 0..ITER {
+            std::hint::black_box(std::hint::black_box(&lamp).first_name.clone());
+        }
+        let plain = t.elapsed().as_secs_f64() * 1e9 / f64::from(ITER);
+        best = (best.0.min(cached), best.1.min(plain));
+    }
+    Ok(json!({
+        "cached_ns": round(best.0, 1),
+        "plain_ns": round(best.1, 1),
+        "ratio": round(best.0 / best.1, 2),
+    }))
+}
+
+/// Invalidations per second through the library, one by one and batched.
+async fn flag(db: &Db, ids: &[i64]) -> anyhow::Result<serde_json::Value> {
+    let n = ids.len().min(2000);
+    let t = Instant::now();
+    for id in &ids[..n] {
+        cached_fields::runtime::flag::<Lamppost>(*id, "total_weight", Some(true), db).await?;
+    }
+    let single = n as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    cached_fields::runtime::flag_many::<Lamppost>(ids, "total_weight", Some(true), db).await?;
+    let batched = ids.len() as f64 / t.elapsed().as_secs_f64();
+    Ok(json!({ "single_per_s": round(single, 0), "batched_per_s": round(batched, 0) }))
+}
+
+/// The hand-written baseline: load, calculate, UPDATE, with plain sqlx at
+/// the worker's concurrency; total_weight for every row, then slow_full_name.
+async fn baseline(db: &Db, ids: &[i64], concurrency: usize) -> anyhow::Result<()> {
+    for field in 0..2 {
+        let results: Vec<anyhow::Result<()>> = futures::stream::iter(ids.iter().copied())
+            .map(|id| async move {
+                let lamp = load(db, id).await?;
+                let mut ctx = cached_fields::Ctx::from(db);
+                if field == 0 {
+                    let v = lamp
+                        .calculate_total_weight(&mut ctx)
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    drop(ctx);
+                    on_db!(db, |p| sqlx::query(
+                        "UPDATE lampposts SET cached_total_weight = $1, \
+                         total_weight_recalculation_needed = FALSE WHERE id = $2"
+                    )
+                    .bind(v)
+                    .bind(id)
+                    .execute(p)
+                    .await
+                    .map(drop)?);
+                } else {
+                    let v = lamp
+                        .calculate_slow_full_name(&mut ctx)
+                        .await
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    drop(ctx);
+                    on_db!(db, |p| sqlx::query(
+                        "UPDATE lampposts SET cached_slow_full_name = $1, \
+                         slow_full_name_recalculation_needed = FALSE WHERE id = $2"
+                    )
+                    .bind(v)
+                    .bind(id)
+                    .execute(p)
+                    .await
+                    .map(drop)?);
+                }
+                Ok(())
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    }
+    Ok(())
+}
+
+/// N stale rows (both fields): the worker against the hand-written loop.
+async fn drain(db: &Db, registry: &Registry, ids: &[i64]) -> anyhow::Result<serde_json::Value> {
+    const CONCURRENCY: usize = 8; // the worker's default
+    flag_all(db, ids).await?;
+    let t = Instant::now();
+    let stats = Worker::new(db.clone(), registry.clone()).drain().await?;
+    let worker_s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(flagged(db).await? == 0, "the worker left rows flagged");
+    flag_all(db, ids).await?;
+    let t = Instant::now();
+    baseline(db, ids, CONCURRENCY).await?;
+    let loop_s = t.elapsed().as_secs_f64();
+    let recalcs = 2.0 * ids.len() as f64;
+    Ok(json!({
+        "rows": ids.len(),
+        "recalcs_per_s": round(recalcs / worker_s, 0),
+        "baseline_per_s": round(recalcs / loop_s, 0),
+        "ratio": round(worker_s / loop_s, 2),
+        "worker_recalculated": stats.recalculated,
+        "worker_superseded": stats.superseded,
+    }))
+}
+
+/// A running in-process worker on its own pool.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<cached_fields::Result<cached_fields::Stats>>,
+}
+
+async fn start_worker(url: &str, registry: &Registry) -> anyhow::Result<Running> {
+    let db = Db::connect(url).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(Worker::new(db, registry.clone()).run_until(async {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(200)).await; // LISTEN is in place
+    Ok(Running { stop, task })
+}
+
+impl Running {
+    async fn stop(self) -> anyhow::Result<cached_fields::Stats> {
+        let _ = self.stop.send(());
+        Ok(self.task.await??)
+    }
+}
+
+/// Commit of a dependency change → fresh value visible on another connection.
+async fn latency(db: &Db, url: &str, registry: &Registry) -> anyhow::Result<serde_json::Value> {
+    let running = start_worker(url, registry).await?;
+    let reader = Db::connect_with(url, 1).await?;
+    let mut samples = Vec::with_capacity(200);
+    for i in 0..200_i64 {
+        let id = i % 50 + 1;
+        exec(
+            db,
+            "UPDATE lampposts SET weight = weight + 1 WHERE id = $1",
+            id,
+        )
+        .await?;
+        let t = Instant::now();
+        loop {
+            let fresh: bool = on_db!(&reader, |p| sqlx::query_scalar(
+                "SELECT NOT total_weight_recalculation_needed FROM lampposts WHERE id = $1"
+            )
+            .bind(id)
+            .fetch_one(p)
+            .await?);
+            if fresh {
+                break;
+            }
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(30),
+                "no recalculation within 30 s"
+            );
+        }
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    reader.close().await;
+    running.stop().await?;
+    samples.sort_by(f64::total_cmp);
+    Ok(json!({
+        "p50": round(percentile(&samples, 0.50), 2),
+        "p95": round(percentile(&samples, 0.95), 2),
+        "p99": round(percentile(&samples, 0.99), 2),
+    }))
+}
+
+/// 1,000 invalidations of one row in a burst, with a worker running.
+async fn coalescing(db: &Db, url: &str, registry: &Registry) -> anyhow::Result<serde_json::Value> {
+    let running = start_worker(url, registry).await?;
+    let before = models::total_weight_calculations();
+    for _ in 0..1000 {
+        exec(
+            db,
+            "UPDATE lampposts SET weight = weight + 1 WHERE id = $1",
+            1,
+        )
+        .await?;
+    }
+    let t = Instant::now();
+    while flagged(db).await? > 0 {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(30),
+            "not drained within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    running.stop().await?;
+    Ok(json!({
+        "invalidations": 1000,
+        "recalculations": models::total_weight_calculations() - before,
+    }))
+}
+
+/// 10,000 single-row UPDATEs of a dependency column, with and without the
+/// triggers (dropped for the second run, then reinstalled by migrate).
+async fn write_overhead(db: &Db, registry: &Registry) -> anyhow::Result<serde_json::Value> {
+    const N: i64 = 10_000;
+    async fn run(db: &Db, sql: &'static str, rows: i64) -> anyhow::Result<f64> {
+        let t = Instant::now();
+        for i in 0..N {
+            exec(db, sql, i % rows + 1).await?;
+        }
+        Ok(t.elapsed().as_secs_f64() * 1e6 / N as f64)
+    }
+    let rows = scalar(db, "SELECT COUNT(*) FROM lampposts").await?.max(1);
+    let pigeons = scalar(db, "SELECT COUNT(*) FROM pigeons").await?.max(1);
+    let own = "UPDATE lampposts SET weight = weight + 1 WHERE id = $1";
+    let related = "UPDATE pigeons SET weight = weight + 1 WHERE id = $1";
+    let with_own = run(db, own, rows).await?;
+    let with_related = run(db, related, pigeons).await?;
+    let triggers = [
+        ("lampposts", "cf_dep_lampposts_total_weight"),
+        (
+            "pigeons",
+            "cf_rel_lampposts_total_weight_pigeons_lamppost_id_upd",
+        ),
+    ];
+    for (table, name) in triggers {
+        let sql = match db.backend() {
+            cached_fields::Backend::Sqlite => format!("DROP TRIGGER \"{name}\""),
+            _ => format!("DROP TRIGGER \"{name}\" ON \"{table}\""),
+        };
+        on_db!(db, |p| sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(p)
+            .await
+            .map(drop)?);
+    }
+    let without_own = run(db, own, rows).await?;
+    let without_related = run(db, related, pigeons).await?;
+    crate::migrate(db, registry).await?;
+    anyhow::ensure!(
+        registry.check(db).await?.is_empty(),
+        "migrate did not restore the triggers"
+    );
+    Ok(json!({
+        "column": "lampposts.weight",
+        "with_triggers_us": round(with_own, 1),
+        "without_us": round(without_own, 1),
+        "ratio": round(with_own / without_own, 2),
+        "related": {
+            "column": "pigeons.weight",
+            "with_triggers_us": round(with_related, 1),
+            "without_us": round(without_related, 1),
+            "ratio": round(with_related / without_related, 2),
+        },
+    }))
+}
+
+fn spawn_worker(url: &str, cost_us: u64) -> anyhow::Result<Child> {
+    Ok(Command::new(std::env::current_exe()?)
+        .args([
+            "worker",
+            "--database-url",
+            url,
+            "--cost-us",
+            &cost_us.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?)
+}
+
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn stop_child(child: Child) -> anyhow::Result<serde_json::Value> {
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status()?;
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Ok(serde_json::from_str(stdout.lines().last().unwrap_or("{}"))?)
+}
+
+async fn wait_drained(db: &Db) -> anyhow::Result<()> {
+    let t = Instant::now();
+    while flagged(db).await? > 0 {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(600),
+            "not drained within 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Peak RSS of a worker process draining every row.
+async fn memory(
+    db: &Db,
+    url: &str,
+    ids: &[i64],
+    cost_us: u64,
+) -> anyhow::Result<serde_json::Value> {
+    flag_all(db, ids).await?;
+    let child = spawn_worker(url, cost_us)?;
+    wait_drained(db).await?;
+    let rss = peak_rss_mib(child.id());
+    stop_child(child)?;
+    Ok(json!({ "worker_peak_rss_mib": rss.map(|r| round(r, 1)) }))
+}
+
+/// 1, 2 and 4 worker processes draining N stale rows (both fields) together.
+async fn scale(db: &Db, url: &str, ids: &[i64], cost_us: u64) -> anyhow::Result<serde_json::Value> {
+    let mut out = Vec::new();
+    for processes in [1_usize, 2, 4] {
+        flag_all(db, ids).await?;
+        let t = Instant::now();
+        let children = (0..processes)
+            .map(|_| spawn_worker(url, cost_us))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        wait_drained(db).await?;
+        let secs = t.elapsed().as_secs_f64();
+        let mut performed = 0_u64;
+        for c in children {
+            let s = stop_child(c)?;
+            performed +=
+                s["recalculated"].as_u64().unwrap_or(0) + s["superseded"].as_u64().unwrap_or(0);
+        }
+        // Inputs do not change here, so each row needs exactly one
+        // recalculation per field: anything beyond that is duplicate work.
+        let needed = 2 * ids.len() as u64;
+        let duplicates = performed.saturating_sub(needed);
+        say(format!(
+            "scale: {processes} process(es), {performed} recalculations in {secs:.2} s"
+        ));
+        out.push(json!({
+            "processes": processes,
+            "recalcs_per_s": round(needed as f64 / secs, 0),
+            "duplicate_share": round(duplicates as f64 / performed.max(1) as f64, 4),
+        }));
+    }
+    Ok(json!(out))
+}
+
+pub(crate) async fn run(url: &str, rows: u64, cost_us: u64, reset: bool) -> anyhow::Result<()> {
+    let db = Db::connect(url).await?;
+    let registry = models::registry()?;
+    crate::migrate(&db, &registry).await?;
+    let existing = scalar(&db, "SELECT COUNT(*) FROM lampposts").await?;
+    if existing > 0 && !reset {
+        anyhow::bail!(
+            "{url} already has {existing} lampposts: bench needs an empty database, \
+             or --reset to delete every lamppost and pigeon in it"
+        );
+    }
+    on_db!(&db, |p| {
+        sqlx::query("DELETE FROM pigeons").execute(p).await?;
+        sqlx::query("DELETE FROM lampposts").execute(p).await?;
+    });
+    say(format!("seeding {rows} lampposts with 3 pigeons each"));
+    crate::seed(&db, rows, 3).await?;
+    Worker::new(db.clone(), registry.clone()).drain().await?;
+    let ids = ids(&db).await?;
+
+    say("read");
+    let read = read(&db).await?;
+    say("flag");
+    let flag = flag(&db, &ids).await?;
+    Worker::new(db.clone(), registry.clone()).drain().await?;
+    say("drain");
+    let drain = drain(&db, &registry, &ids).await?;
+    say("latency");
+    let latency = latency(&db, url, &registry).await?;
+    say("coalescing");
+    let coalescing = coalescing(&db, url, &registry).await?;
+    say("write overhead");
+    let write_overhead = write_overhead(&db, &registry).await?;
+    Worker::new(db.clone(), registry.clone()).drain().await?;
+    say("memory");
+    let memory = memory(&db, url, &ids, cost_us).await?;
+    say("scale");
+    let scale = scale(&db, url, &ids, cost_us).await?;
+
+    let report = json!({
+        "backend": format!("{:?}", db.backend()),
+        "rows": rows,
+        "cost_us": cost_us,
+        "read": read,
+        "flag": flag,
+        "drain": drain,
+        "latency_ms": latency,
+        "coalescing": coalescing,
+        "write_overhead": write_overhead,
+        "memory": memory,
+        "scale": scale,
+    });
+    db.close().await;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
