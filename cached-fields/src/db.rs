@@ -180,6 +180,49 @@ impl Db {
     }
 }
 
+/// A transaction of either backend, for the worker's batched write-backs.
+pub(crate) enum Tx {
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Db {
+    /// Begins a transaction on a pooled connection.
+    pub(crate) async fn begin(&self) -> Result<Tx> {
+        Ok(match self {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            #[cfg(feature = "postgres")]
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+}
+
+impl Tx {
+    /// A context running inside the transaction.
+    pub(crate) fn ctx(&mut self) -> Ctx<'_> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Tx::Sqlite(t) => (&mut **t).into_ctx(),
+            #[cfg(feature = "postgres")]
+            Tx::Postgres(t) => (&mut **t).into_ctx(),
+        }
+    }
+
+    /// Commits.
+    pub(crate) async fn commit(self) -> Result<()> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Tx::Sqlite(t) => t.commit().await?,
+            #[cfg(feature = "postgres")]
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
+
 /// A borrowed connection of either backend, for the user's own queries in a
 /// calculate function.
 #[derive(Debug)]

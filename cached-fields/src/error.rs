@@ -175,9 +175,12 @@ fn is_busy_or_gone(e: &sqlx::Error) -> bool {
     let code = db.code().unwrap_or_default();
     // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
     // PostgreSQL: class 08 (connection exception), 57P01..57P03 (admin shutdown,
-    // crash shutdown, cannot connect now), 40001/40P01 (serialization, deadlock).
-    matches!(code.as_ref(), "5" | "6" | "517" | "262" | "40001" | "40P01")
-        || code.starts_with("08")
+    // crash shutdown, cannot connect now), 40001/40P01 (serialization, deadlock),
+    // 55P03 (lock not available: a lock_timeout).
+    matches!(
+        code.as_ref(),
+        "5" | "6" | "517" | "262" | "40001" | "40P01" | "55P03"
+    ) || code.starts_with("08")
         || code.starts_with("57P")
 }
 

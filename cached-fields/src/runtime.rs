@@ -265,13 +265,31 @@ pub(crate) async fn compute<M: CachedModel>(
 }
 
 /// Stores `value` computed from `m` (whose bookkeeping says which version
-/// the inputs were read at), unless a newer invalidation arrived.
+/// the inputs were read at), unless a newer invalidation arrived; then
+/// updates `m` and runs the field's hook.
 pub(crate) async fn write_back<M: CachedModel>(
     ctx: &mut Ctx<'_>,
     model: &Model<M>,
     field: &Field<M>,
     m: &M,
     value: Value,
+    read_at: DateTime<Utc>,
+) -> Result<Stored> {
+    let stored = store(ctx, model, field, m, &value, read_at).await?;
+    if let Stored::Fresh = stored {
+        after_store(ctx, model, field, m, value).await?;
+    }
+    Ok(stored)
+}
+
+/// The SQL half of [`write_back`]: the conditional UPDATE, and releasing
+/// the lease when it lost to a newer invalidation.
+pub(crate) async fn store<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    model: &Model<M>,
+    field: &Field<M>,
+    m: &M,
+    value: &Value,
     read_at: DateTime<Utc>,
 ) -> Result<Stored> {
     let key = m.primary_key();
@@ -293,27 +311,38 @@ pub(crate) async fn write_back<M: CachedModel>(
     )
     .await?;
     if n == 1 {
-        field
-            .slot(m)
-            .store_fresh(value)
-            .map_err(|e| Error::Decode {
-                table: model.table().to_string(),
-                column: field.columns().value.to_string(),
-                expected: field.sql_type().name().to_owned(),
-                message: e.to_string(),
-            })?;
-        if let Some(hook) = field.after()
-            && let Err(e) = hook(m, ctx).await
-        {
-            tracing::warn!(table = %model.table(), field = %field.name(), key, error = %e,
-                "after-recalculation hook failed");
-        }
         return Ok(Stored::Fresh);
     }
     if ctx.execute(sql.release(), &[Value::Int(key)]).await? == 0 {
         return Ok(Stored::Gone);
     }
     Ok(Stored::Superseded)
+}
+
+/// After a value is stored (and committed): the in-memory copy, then the hook.
+pub(crate) async fn after_store<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    model: &Model<M>,
+    field: &Field<M>,
+    m: &M,
+    value: Value,
+) -> Result<()> {
+    field
+        .slot(m)
+        .store_fresh(value)
+        .map_err(|e| Error::Decode {
+            table: model.table().to_string(),
+            column: field.columns().value.to_string(),
+            expected: field.sql_type().name().to_owned(),
+            message: e.to_string(),
+        })?;
+    if let Some(hook) = field.after()
+        && let Err(e) = hook(m, ctx).await
+    {
+        tracing::warn!(table = %model.table(), field = %field.name(), key = m.primary_key(),
+            error = %e, "after-recalculation hook failed");
+    }
+    Ok(())
 }
 
 /// Brings the cached fields that `field` chains on up to date in row `m`.

@@ -152,21 +152,30 @@ impl<'a> FieldSql<'a> {
         )
     }
 
-    /// Claims up to `$3` due rows by leasing them until `$2`; returns their keys.
-    pub(crate) fn claim(&self) -> String {
+    /// Claims up to `$3` due rows by leasing them until `$2`, and returns
+    /// them (`select_list`): claim and load in one round trip, so the
+    /// version returned is the one the inputs beside it were read at.
+    pub(crate) fn claim(&self, select_list: &str) -> String {
         let (t, pk) = (&self.table, &self.pk);
         let next = self.cols.next_attempt.quoted();
         let due = self.due();
         match self.backend {
             Backend::Sqlite => format!(
                 "UPDATE {t} SET {next} = $2 WHERE {pk} IN \
-                 (SELECT {pk} FROM {t} WHERE {due} LIMIT $3) RETURNING {pk}"
+                 (SELECT {pk} FROM {t} WHERE {due} LIMIT $3) RETURNING {select_list}"
             ),
-            Backend::Postgres => format!(
-                "UPDATE {t} SET {next} = $2 FROM \
-                 (SELECT {pk} AS k FROM {t} WHERE {due} LIMIT $3 FOR UPDATE SKIP LOCKED) AS due \
-                 WHERE {t}.{pk} = due.k RETURNING {t}.{pk}"
-            ),
+            Backend::Postgres => {
+                let list = if select_list == "*" {
+                    format!("{t}.*")
+                } else {
+                    select_list.to_owned()
+                };
+                format!(
+                    "UPDATE {t} SET {next} = $2 FROM \
+                     (SELECT {pk} AS cf_due_key FROM {t} WHERE {due} LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                     AS cf_due WHERE {t}.{pk} = cf_due.cf_due_key RETURNING {list}"
+                )
+            }
         }
     }
 

@@ -363,7 +363,24 @@ fn backoff(settings: &Settings, attempts: i32) -> Duration {
     d + jitter
 }
 
-/// Claims one batch of due rows of field `field` and processes it.
+/// What one row's calculation came to, before anything is written.
+enum Outcome<M> {
+    /// A value, computed from this row (possibly reloaded after its chain).
+    Value(M, Value, DateTime<Utc>),
+    /// The calculation failed; retry after the backoff.
+    Failed(Error),
+    /// The row was deleted.
+    Gone,
+}
+
+struct Computed<M> {
+    key: i64,
+    attempts: i32,
+    outcome: Outcome<M>,
+}
+
+/// Claims one batch of due rows of field `field`, calculates them
+/// concurrently, and writes every result back in one transaction.
 pub(crate) async fn process_batch<M: CachedModel>(
     db: &Db,
     field_idx: usize,
@@ -371,7 +388,6 @@ pub(crate) async fn process_batch<M: CachedModel>(
 ) -> Result<BatchReport> {
     let model = M::model()?;
     let field = &model.fields()[field_idx];
-    let mut ctx = Ctx::from(db);
     let sql = FieldSql::new(
         db.backend(),
         model.table(),
@@ -382,124 +398,175 @@ pub(crate) async fn process_batch<M: CachedModel>(
     let lease_until =
         now + chrono::Duration::from_std(settings.lease).unwrap_or(chrono::Duration::seconds(30));
     let batch = i64::try_from(settings.batch_size).unwrap_or(64);
-    let claimed = runtime::with_schema_hint(
-        ctx.fetch_values(
-            sql.claim(),
+    let mut ctx = Ctx::from(db);
+    let rows: Vec<M> = runtime::with_schema_hint(
+        ctx.fetch_models::<M>(
+            sql.claim(model.select_list()),
             &[
                 Value::Timestamp(now),
                 Value::Timestamp(lease_until),
                 Value::Int(batch),
             ],
-            &[SqlType::Int],
         )
         .await,
         &mut ctx,
         model,
     )
     .await?;
-    let keys: Vec<i64> = claimed
-        .into_iter()
-        .filter_map(|r| match r.first() {
-            Some(Value::Int(k)) => Some(*k),
-            _ => None,
-        })
-        .collect();
+    drop(ctx);
     let mut report = BatchReport {
-        claimed: keys.len() as u64,
+        claimed: rows.len() as u64,
         stats: Stats::default(),
     };
-    if keys.is_empty() {
+    if rows.is_empty() {
         return Ok(report);
     }
-    let load = statements::load_rows(
-        model.select_list(),
-        model.table(),
-        model.primary_key(),
-        keys.len(),
-    );
-    let args: Vec<Value> = keys.iter().map(|k| Value::Int(*k)).collect();
-    let rows: Vec<M> =
-        runtime::with_schema_hint(ctx.fetch_models::<M>(load, &args).await, &mut ctx, model)
-            .await?;
-    drop(ctx);
-    if rows.len() < keys.len() {
-        let loaded: std::collections::HashSet<i64> =
-            rows.iter().map(CachedModel::primary_key).collect();
-        for k in keys.iter().filter(|k| !loaded.contains(k)) {
-            tracing::info!(table = %model.table(), field = %field.name(), key = k,
-                "row deleted before its recalculation; skipped");
-            report.stats.deleted += 1;
-        }
-    }
-    let results: Vec<Result<Stats>> = futures::stream::iter(rows)
+    let computed: Vec<Result<Computed<M>>> = futures::stream::iter(rows)
         .map(|m| async move {
             let mut ctx = Ctx::from(db);
-            let snap = field.slot(&m).snapshot();
-            let mut s = Stats::default();
+            let key = m.primary_key();
+            let attempts = field.slot(&m).snapshot().attempts;
             let outcome = match runtime::refresh_chain(&mut ctx, model, field, &m).await {
                 Ok(reloaded) => {
-                    let row = reloaded.as_ref().unwrap_or(&m);
+                    let row = reloaded.unwrap_or(m);
                     let read_at = Utc::now();
-                    match runtime::compute(&mut ctx, model, field, row).await {
-                        Ok(value) => Ok(runtime::write_back(&mut ctx, model, field, row, value, read_at).await?),
-                        Err(e) => Err(e),
+                    match runtime::compute(&mut ctx, model, field, &row).await {
+                        Ok(value) => Outcome::Value(row, value, read_at),
+                        Err(e) => Outcome::Failed(e),
                     }
                 }
-                Err(Error::RowNotFound { .. }) => Ok(Stored::Gone),
+                Err(Error::RowNotFound { .. }) => Outcome::Gone,
                 Err(e) if e.is_retryable() => return Err(e),
-                Err(e) => Err(e),
+                Err(e) => Outcome::Failed(e),
             };
-            match outcome {
-                Ok(stored) => {
-                    if snap.attempts > 0 {
-                        s.retried += 1;
-                    }
-                    match stored {
-                        Stored::Fresh => s.recalculated += 1,
-                        Stored::Superseded => s.superseded += 1,
-                        Stored::Gone => {
-                            tracing::info!(table = %model.table(), field = %field.name(),
-                                key = m.primary_key(), "row deleted during its recalculation; skipped");
-                            s.deleted += 1;
-                        }
-                    }
-                }
-                Err(e) => {
-                    let retry_at = Utc::now()
-                        + chrono::Duration::from_std(backoff(settings, snap.attempts))
-                            .unwrap_or(chrono::Duration::seconds(1));
-                    tracing::warn!(error = %e, attempt = snap.attempts + 1, %retry_at, "recalculation failed");
-                    ctx.execute(
-                        FieldSql::new(db.backend(), model.table(), model.primary_key(), field.columns())
-                            .record_failure(),
-                        &[
-                            Value::Text(e.to_string()),
-                            Value::Timestamp(retry_at),
-                            Value::Int(m.primary_key()),
-                        ],
-                    )
-                    .await?;
-                    s.failed += 1;
-                }
-            }
-            Ok(s)
+            Ok(Computed {
+                key,
+                attempts,
+                outcome,
+            })
         })
         .buffer_unordered(settings.concurrency)
         .collect()
         .await;
-    let mut first_err = None;
-    for r in results {
-        match r {
-            Ok(s) => report.stats.add(s),
+    // A row whose calculation hit a database fault keeps its lease and is
+    // taken again when it ends; the others are written.
+    let mut fault = None;
+    let mut done: Vec<Computed<M>> = Vec::with_capacity(computed.len());
+    for c in computed {
+        match c {
+            Ok(c) => done.push(c),
             Err(e) => {
-                first_err.get_or_insert(e);
+                fault.get_or_insert(e);
             }
         }
     }
-    match first_err {
-        // Rows whose write-back failed keep their lease and are retried after it.
+    done.sort_by_key(|c| c.key); // one lock order for every writer
+    let stored = match write_all(db.begin().await, model, field, settings, &done).await {
+        Ok(stored) => stored,
+        Err(e) if e.is_retryable() => {
+            // A deadlock or a lost connection: write row by row instead.
+            tracing::debug!(error = %e, "batched write-back failed; writing row by row");
+            let mut ctx = Ctx::from(db);
+            let mut stored = Vec::with_capacity(done.len());
+            for c in &done {
+                stored.push(write_one(&mut ctx, model, field, settings, c).await?);
+            }
+            stored
+        }
+        Err(e) => return Err(e),
+    };
+    let mut ctx = Ctx::from(db);
+    for (c, stored) in done.iter().zip(stored) {
+        let s = &mut report.stats;
+        match (&c.outcome, stored) {
+            (Outcome::Value(row, value, _), Some(Stored::Fresh)) => {
+                runtime::after_store(&mut ctx, model, field, row, value.clone()).await?;
+                s.recalculated += 1;
+                if c.attempts > 0 {
+                    s.retried += 1;
+                }
+            }
+            (Outcome::Value(..), Some(Stored::Superseded)) => s.superseded += 1,
+            (Outcome::Failed(_), _) => s.failed += 1,
+            _ => {
+                tracing::info!(table = %model.table(), field = %field.name(), key = c.key,
+                    "row deleted before its recalculation was stored; skipped");
+                s.deleted += 1;
+            }
+        }
+    }
+    match fault {
         Some(e) => Err(e),
         None => Ok(report),
+    }
+}
+
+/// Writes every result in one transaction (one commit, one fsync).
+async fn write_all<M: CachedModel>(
+    tx: Result<crate::db::Tx>,
+    model: &crate::model::Model<M>,
+    field: &crate::model::Field<M>,
+    settings: &Settings,
+    done: &[Computed<M>],
+) -> Result<Vec<Option<Stored>>> {
+    let mut tx = tx?;
+    let mut stored = Vec::with_capacity(done.len());
+    {
+        let mut ctx = tx.ctx();
+        if ctx.backend() == crate::db::Backend::Postgres {
+            // Holding several rows, never wait long for another: an app
+            // transaction locking the same rows in another order would
+            // otherwise deadlock with us, and might be the one aborted. We
+            // give up instead, and write row by row.
+            ctx.execute("SET LOCAL lock_timeout = '100ms'".to_owned(), &[])
+                .await?;
+        }
+        for c in done {
+            stored.push(write_one(&mut ctx, model, field, settings, c).await?);
+        }
+    }
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// Writes one result: the value (if still current), or the failure.
+async fn write_one<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    model: &crate::model::Model<M>,
+    field: &crate::model::Field<M>,
+    settings: &Settings,
+    c: &Computed<M>,
+) -> Result<Option<Stored>> {
+    match &c.outcome {
+        Outcome::Value(row, value, read_at) => {
+            runtime::store(ctx, model, field, row, value, *read_at)
+                .await
+                .map(Some)
+        }
+        Outcome::Failed(e) => {
+            let retry_at = Utc::now()
+                + chrono::Duration::from_std(backoff(settings, c.attempts))
+                    .unwrap_or(chrono::Duration::seconds(1));
+            tracing::warn!(error = %e, attempt = c.attempts + 1, %retry_at, "recalculation failed");
+            let sql = FieldSql::new(
+                ctx.backend(),
+                model.table(),
+                model.primary_key(),
+                field.columns(),
+            )
+            .record_failure();
+            ctx.execute(
+                sql,
+                &[
+                    Value::Text(e.to_string()),
+                    Value::Timestamp(retry_at),
+                    Value::Int(c.key),
+                ],
+            )
+            .await?;
+            Ok(None)
+        }
+        Outcome::Gone => Ok(None),
     }
 }
 
