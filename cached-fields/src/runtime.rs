@@ -11,7 +11,7 @@ use crate::depends::Dependency;
 use crate::error::{Error, Result};
 use crate::model::{Cached, CachedModel, Field, Model};
 use crate::statements::{self, FieldSql};
-use crate::value::{CachedValue, Value};
+use crate::value::{CachedValue, SqlType, Value};
 
 static EAGER: AtomicBool = AtomicBool::new(true);
 
@@ -317,6 +317,72 @@ pub(crate) async fn store<M: CachedModel>(
         return Ok(Stored::Gone);
     }
     Ok(Stored::Superseded)
+}
+
+/// [`store`] for many rows in two statements: the conditional UPDATE of
+/// all, then releasing those that lost to a newer invalidation. `read_at`
+/// is the earliest instant any of the inputs were read.
+pub(crate) async fn store_many<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    model: &Model<M>,
+    field: &Field<M>,
+    rows: &[(&M, &Value)],
+    read_at: DateTime<Utc>,
+) -> Result<Vec<Stored>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = field_sql(ctx, model, field);
+    let mut args = vec![Value::Timestamp(read_at)];
+    for (m, value) in rows {
+        args.push(Value::Int(m.primary_key()));
+        args.push(Value::Int(field.slot(*m).snapshot().version));
+        args.push((*value).clone());
+    }
+    let keys = |rows: Vec<Vec<Value>>| -> std::collections::HashSet<i64> {
+        rows.into_iter()
+            .filter_map(|r| match r.first() {
+                Some(Value::Int(k)) => Some(*k),
+                _ => None,
+            })
+            .collect()
+    };
+    let fresh = keys(
+        with_schema_hint(
+            ctx.fetch_values(sql.write_back_many(rows.len()), &args, &[SqlType::Int])
+                .await,
+            ctx,
+            model,
+        )
+        .await?,
+    );
+    let lost: Vec<Value> = rows
+        .iter()
+        .map(|(m, _)| m.primary_key())
+        .filter(|k| !fresh.contains(k))
+        .map(Value::Int)
+        .collect();
+    let present = if lost.is_empty() {
+        Default::default()
+    } else {
+        keys(
+            ctx.fetch_values(sql.release_many(lost.len()), &lost, &[SqlType::Int])
+                .await?,
+        )
+    };
+    Ok(rows
+        .iter()
+        .map(|(m, _)| {
+            let k = m.primary_key();
+            if fresh.contains(&k) {
+                Stored::Fresh
+            } else if present.contains(&k) {
+                Stored::Superseded
+            } else {
+                Stored::Gone
+            }
+        })
+        .collect())
 }
 
 /// After a value is stored (and committed): the in-memory copy, then the hook.

@@ -188,14 +188,20 @@ pub fn plan(backend: Backend, specs: &[TableSpec]) -> Vec<SchemaObject> {
                     definition: None,
                 });
             }
-            let needed_idx = Ident::derived(&["cf", spec.table.as_str(), c.needed.as_str()]);
+            // Flagged rows by next attempt: the claim walks it in order and
+            // stops after a batch; the worker's "next due" is its first entry.
+            let needed_idx = Ident::derived(&["cf", spec.table.as_str(), c.needed.as_str(), "due"]);
+            let nulls_first = match backend {
+                Backend::Sqlite => "",
+                Backend::Postgres => " NULLS FIRST",
+            };
             out.push(SchemaObject {
                 kind: ObjectKind::Index,
                 table: spec.table.clone(),
                 sql: vec![format!(
-                    "CREATE INDEX IF NOT EXISTS {} ON {t} ({}) WHERE {}",
+                    "CREATE INDEX IF NOT EXISTS {} ON {t} ({}{nulls_first}) WHERE {}",
                     needed_idx.quoted(),
-                    spec.primary_key.quoted(),
+                    c.next_attempt.quoted(),
                     c.needed.quoted()
                 )],
                 name: needed_idx,

@@ -105,6 +105,53 @@ impl<'a> FieldSql<'a> {
         )
     }
 
+    /// [`write_back`](Self::write_back) for `n` rows in one statement:
+    /// `$1` the earliest instant read, then `(key, version, value)` per row
+    /// from `$2`. Returns the keys stored.
+    pub(crate) fn write_back_many(&self, n: usize) -> String {
+        let (t, pk, c) = (&self.table, &self.pk, self.cols);
+        let expires = match &c.expires {
+            Some(e) => {
+                let q = e.quoted();
+                format!(
+                    ", {q} = CASE WHEN {le} THEN NULL ELSE {t}.{q} END",
+                    le = ts_le(self.backend, &format!("{t}.{q}"), "$1")
+                )
+            }
+            None => String::new(),
+        };
+        let rows: Vec<String> = (0..n)
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
+            .collect();
+        format!(
+            "UPDATE {t} SET {value} = cf_new.column3, {needed} = FALSE, {next} = NULL, \
+             {attempts} = 0, {err} = NULL{expires} FROM (VALUES {rows}) AS cf_new \
+             WHERE {t}.{pk} = cf_new.column1 AND {t}.{version} = cf_new.column2 RETURNING {t}.{pk}",
+            value = c.value.quoted(),
+            needed = c.needed.quoted(),
+            next = c.next_attempt.quoted(),
+            attempts = c.attempts.quoted(),
+            err = c.last_error.quoted(),
+            version = c.version.quoted(),
+            rows = rows.join(", "),
+        )
+    }
+
+    /// [`release`](Self::release) for the keys `$1`…`$n`; returns the keys
+    /// of the rows that still exist.
+    pub(crate) fn release_many(&self, n: usize) -> String {
+        let next = self.cols.next_attempt.quoted();
+        let keys: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+        format!(
+            "UPDATE {t} SET {next} = CASE WHEN {needed} THEN NULL ELSE {next} END \
+             WHERE {pk} IN ({keys}) RETURNING {pk}",
+            t = self.table,
+            pk = self.pk,
+            needed = self.cols.needed.quoted(),
+            keys = keys.join(", "),
+        )
+    }
+
     /// After a write-back lost to a newer invalidation: make the row due
     /// again at once. `$1` key. Affects no row if the row is gone.
     pub(crate) fn release(&self) -> String {
@@ -158,11 +205,11 @@ impl<'a> FieldSql<'a> {
     pub(crate) fn claim(&self, select_list: &str) -> String {
         let (t, pk) = (&self.table, &self.pk);
         let next = self.cols.next_attempt.quoted();
-        let due = self.due();
         match self.backend {
             Backend::Sqlite => format!(
                 "UPDATE {t} SET {next} = $2 WHERE {pk} IN \
-                 (SELECT {pk} FROM {t} WHERE {due} LIMIT $3) RETURNING {select_list}"
+                 (SELECT {pk} FROM {t} WHERE {due} LIMIT $3) RETURNING {select_list}",
+                due = self.due()
             ),
             Backend::Postgres => {
                 let list = if select_list == "*" {
@@ -170,10 +217,30 @@ impl<'a> FieldSql<'a> {
                 } else {
                     select_list.to_owned()
                 };
+                // Each arm walks its own index in order and stops after a
+                // batch (flagged rows by next attempt; expiries by time), so
+                // a claim costs the same on a table of any size.
+                let c = self.cols;
+                let not_leased = format!("({next} IS NULL OR {next} <= $1)");
+                let flagged = format!(
+                    "SELECT k FROM (SELECT {pk} AS k FROM {t} WHERE {needed} AND {not_leased} \
+                     ORDER BY {next} NULLS FIRST LIMIT $3 FOR UPDATE SKIP LOCKED) AS cf_flagged",
+                    needed = c.needed.quoted(),
+                );
+                let candidates = match &c.expires {
+                    Some(e) => {
+                        let e = e.quoted();
+                        format!(
+                            "{flagged} UNION SELECT k FROM (SELECT {pk} AS k FROM {t} \
+                             WHERE {e} IS NOT NULL AND {e} <= $1 AND {not_leased} \
+                             ORDER BY {e} LIMIT $3 FOR UPDATE SKIP LOCKED) AS cf_expired"
+                        )
+                    }
+                    None => flagged,
+                };
                 format!(
-                    "UPDATE {t} SET {next} = $2 FROM \
-                     (SELECT {pk} AS cf_due_key FROM {t} WHERE {due} LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                     AS cf_due WHERE {t}.{pk} = cf_due.cf_due_key RETURNING {list}"
+                    "UPDATE {t} SET {next} = $2 FROM (SELECT k FROM ({candidates}) AS cf_all LIMIT $3) \
+                     AS cf_due WHERE {t}.{pk} = cf_due.k RETURNING {list}"
                 )
             }
         }

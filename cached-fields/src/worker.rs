@@ -510,8 +510,7 @@ async fn write_all<M: CachedModel>(
     done: &[Computed<M>],
 ) -> Result<Vec<Option<Stored>>> {
     let mut tx = tx?;
-    let mut stored = Vec::with_capacity(done.len());
-    {
+    let stored = {
         let mut ctx = tx.ctx();
         if ctx.backend() == crate::db::Backend::Postgres {
             // Holding several rows, never wait long for another: an app
@@ -521,10 +520,33 @@ async fn write_all<M: CachedModel>(
             ctx.execute("SET LOCAL lock_timeout = '100ms'".to_owned(), &[])
                 .await?;
         }
+        let values: Vec<(&M, &Value)> = done
+            .iter()
+            .filter_map(|c| match &c.outcome {
+                Outcome::Value(row, value, _) => Some((row, value)),
+                _ => None,
+            })
+            .collect();
+        let read_at = done
+            .iter()
+            .filter_map(|c| match &c.outcome {
+                Outcome::Value(_, _, at) => Some(*at),
+                _ => None,
+            })
+            .min()
+            .unwrap_or_else(Utc::now);
+        let mut stored = runtime::store_many(&mut ctx, model, field, &values, read_at)
+            .await?
+            .into_iter();
+        let mut out = Vec::with_capacity(done.len());
         for c in done {
-            stored.push(write_one(&mut ctx, model, field, settings, c).await?);
+            out.push(match &c.outcome {
+                Outcome::Value(..) => stored.next(),
+                _ => write_one(&mut ctx, model, field, settings, c).await?,
+            });
         }
-    }
+        out
+    };
     tx.commit().await?;
     Ok(stored)
 }

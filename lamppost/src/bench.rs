@@ -75,8 +75,8 @@ fn round(x: f64, digits: i32) -> f64 {
 }
 
 /// The cached accessor on a fresh row against a plain field of the same row.
-async fn read(db: &Db) -> anyhow::Result<serde_json::Value> {
-    let lamp = load(db, 1).await?;
+async fn read(db: &Db, id: i64) -> anyhow::Result<serde_json::Value> {
+    let lamp = load(db, id).await?;
     lamp.slow_full_name(db).await?; // fresh from here on
     const ITER: u32 = 200_000;
     let mut best = (f64::MAX, f64::MAX);
@@ -210,12 +210,17 @@ impl Running {
 }
 
 /// Commit of a dependency change → fresh value visible on another connection.
-async fn latency(db: &Db, url: &str, registry: &Registry) -> anyhow::Result<serde_json::Value> {
+async fn latency(
+    db: &Db,
+    url: &str,
+    registry: &Registry,
+    ids: &[i64],
+) -> anyhow::Result<serde_json::Value> {
     let running = start_worker(url, registry).await?;
     let reader = Db::connect_with(url, 1).await?;
     let mut samples = Vec::with_capacity(200);
     for i in 0..200_i64 {
-        let id = i % 50 + 1;
+        let id = ids[usize::try_from(i)? % ids.len().min(50)];
         exec(
             db,
             "UPDATE lampposts SET weight = weight + 1 WHERE id = $1",
@@ -252,14 +257,19 @@ async fn latency(db: &Db, url: &str, registry: &Registry) -> anyhow::Result<serd
 }
 
 /// 1,000 invalidations of one row in a burst, with a worker running.
-async fn coalescing(db: &Db, url: &str, registry: &Registry) -> anyhow::Result<serde_json::Value> {
+async fn coalescing(
+    db: &Db,
+    url: &str,
+    registry: &Registry,
+    id: i64,
+) -> anyhow::Result<serde_json::Value> {
     let running = start_worker(url, registry).await?;
     let before = models::total_weight_calculations();
     for _ in 0..1000 {
         exec(
             db,
             "UPDATE lampposts SET weight = weight + 1 WHERE id = $1",
-            1,
+            id,
         )
         .await?;
     }
@@ -282,15 +292,22 @@ async fn coalescing(db: &Db, url: &str, registry: &Registry) -> anyhow::Result<s
 /// triggers (dropped for the second run, then reinstalled by migrate).
 async fn write_overhead(db: &Db, registry: &Registry) -> anyhow::Result<serde_json::Value> {
     const N: i64 = 10_000;
-    async fn run(db: &Db, sql: &'static str, rows: i64) -> anyhow::Result<f64> {
+    async fn run(db: &Db, sql: &'static str, (first, rows): (i64, i64)) -> anyhow::Result<f64> {
         let t = Instant::now();
         for i in 0..N {
-            exec(db, sql, i % rows + 1).await?;
+            exec(db, sql, first + i % rows).await?;
         }
         Ok(t.elapsed().as_secs_f64() * 1e6 / N as f64)
     }
-    let rows = scalar(db, "SELECT COUNT(*) FROM lampposts").await?.max(1);
-    let pigeons = scalar(db, "SELECT COUNT(*) FROM pigeons").await?.max(1);
+    // Ids are consecutive from the seed; every UPDATE hits one row.
+    let rows = (
+        scalar(db, "SELECT MIN(id) FROM lampposts").await?,
+        scalar(db, "SELECT COUNT(*) FROM lampposts").await?.max(1),
+    );
+    let pigeons = (
+        scalar(db, "SELECT MIN(id) FROM pigeons").await?,
+        scalar(db, "SELECT COUNT(*) FROM pigeons").await?.max(1),
+    );
     let own = "UPDATE lampposts SET weight = weight + 1 WHERE id = $1";
     let related = "UPDATE pigeons SET weight = weight + 1 WHERE id = $1";
     let with_own = run(db, own, rows).await?;
@@ -443,16 +460,16 @@ pub(crate) async fn run(url: &str, rows: u64, cost_us: u64, reset: bool) -> anyh
     let ids = ids(&db).await?;
 
     say("read");
-    let read = read(&db).await?;
+    let read = read(&db, ids[0]).await?;
     say("flag");
     let flag = flag(&db, &ids).await?;
     Worker::new(db.clone(), registry.clone()).drain().await?;
     say("drain");
     let drain = drain(&db, &registry, &ids).await?;
     say("latency");
-    let latency = latency(&db, url, &registry).await?;
+    let latency = latency(&db, url, &registry, &ids).await?;
     say("coalescing");
-    let coalescing = coalescing(&db, url, &registry).await?;
+    let coalescing = coalescing(&db, url, &registry, ids[0]).await?;
     say("write overhead");
     let write_overhead = write_overhead(&db, &registry).await?;
     Worker::new(db.clone(), registry.clone()).drain().await?;
