@@ -89,7 +89,7 @@ where
     let model = M::model()?;
     let field = model.field(field)?;
     let mut ctx = target.into_ctx();
-    let value = recalculate_loaded(&mut ctx, model, field, m).await?;
+    let (value, _) = recalculate_loaded(&mut ctx, model, field, m).await?;
     T::from_value(value.clone())
         .or_else(|e| match value {
             Value::Null(_) => T::from_null().ok_or(e),
@@ -292,31 +292,8 @@ pub(crate) async fn store<M: CachedModel>(
     value: &Value,
     read_at: DateTime<Utc>,
 ) -> Result<Stored> {
-    let key = m.primary_key();
-    let snap = field.slot(m).snapshot();
-    let sql = field_sql(ctx, model, field);
-    let n = with_schema_hint(
-        ctx.execute(
-            sql.write_back(),
-            &[
-                value.clone(),
-                Value::Int(key),
-                Value::Int(snap.version),
-                Value::Timestamp(read_at),
-            ],
-        )
-        .await,
-        ctx,
-        model,
-    )
-    .await?;
-    if n == 1 {
-        return Ok(Stored::Fresh);
-    }
-    if ctx.execute(sql.release(), &[Value::Int(key)]).await? == 0 {
-        return Ok(Stored::Gone);
-    }
-    Ok(Stored::Superseded)
+    let mut stored = store_many(ctx, model, field, &[(m, value)], read_at).await?;
+    Ok(stored.pop().unwrap_or(Stored::Gone))
 }
 
 /// [`store`] for many rows in two statements: the conditional UPDATE of
@@ -414,38 +391,39 @@ pub(crate) async fn after_store<M: CachedModel>(
 /// Brings the cached fields that `field` chains on up to date in row `m`.
 /// When one had to be recalculated, its new value flagged `field` again (a
 /// trigger), so the row is reloaded: `field` must be calculated from the
-/// reloaded row, whose version is current. Returns that row, if any.
+/// reloaded row, whose version is current. Returns that row, if any, and
+/// how many recalculations it took.
 pub(crate) async fn refresh_chain<M: CachedModel>(
     ctx: &mut Ctx<'_>,
     model: &Model<M>,
     field: &Field<M>,
     m: &M,
-) -> Result<Option<M>> {
-    let mut wrote = false;
+) -> Result<(Option<M>, u64)> {
+    let mut recalculated = 0;
     for dep in field.depends_on() {
         if let Dependency::Field(name) = dep {
             let upstream = model.field(name.as_str())?;
             if upstream.slot(m).snapshot().stale {
-                Box::pin(recalculate_loaded(ctx, model, upstream, m)).await?;
-                wrote = true;
+                let (_, n) = Box::pin(recalculate_loaded(ctx, model, upstream, m)).await?;
+                recalculated += n;
             }
         }
     }
-    if !wrote {
-        return Ok(None);
+    if recalculated == 0 {
+        return Ok((None, 0));
     }
-    load(ctx, model, m.primary_key()).await.map(Some)
+    Ok((Some(load(ctx, model, m.primary_key()).await?), recalculated))
 }
 
 /// Computes and stores one field of a loaded row (its chained fields first);
-/// returns the value computed.
+/// returns the value computed and how many calculations that took.
 async fn recalculate_loaded<M: CachedModel>(
     ctx: &mut Ctx<'_>,
     model: &Model<M>,
     field: &Field<M>,
     m: &M,
-) -> Result<Value> {
-    let reloaded = refresh_chain(ctx, model, field, m).await?;
+) -> Result<(Value, u64)> {
+    let (reloaded, chained) = refresh_chain(ctx, model, field, m).await?;
     let row = reloaded.as_ref().unwrap_or(m);
     // Inputs are read from `row` (loaded at its version) and by the calculate
     // function from now on: any invalidation after the load bumps the version.
@@ -467,7 +445,7 @@ async fn recalculate_loaded<M: CachedModel>(
                 "row deleted before its recalculation was stored");
         }
     }
-    Ok(value)
+    Ok((value, chained + 1))
 }
 
 /// Turns "no such column" into [`Error::MissingColumns`] naming the columns.

@@ -79,35 +79,12 @@ impl<'a> FieldSql<'a> {
         )
     }
 
-    /// Stores a fresh value if no invalidation happened since the inputs were
-    /// read. `$1` value, `$2` key, `$3` version read, `$4` instant read.
-    pub(crate) fn write_back(&self) -> String {
-        let (t, pk, c) = (&self.table, &self.pk, self.cols);
-        let expires = match &c.expires {
-            Some(e) => {
-                let e = e.quoted();
-                format!(
-                    ", {e} = CASE WHEN {le} THEN NULL ELSE {e} END",
-                    le = ts_le(self.backend, &e, "$4")
-                )
-            }
-            None => String::new(),
-        };
-        format!(
-            "UPDATE {t} SET {value} = $1, {needed} = FALSE, {next} = NULL, {attempts} = 0, \
-             {err} = NULL{expires} WHERE {pk} = $2 AND {version} = $3",
-            value = c.value.quoted(),
-            needed = c.needed.quoted(),
-            next = c.next_attempt.quoted(),
-            attempts = c.attempts.quoted(),
-            err = c.last_error.quoted(),
-            version = c.version.quoted(),
-        )
-    }
-
-    /// [`write_back`](Self::write_back) for `n` rows in one statement:
-    /// `$1` the earliest instant read, then `(key, version, value)` per row
-    /// from `$2`. Returns the keys stored.
+    /// Stores fresh values of `n` rows in one statement, each only if no
+    /// invalidation happened since its inputs were read (its version is
+    /// still current); clears the flag, the lease, the failures, and an
+    /// expiry that had passed when the inputs were read. `$1` the earliest
+    /// instant read, then `(key, version, value)` per row from `$2`.
+    /// Returns the keys stored.
     pub(crate) fn write_back_many(&self, n: usize) -> String {
         let (t, pk, c) = (&self.table, &self.pk, self.cols);
         let expires = match &c.expires {
@@ -137,8 +114,8 @@ impl<'a> FieldSql<'a> {
         )
     }
 
-    /// [`release`](Self::release) for the keys `$1`…`$n`; returns the keys
-    /// of the rows that still exist.
+    /// After write-backs lost to newer invalidations: makes the rows `$1`…`$n`
+    /// due again at once; returns the keys of the rows that still exist.
     pub(crate) fn release_many(&self, n: usize) -> String {
         let next = self.cols.next_attempt.quoted();
         let keys: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
@@ -149,18 +126,6 @@ impl<'a> FieldSql<'a> {
             pk = self.pk,
             needed = self.cols.needed.quoted(),
             keys = keys.join(", "),
-        )
-    }
-
-    /// After a write-back lost to a newer invalidation: make the row due
-    /// again at once. `$1` key. Affects no row if the row is gone.
-    pub(crate) fn release(&self) -> String {
-        let next = self.cols.next_attempt.quoted();
-        format!(
-            "UPDATE {t} SET {next} = CASE WHEN {needed} THEN NULL ELSE {next} END WHERE {pk} = $1",
-            t = self.table,
-            pk = self.pk,
-            needed = self.cols.needed.quoted(),
         )
     }
 

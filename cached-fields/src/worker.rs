@@ -46,7 +46,7 @@ pub(crate) struct BatchReport {
 /// Counts of a worker's run, printed as JSON by `lamppost worker`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Stats {
-    /// Values recalculated and stored.
+    /// Values recalculated and stored (chained fields a row needed first included).
     pub recalculated: u64,
     /// Calculations that errored or panicked (left flagged, retried later).
     pub failed: u64,
@@ -376,6 +376,8 @@ enum Outcome<M> {
 struct Computed<M> {
     key: i64,
     attempts: i32,
+    /// Fields this row's chain needed first, recalculated and stored inline.
+    chained: u64,
     outcome: Outcome<M>,
 }
 
@@ -426,8 +428,10 @@ pub(crate) async fn process_batch<M: CachedModel>(
             let mut ctx = Ctx::from(db);
             let key = m.primary_key();
             let attempts = field.slot(&m).snapshot().attempts;
+            let mut chained = 0;
             let outcome = match runtime::refresh_chain(&mut ctx, model, field, &m).await {
-                Ok(reloaded) => {
+                Ok((reloaded, n)) => {
+                    chained = n;
                     let row = reloaded.unwrap_or(m);
                     let read_at = Utc::now();
                     match runtime::compute(&mut ctx, model, field, &row).await {
@@ -442,6 +446,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
             Ok(Computed {
                 key,
                 attempts,
+                chained,
                 outcome,
             })
         })
@@ -478,6 +483,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
     let mut ctx = Ctx::from(db);
     for (c, stored) in done.iter().zip(stored) {
         let s = &mut report.stats;
+        s.recalculated += c.chained;
         match (&c.outcome, stored) {
             (Outcome::Value(row, value, _), Some(Stored::Fresh)) => {
                 runtime::after_store(&mut ctx, model, field, row, value.clone()).await?;

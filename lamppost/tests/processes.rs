@@ -198,6 +198,18 @@ fn stop_worker(mut worker: WorkerProcess) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().expect("a JSON line")).unwrap()
 }
 
+/// The sqlite3 shell, a third program, writes the same file.
+fn sqlite3_shell(file: &std::path::Path, script: &str) {
+    match Command::new("sqlite3")
+        .arg(file)
+        .arg(format!(".timeout 30000\n{script}"))
+        .status()
+    {
+        Ok(s) => assert!(s.success(), "sqlite3 failed"),
+        Err(e) => eprintln!("sqlite3 shell not available ({e}); skipped that writer"),
+    }
+}
+
 async fn backends(name: &str) -> Vec<TestDb> {
     let mut v = vec![TestDb::sqlite(name).await];
     v.extend(TestDb::postgres(name).await);
@@ -240,19 +252,11 @@ async fn worker_racing_a_raw_sql_writer_ends_consistent() {
             i += 1;
         }
         if let Pool::Sqlite(_, file) = &db.pool {
-            // The sqlite3 shell, a third program, writes the same file.
-            match Command::new("sqlite3")
-                .arg(file)
-                .arg(
-                    ".timeout 30000\nUPDATE lampposts SET weight = weight + 5, \
-                     total_weight_recalculation_needed = 1, slow_full_name_recalculation_needed = 1 \
-                     WHERE id <= 20;",
-                )
-                .status()
-            {
-                Ok(s) => assert!(s.success(), "sqlite3 failed"),
-                Err(e) => eprintln!("sqlite3 shell not available ({e}); skipped that writer"),
-            }
+            sqlite3_shell(
+                file,
+                "UPDATE lampposts SET weight = weight + 5, total_weight_recalculation_needed = 1, \
+                 slow_full_name_recalculation_needed = 1 WHERE id <= 20;",
+            );
         }
         db.wait_drained(60).await;
         let verified = lamppost(&db.url, &["verify"]);
@@ -373,20 +377,13 @@ async fn triggers_catch_every_raw_write_while_the_worker_runs() {
             i += 1;
         }
         if let Pool::Sqlite(_, file) = &db.pool {
-            // The sqlite3 shell, a third program, writes the same file.
-            match Command::new("sqlite3")
-                .arg(file)
-                .arg(
-                    ".timeout 30000\nINSERT INTO pigeons (lamppost_id, weight) VALUES (1, 4), (2, 5);\n\
-                     UPDATE pigeons SET lamppost_id = 3 WHERE lamppost_id = 4;\n\
-                     DELETE FROM pigeons WHERE lamppost_id = 5;\n\
-                     UPDATE lampposts SET country = 'Iceland' WHERE id <= 10;",
-                )
-                .status()
-            {
-                Ok(s) => assert!(s.success(), "sqlite3 failed"),
-                Err(e) => eprintln!("sqlite3 shell not available ({e}); skipped that writer"),
-            }
+            sqlite3_shell(
+                file,
+                "INSERT INTO pigeons (lamppost_id, weight) VALUES (1, 4), (2, 5);\n\
+                 UPDATE pigeons SET lamppost_id = 3 WHERE lamppost_id = 4;\n\
+                 DELETE FROM pigeons WHERE lamppost_id = 5;\n\
+                 UPDATE lampposts SET country = 'Iceland' WHERE id <= 10;",
+            );
         }
         db.wait_drained(60).await;
         let verified = lamppost(&db.url, &["verify"]);
