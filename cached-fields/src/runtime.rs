@@ -89,7 +89,7 @@ where
     let model = M::model()?;
     let field = model.field(field)?;
     let mut ctx = target.into_ctx();
-    let (value, _) = recalculate_loaded(&mut ctx, model, field, m).await?;
+    let (value, _) = recalculate_loaded(&mut ctx, model, field, m, None).await?;
     T::from_value(value.clone())
         .or_else(|e| match value {
             Value::Null(_) => T::from_null().ok_or(e),
@@ -160,7 +160,7 @@ pub async fn recalculate<'c, M: CachedModel>(
     let field = model.field(field)?;
     let mut ctx = target.into_ctx();
     let m = load(&mut ctx, model, key).await?;
-    recalculate_loaded(&mut ctx, model, field, &m).await?;
+    recalculate_loaded(&mut ctx, model, field, &m, None).await?;
     Ok(m)
 }
 
@@ -388,31 +388,70 @@ pub(crate) async fn after_store<M: CachedModel>(
     Ok(())
 }
 
+/// What [`refresh_chain`] did.
+pub(crate) enum Chain<M> {
+    /// Every chained field was fresh: calculate from the row as loaded.
+    Fresh,
+    /// Some were recalculated (this many): calculate from this reloaded row.
+    Reloaded(M, u64),
+    /// A chained field is being recalculated by another worker (its lease):
+    /// calculating now would repeat its work. The upstream field's index.
+    Busy(usize),
+}
+
 /// Brings the cached fields that `field` chains on up to date in row `m`.
 /// When one had to be recalculated, its new value flagged `field` again (a
 /// trigger), so the row is reloaded: `field` must be calculated from the
-/// reloaded row, whose version is current. Returns that row, if any, and
-/// how many recalculations it took.
+/// reloaded row, whose version is current. With `lease` (the worker's now
+/// and lease end), a stale upstream field is first leased like a claim, so
+/// two workers never calculate it both; one leased by another worker makes
+/// this [`Chain::Busy`].
 pub(crate) async fn refresh_chain<M: CachedModel>(
     ctx: &mut Ctx<'_>,
     model: &Model<M>,
     field: &Field<M>,
     m: &M,
-) -> Result<(Option<M>, u64)> {
+    lease: Option<(DateTime<Utc>, DateTime<Utc>)>,
+) -> Result<Chain<M>> {
     let mut recalculated = 0;
     for dep in field.depends_on() {
-        if let Dependency::Field(name) = dep {
-            let upstream = model.field(name.as_str())?;
-            if upstream.slot(m).snapshot().stale {
-                let (_, n) = Box::pin(recalculate_loaded(ctx, model, upstream, m)).await?;
-                recalculated += n;
+        let Dependency::Field(name) = dep else {
+            continue;
+        };
+        let upstream = model.field(name.as_str())?;
+        if !upstream.slot(m).snapshot().stale {
+            continue;
+        }
+        if let Some((now, until)) = lease {
+            let sql = field_sql(ctx, model, upstream).claim_one();
+            let args = [
+                Value::Timestamp(now),
+                Value::Timestamp(until),
+                Value::Int(m.primary_key()),
+            ];
+            if ctx
+                .fetch_values(sql, &args, &[SqlType::Int])
+                .await?
+                .is_empty()
+            {
+                let index = model
+                    .fields()
+                    .iter()
+                    .position(|f| f.name() == upstream.name())
+                    .unwrap_or_default();
+                return Ok(Chain::Busy(index));
             }
         }
+        let (_, n) = Box::pin(recalculate_loaded(ctx, model, upstream, m, lease)).await?;
+        recalculated += n;
     }
     if recalculated == 0 {
-        return Ok((None, 0));
+        return Ok(Chain::Fresh);
     }
-    Ok((Some(load(ctx, model, m.primary_key()).await?), recalculated))
+    Ok(Chain::Reloaded(
+        load(ctx, model, m.primary_key()).await?,
+        recalculated,
+    ))
 }
 
 /// Computes and stores one field of a loaded row (its chained fields first);
@@ -422,8 +461,15 @@ async fn recalculate_loaded<M: CachedModel>(
     model: &Model<M>,
     field: &Field<M>,
     m: &M,
+    lease: Option<(DateTime<Utc>, DateTime<Utc>)>,
 ) -> Result<(Value, u64)> {
-    let (reloaded, chained) = refresh_chain(ctx, model, field, m).await?;
+    let (reloaded, chained) = match refresh_chain(ctx, model, field, m, lease).await? {
+        Chain::Fresh => (None, 0),
+        Chain::Reloaded(row, n) => (Some(row), n),
+        // Another worker is on the upstream field: this one's inputs would be
+        // stale anyway; calculate from what is stored, leaving it flagged.
+        Chain::Busy(_) => (None, 0),
+    };
     let row = reloaded.as_ref().unwrap_or(m);
     // Inputs are read from `row` (loaded at its version) and by the calculate
     // function from now on: any invalidation after the load bumps the version.

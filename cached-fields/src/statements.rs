@@ -129,6 +129,31 @@ impl<'a> FieldSql<'a> {
         )
     }
 
+    /// Leases one row of this field unless another worker holds it: `$1`
+    /// now, `$2` lease end, `$3` key. Returns the key when leased.
+    pub(crate) fn claim_one(&self) -> String {
+        let next = self.cols.next_attempt.quoted();
+        format!(
+            "UPDATE {t} SET {next} = $2 WHERE {pk} = $3 AND ({next} IS NULL OR {le}) RETURNING {pk}",
+            t = self.table,
+            pk = self.pk,
+            le = ts_le(self.backend, &next, "$1"),
+        )
+    }
+
+    /// Puts this field of row `$1` off until `upstream`'s lease (held by
+    /// another worker) ends, or makes it due now if `upstream` is fresh.
+    pub(crate) fn defer_behind(&self, upstream: &FieldColumns) -> String {
+        format!(
+            "UPDATE {t} SET {next} = CASE WHEN {up_needed} THEN {up_next} ELSE NULL END WHERE {pk} = $1",
+            t = self.table,
+            pk = self.pk,
+            next = self.cols.next_attempt.quoted(),
+            up_needed = upstream.needed.quoted(),
+            up_next = upstream.next_attempt.quoted(),
+        )
+    }
+
     /// Records a failed attempt. `$1` message, `$2` next attempt, `$3` key.
     pub(crate) fn record_failure(&self) -> String {
         let c = self.cols;

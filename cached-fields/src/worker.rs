@@ -56,6 +56,9 @@ pub struct Stats {
     pub superseded: u64,
     /// Rows deleted before their recalculation.
     pub deleted: u64,
+    /// Rows put off because another worker was recalculating a field they
+    /// chain on (taken again when that lease ends).
+    pub deferred: u64,
     /// Claims that found nothing left to do.
     pub empty_claims: u64,
 }
@@ -67,6 +70,7 @@ impl Stats {
         self.retried += o.retried;
         self.superseded += o.superseded;
         self.deleted += o.deleted;
+        self.deferred += o.deferred;
         self.empty_claims += o.empty_claims;
     }
 }
@@ -371,6 +375,9 @@ enum Outcome<M> {
     Failed(Error),
     /// The row was deleted.
     Gone,
+    /// A chained field of the row is leased by another worker (its index):
+    /// wait for it rather than repeat its work.
+    Deferred(usize),
 }
 
 struct Computed<M> {
@@ -429,10 +436,17 @@ pub(crate) async fn process_batch<M: CachedModel>(
             let key = m.primary_key();
             let attempts = field.slot(&m).snapshot().attempts;
             let mut chained = 0;
-            let outcome = match runtime::refresh_chain(&mut ctx, model, field, &m).await {
-                Ok((reloaded, n)) => {
-                    chained = n;
-                    let row = reloaded.unwrap_or(m);
+            let lease = Some((Utc::now(), lease_until));
+            let outcome = match runtime::refresh_chain(&mut ctx, model, field, &m, lease).await {
+                Ok(runtime::Chain::Busy(upstream)) => Outcome::Deferred(upstream),
+                Ok(chain) => {
+                    let row = match chain {
+                        runtime::Chain::Reloaded(row, n) => {
+                            chained = n;
+                            row
+                        }
+                        _ => m,
+                    };
                     let read_at = Utc::now();
                     match runtime::compute(&mut ctx, model, field, &row).await {
                         Ok(value) => Outcome::Value(row, value, read_at),
@@ -494,6 +508,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
             }
             (Outcome::Value(..), Some(Stored::Superseded)) => s.superseded += 1,
             (Outcome::Failed(_), _) => s.failed += 1,
+            (Outcome::Deferred(_), _) => s.deferred += 1,
             _ => {
                 tracing::info!(table = %model.table(), field = %field.name(), key = c.key,
                     "row deleted before its recalculation was stored; skipped");
@@ -592,6 +607,18 @@ async fn write_one<M: CachedModel>(
                 ],
             )
             .await?;
+            Ok(None)
+        }
+        Outcome::Deferred(upstream) => {
+            let up = model.fields()[*upstream].columns();
+            let sql = FieldSql::new(
+                ctx.backend(),
+                model.table(),
+                model.primary_key(),
+                field.columns(),
+            )
+            .defer_behind(up);
+            ctx.execute(sql, &[Value::Int(c.key)]).await?;
             Ok(None)
         }
         Outcome::Gone => Ok(None),
