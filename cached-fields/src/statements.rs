@@ -141,16 +141,15 @@ impl<'a> FieldSql<'a> {
         )
     }
 
-    /// Puts this field of row `$1` off until `upstream`'s lease (held by
-    /// another worker) ends, or makes it due now if `upstream` is fresh.
+    /// Puts this field of row `$1` off until `$2` while `upstream` is still
+    /// flagged (another worker is on it), or makes it due now if not.
     pub(crate) fn defer_behind(&self, upstream: &FieldColumns) -> String {
         format!(
-            "UPDATE {t} SET {next} = CASE WHEN {up_needed} THEN {up_next} ELSE NULL END WHERE {pk} = $1",
+            "UPDATE {t} SET {next} = CASE WHEN {up_needed} THEN $2 ELSE NULL END WHERE {pk} = $1",
             t = self.table,
             pk = self.pk,
             next = self.cols.next_attempt.quoted(),
             up_needed = upstream.needed.quoted(),
-            up_next = upstream.next_attempt.quoted(),
         )
     }
 

@@ -367,6 +367,10 @@ fn backoff(settings: &Settings, attempts: i32) -> Duration {
     d + jitter
 }
 
+/// How long a row waits for another worker's recalculation of a field it
+/// chains on.
+const DEFER_MS: i64 = 50;
+
 /// What one row's calculation came to, before anything is written.
 enum Outcome<M> {
     /// A value, computed from this row (possibly reloaded after its chain).
@@ -618,7 +622,11 @@ async fn write_one<M: CachedModel>(
                 field.columns(),
             )
             .defer_behind(up);
-            ctx.execute(sql, &[Value::Int(c.key)]).await?;
+            // Briefly: the other worker usually stores the upstream value
+            // within milliseconds, and its lease may be long.
+            let retry_at = Utc::now() + chrono::Duration::milliseconds(DEFER_MS);
+            ctx.execute(sql, &[Value::Int(c.key), Value::Timestamp(retry_at)])
+                .await?;
             Ok(None)
         }
         Outcome::Gone => Ok(None),
