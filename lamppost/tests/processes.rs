@@ -479,3 +479,28 @@ async fn workers_survive_a_killed_peer_and_terminated_connections() {
         db.drop_db().await;
     }
 }
+
+/// `lamppost bench` runs end to end and prints every figure as one JSON
+/// object on its last line (timings are printed, never asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_prints_every_figure_as_json() {
+    let db = TestDb::sqlite("bench").await;
+    let out = lamppost(&db.url, &["bench", "--rows", "60"]);
+    let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    for key in [
+        "read",
+        "flag",
+        "drain",
+        "latency_ms",
+        "coalescing",
+        "write_overhead",
+        "memory",
+        "scale",
+    ] {
+        assert!(!report[key].is_null(), "{key} missing in {report}");
+    }
+    assert_eq!(report["drain"]["worker_recalculated"], 120, "{report}");
+    assert_eq!(report["coalescing"]["invalidations"], 1000);
+    assert_eq!(report["scale"].as_array().unwrap().len(), 3);
+    db.drop_db().await;
+}
