@@ -316,6 +316,8 @@ impl<'a> FieldSql<'a> {
                     e = e.quoted(),
                     le = ts_le(self.backend, &e.quoted(), "$1")
                 ),
+                // No expiry column: `$1` (now) is still bound, so every field
+                // takes the same parameters; it is never NULL.
                 None => format!("({} OR $1 IS NULL)", c.needed.quoted()),
             }
         };
