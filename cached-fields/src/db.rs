@@ -236,12 +236,36 @@ pub enum Conn<'a> {
     Postgres(&'a mut PgConnection),
 }
 
+impl Conn<'_> {
+    /// The same connection, borrowed for a shorter time.
+    fn reborrow(&mut self) -> Conn<'_> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Conn::Sqlite(c) => Conn::Sqlite(c),
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Pooled {
     #[cfg(feature = "sqlite")]
     Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
     #[cfg(feature = "postgres")]
     Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
+
+impl Pooled {
+    /// The held connection, borrowed.
+    fn conn(&mut self) -> Conn<'_> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Pooled::Sqlite(c) => Conn::Sqlite(c),
+            #[cfg(feature = "postgres")]
+            Pooled::Postgres(c) => Conn::Postgres(c),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -301,22 +325,12 @@ impl<'c> Target<'c> for &'c mut Ctx<'_> {
             // Share the connection the parent holds; else take one lazily.
             Inner::Pool {
                 held: Some(held), ..
-            } => Inner::Borrowed(match held {
-                #[cfg(feature = "sqlite")]
-                Pooled::Sqlite(c) => Conn::Sqlite(c),
-                #[cfg(feature = "postgres")]
-                Pooled::Postgres(c) => Conn::Postgres(c),
-            }),
+            } => Inner::Borrowed(held.conn()),
             Inner::Pool { db, held: None } => Inner::Pool {
                 db: db.clone(),
                 held: None,
             },
-            Inner::Borrowed(conn) => Inner::Borrowed(match conn {
-                #[cfg(feature = "sqlite")]
-                Conn::Sqlite(c) => Conn::Sqlite(c),
-                #[cfg(feature = "postgres")]
-                Conn::Postgres(c) => Conn::Postgres(c),
-            }),
+            Inner::Borrowed(conn) => Inner::Borrowed(conn.reborrow()),
         };
         Ctx { inner }
     }
@@ -405,19 +419,11 @@ impl<'c> Ctx<'c> {
                     });
                 }
                 match held.as_mut() {
-                    #[cfg(feature = "sqlite")]
-                    Some(Pooled::Sqlite(c)) => Ok(Conn::Sqlite(c)),
-                    #[cfg(feature = "postgres")]
-                    Some(Pooled::Postgres(c)) => Ok(Conn::Postgres(c)),
+                    Some(h) => Ok(h.conn()),
                     None => unreachable!("a connection was just stored"),
                 }
             }
-            Inner::Borrowed(conn) => Ok(match conn {
-                #[cfg(feature = "sqlite")]
-                Conn::Sqlite(c) => Conn::Sqlite(c),
-                #[cfg(feature = "postgres")]
-                Conn::Postgres(c) => Conn::Postgres(c),
-            }),
+            Inner::Borrowed(conn) => Ok(conn.reborrow()),
         }
     }
 

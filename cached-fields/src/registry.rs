@@ -124,6 +124,24 @@ impl Registry {
         Ok(self)
     }
 
+    /// The model on `table` and the index of its cached field `field`.
+    pub(crate) fn find(&self, table: &str, field: &str) -> Result<(&Entry, usize)> {
+        let entry = self
+            .entries
+            .iter()
+            .find(|e| e.spec.table.as_str() == table)
+            .ok_or_else(|| crate::Error::declaration(table, "no such model in the registry"))?;
+        let index = entry
+            .spec
+            .fields
+            .iter()
+            .position(|f| f.name.as_str() == field)
+            .ok_or_else(|| {
+                crate::Error::declaration(table, format!("no cached field {field:?}"))
+            })?;
+        Ok((entry, index))
+    }
+
     /// The schema view of every model.
     pub fn specs(&self) -> Vec<TableSpec> {
         self.entries.iter().map(|e| e.spec.clone()).collect()

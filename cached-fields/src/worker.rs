@@ -747,17 +747,7 @@ pub async fn recalculate_keys(
     field: &str,
     keys: &[i64],
 ) -> Result<()> {
-    let entry = registry
-        .entries
-        .iter()
-        .find(|e| e.spec.table.as_str() == table)
-        .ok_or_else(|| Error::declaration(table, "no such model in the registry"))?;
-    let idx = entry
-        .spec
-        .fields
-        .iter()
-        .position(|f| f.name.as_str() == field)
-        .ok_or_else(|| Error::declaration(table, format!("no cached field {field:?}")))?;
+    let (entry, idx) = registry.find(table, field)?;
     for k in keys {
         match entry.ops.recalculate(db, idx, *k).await {
             Ok(()) | Err(Error::RowNotFound { .. }) => {}
@@ -777,22 +767,12 @@ pub async fn keys(
     after: i64,
     limit: i64,
 ) -> Result<Vec<i64>> {
-    let entry = registry
-        .entries
-        .iter()
-        .find(|e| e.spec.table.as_str() == table)
-        .ok_or_else(|| Error::declaration(table, "no such model in the registry"))?;
-    let cols = &entry
-        .spec
-        .fields
-        .iter()
-        .find(|f| f.name.as_str() == field)
-        .ok_or_else(|| Error::declaration(table, format!("no cached field {field:?}")))?;
+    let (entry, idx) = registry.find(table, field)?;
     let sql = FieldSql::new(
         db.backend(),
         &entry.spec.table,
         &entry.spec.primary_key,
-        &cols.columns,
+        &entry.spec.fields[idx].columns,
     )
     .keys(all);
     let rows = Ctx::from(db)

@@ -97,11 +97,7 @@ async fn drain(db: &Db) -> cached_fields::Stats {
 
 async fn posts(db: &Db) -> Vec<Post> {
     let q = "SELECT * FROM posts ORDER BY id";
-    match db {
-        Db::Sqlite(p) => sqlx::query_as(q).fetch_all(p).await.unwrap(),
-        Db::Postgres(p) => sqlx::query_as(q).fetch_all(p).await.unwrap(),
-        _ => unreachable!(),
-    }
+    on_pool!(db, |p| sqlx::query_as(q).fetch_all(p).await.unwrap())
 }
 
 /// Ids of posts whose `total` is flagged.
@@ -117,11 +113,7 @@ async fn flagged(db: &Db) -> Vec<i64> {
 /// Every post fresh and equal to what its inputs give.
 async fn assert_consistent(db: &Db) {
     let q = "SELECT post_id, CAST(SUM(weight) AS BIGINT) FROM birds GROUP BY post_id";
-    let sums: Vec<(i64, i64)> = match db {
-        Db::Sqlite(p) => sqlx::query_as(q).fetch_all(p).await.unwrap(),
-        Db::Postgres(p) => sqlx::query_as(q).fetch_all(p).await.unwrap(),
-        _ => unreachable!(),
-    };
+    let sums: Vec<(i64, i64)> = on_pool!(db, |p| sqlx::query_as(q).fetch_all(p).await.unwrap());
     let sums: HashMap<i64, i64> = sums.into_iter().collect();
     for p in posts(db).await {
         let total = p.weight + sums.get(&p.id).copied().unwrap_or(0);

@@ -99,66 +99,49 @@ pub async fn drop_postgres(url: &str) {
     admin.close().await;
 }
 
+/// Runs `$body` with `$p` bound to the pool of whichever backend `$db` is.
+#[macro_export]
+macro_rules! on_pool {
+    ($db:expr, |$p:ident| $body:expr) => {
+        match $db {
+            cached_fields::Db::Sqlite($p) => $body,
+            cached_fields::Db::Postgres($p) => $body,
+            _ => unreachable!("no other backend in the tests"),
+        }
+    };
+}
+
 /// Executes literal SQL on whichever backend.
 pub async fn exec(db: &Db, sql: &'static str) {
-    match db {
-        Db::Sqlite(p) => drop(sqlx::query(sql).execute(p).await.unwrap()),
-        Db::Postgres(p) => drop(sqlx::query(sql).execute(p).await.unwrap()),
-        _ => unreachable!(),
-    }
+    on_pool!(db, |p| drop(sqlx::query(sql).execute(p).await.unwrap()))
 }
 
 /// Executes SQL with integer binds; returns rows affected.
 pub async fn exec_with(db: &Db, sql: &'static str, binds: &[i64]) -> u64 {
-    match db {
-        Db::Sqlite(p) => {
-            let mut q = sqlx::query(sql);
-            for b in binds {
-                q = q.bind(*b);
-            }
-            q.execute(p).await.unwrap().rows_affected()
+    on_pool!(db, |p| {
+        let mut q = sqlx::query(sql);
+        for b in binds {
+            q = q.bind(*b);
         }
-        Db::Postgres(p) => {
-            let mut q = sqlx::query(sql);
-            for b in binds {
-                q = q.bind(*b);
-            }
-            q.execute(p).await.unwrap().rows_affected()
-        }
-        _ => unreachable!(),
-    }
+        q.execute(p).await.unwrap().rows_affected()
+    })
 }
 
 /// One row of the test table.
 pub async fn item(db: &Db, id: i64) -> Option<Item> {
-    match db {
-        Db::Sqlite(p) => sqlx::query_as("SELECT * FROM items WHERE id = $1")
-            .bind(id)
-            .fetch_optional(p)
-            .await
-            .unwrap(),
-        Db::Postgres(p) => sqlx::query_as("SELECT * FROM items WHERE id = $1")
-            .bind(id)
-            .fetch_optional(p)
-            .await
-            .unwrap(),
-        _ => unreachable!(),
-    }
+    on_pool!(db, |p| sqlx::query_as("SELECT * FROM items WHERE id = $1")
+        .bind(id)
+        .fetch_optional(p)
+        .await
+        .unwrap())
 }
 
 /// Every row of the test table, by id.
 pub async fn items(db: &Db) -> Vec<Item> {
-    match db {
-        Db::Sqlite(p) => sqlx::query_as("SELECT * FROM items ORDER BY id")
-            .fetch_all(p)
-            .await
-            .unwrap(),
-        Db::Postgres(p) => sqlx::query_as("SELECT * FROM items ORDER BY id")
-            .fetch_all(p)
-            .await
-            .unwrap(),
-        _ => unreachable!(),
-    }
+    on_pool!(db, |p| sqlx::query_as("SELECT * FROM items ORDER BY id")
+        .fetch_all(p)
+        .await
+        .unwrap())
 }
 
 /// A table with an input column and one cached field, `doubled = input * 2`.
@@ -253,25 +236,14 @@ pub async fn setup(db: &Db) {
 /// Inserts rows `1..=n` with `input = id`, tagged `tag`.
 pub async fn insert(db: &Db, n: i64, tag: &str) {
     for i in 1..=n {
-        match db {
-            Db::Sqlite(p) => {
-                sqlx::query("INSERT INTO items (id, input, tag) VALUES ($1, $1, $2)")
-                    .bind(i)
-                    .bind(tag)
-                    .execute(p)
-                    .await
-                    .unwrap();
-            }
-            Db::Postgres(p) => {
-                sqlx::query("INSERT INTO items (id, input, tag) VALUES ($1, $1, $2)")
-                    .bind(i)
-                    .bind(tag)
-                    .execute(p)
-                    .await
-                    .unwrap();
-            }
-            _ => unreachable!(),
-        }
+        on_pool!(db, |p| {
+            sqlx::query("INSERT INTO items (id, input, tag) VALUES ($1, $1, $2)")
+                .bind(i)
+                .bind(tag)
+                .execute(p)
+                .await
+                .unwrap();
+        });
     }
 }
 
