@@ -90,17 +90,17 @@ where
     let field = model.field(field)?;
     let mut ctx = target.into_ctx();
     let (value, _) = recalculate_loaded(&mut ctx, model, field, m, None).await?;
-    T::from_value(value.clone())
-        .or_else(|e| match value {
-            Value::Null(_) => T::from_null().ok_or(e),
-            _ => Err(e),
-        })
-        .map_err(|e| Error::Decode {
-            table: model.table().to_string(),
-            column: field.columns().value.to_string(),
-            expected: T::SQL_TYPE.name().to_owned(),
-            message: e.to_string(),
-        })
+    T::from_value(value).map_err(|e| value_error(model, field, &e))
+}
+
+/// A calculated value that does not convert to the field's type.
+fn value_error<M>(model: &Model<M>, field: &Field<M>, e: &crate::value::ValueError) -> Error {
+    Error::Decode {
+        table: model.table().to_string(),
+        column: field.columns().value.to_string(),
+        expected: field.sql_type().name().to_owned(),
+        message: e.to_string(),
+    }
 }
 
 /// Flags the field of row `key` as stale. `and_recalculate`: `None` follows
@@ -373,12 +373,7 @@ pub(crate) async fn after_store<M: CachedModel>(
     field
         .slot(m)
         .store_fresh(value)
-        .map_err(|e| Error::Decode {
-            table: model.table().to_string(),
-            column: field.columns().value.to_string(),
-            expected: field.sql_type().name().to_owned(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| value_error(model, field, &e))?;
     if let Some(hook) = field.after()
         && let Err(e) = hook(m, ctx).await
     {

@@ -440,18 +440,20 @@ pub(crate) async fn process_batch<M: CachedModel>(
             let key = m.primary_key();
             let attempts = field.slot(&m).snapshot().attempts;
             let mut chained = 0;
-            let lease = Some((Utc::now(), lease_until));
+            let before_chain = Utc::now();
+            let lease = Some((before_chain, lease_until));
             let outcome = match runtime::refresh_chain(&mut ctx, model, field, &m, lease).await {
                 Ok(runtime::Chain::Busy(upstream)) => Outcome::Deferred(upstream),
                 Ok(chain) => {
-                    let row = match chain {
+                    // When the row's inputs were read: at the claim, or at
+                    // the reload after its chain (no earlier than this).
+                    let (row, read_at) = match chain {
                         runtime::Chain::Reloaded(row, n) => {
                             chained = n;
-                            row
+                            (row, before_chain)
                         }
-                        _ => m,
+                        _ => (m, now),
                     };
-                    let read_at = Utc::now();
                     match runtime::compute(&mut ctx, model, field, &row).await {
                         Ok(value) => Outcome::Value(row, value, read_at),
                         Err(e) => Outcome::Failed(e),
@@ -484,7 +486,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
         }
     }
     done.sort_by_key(|c| c.key); // one lock order for every writer
-    let stored = match write_all(db.begin().await, model, field, settings, &done).await {
+    let stored = match write_all(db, model, field, settings, &done).await {
         Ok(stored) => stored,
         Err(e) if e.is_retryable() => {
             // A deadlock or a lost connection: write row by row instead.
@@ -528,13 +530,13 @@ pub(crate) async fn process_batch<M: CachedModel>(
 
 /// Writes every result in one transaction (one commit, one fsync).
 async fn write_all<M: CachedModel>(
-    tx: Result<crate::db::Tx>,
+    db: &Db,
     model: &crate::model::Model<M>,
     field: &crate::model::Field<M>,
     settings: &Settings,
     done: &[Computed<M>],
 ) -> Result<Vec<Option<Stored>>> {
-    let mut tx = tx?;
+    let mut tx = db.begin().await?;
     let stored = {
         let mut ctx = tx.ctx();
         if ctx.backend() == crate::db::Backend::Postgres {
