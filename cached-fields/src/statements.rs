@@ -16,6 +16,31 @@ pub(crate) fn parked() -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// A hot row (invalidated again while its recalculation was under way, or
+/// while it waits for a retry) is recalculated this long after its latest
+/// invalidation, so that a burst of writes costs one more recalculation
+/// rather than one per write. A row invalidated once is due at once.
+pub(crate) const HOT_PAUSE_MS: i64 = 50;
+
+/// However long a burst lasts, a hot row's pause never reaches past this
+/// long after it first became stale.
+pub(crate) const HOT_PAUSE_CAP_MS: i64 = 1000;
+
+/// The SQL instant `ms` milliseconds after `base` (a timestamp expression,
+/// or `None` for now).
+pub(crate) fn ts_plus(backend: Backend, base: Option<&str>, ms: i64) -> String {
+    match backend {
+        Backend::Sqlite => format!(
+            "strftime('%Y-%m-%dT%H:%M:%fZ', julianday({}) + {ms} / 86400000.0)",
+            base.unwrap_or("'now'")
+        ),
+        Backend::Postgres => format!(
+            "({} + interval '{ms} milliseconds')",
+            base.unwrap_or("clock_timestamp()")
+        ),
+    }
+}
+
 /// `col <= $n` for timestamps; SQLite compares through `julianday` so that any
 /// ISO-8601 spelling (the `sqlite3` shell's included) orders correctly.
 pub(crate) fn ts_le(backend: Backend, col: &str, param: &str) -> String {
@@ -114,17 +139,19 @@ impl<'a> FieldSql<'a> {
         )
     }
 
-    /// After write-backs lost to newer invalidations: makes the rows `$1`…`$n`
-    /// due again at once; returns the keys of the rows that still exist.
+    /// After write-backs lost to newer invalidations: the rows `$1`…`$n`
+    /// are hot, due again after the [`HOT_PAUSE_MS`] pause (which further
+    /// invalidations extend); returns the keys of the rows that still exist.
     pub(crate) fn release_many(&self, n: usize) -> String {
         let next = self.cols.next_attempt.quoted();
         let keys: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
         format!(
-            "UPDATE {t} SET {next} = CASE WHEN {needed} THEN NULL ELSE {next} END \
+            "UPDATE {t} SET {next} = CASE WHEN {needed} THEN {pause} ELSE {next} END \
              WHERE {pk} IN ({keys}) RETURNING {pk}",
             t = self.table,
             pk = self.pk,
             needed = self.cols.needed.quoted(),
+            pause = ts_plus(self.backend, None, HOT_PAUSE_MS),
             keys = keys.join(", "),
         )
     }

@@ -10,6 +10,7 @@ use crate::db::Backend;
 use crate::depends::Dependency;
 use crate::ident::Ident;
 use crate::schema::{CHANNEL, FieldSpec, ObjectKind, SchemaObject, TableSpec};
+use crate::statements;
 
 /// A SQLite timestamp for "now" in the format sqlx reads back.
 const SQLITE_NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -63,14 +64,23 @@ pub(crate) fn drop(backend: Backend, table: &str, name: &str) -> Vec<String> {
 
 /// Setting the flag true bumps the version (even when it already was true)
 /// and stamps `F_stale_since`; on PostgreSQL it also notifies workers.
+///
+/// A row invalidated again while it waits on a lease, a retry or a hot-row
+/// pause (its `F_next_attempt_at` set, and not by this statement) is hot:
+/// its next attempt moves to [`HOT_PAUSE_MS`](statements::HOT_PAUSE_MS)
+/// from now, never earlier than it was nor later than
+/// [`HOT_PAUSE_CAP_MS`](statements::HOT_PAUSE_CAP_MS) after it first became
+/// stale. Leases (far longer) and parked rows stay as they are.
 pub(crate) fn bump(backend: Backend, spec: &TableSpec, f: &FieldSpec) -> SchemaObject {
     let (t, pk) = (spec.table.quoted(), spec.primary_key.quoted());
     let c = &f.columns;
-    let (needed, version, since) = (
+    let (needed, version, since, next) = (
         c.needed.quoted(),
         c.version.quoted(),
         c.stale_since.quoted(),
+        c.next_attempt.quoted(),
     );
+    let (pause_ms, cap_ms) = (statements::HOT_PAUSE_MS, statements::HOT_PAUSE_CAP_MS);
     let name = Ident::derived(&["cf_bump", spec.table.as_str(), c.needed.as_str()]);
     match backend {
         Backend::Sqlite => sqlite(
@@ -79,7 +89,14 @@ pub(crate) fn bump(backend: Backend, spec: &TableSpec, f: &FieldSpec) -> SchemaO
             format!("AFTER UPDATE OF {needed} ON {t} FOR EACH ROW WHEN NEW.{needed}"),
             format!(
                 "UPDATE {t} SET {version} = {version} + 1, {since} = CASE WHEN OLD.{needed} \
-                 AND {since} IS NOT NULL THEN {since} ELSE {SQLITE_NOW} END WHERE {pk} = NEW.{pk};"
+                 AND {since} IS NOT NULL THEN {since} ELSE {SQLITE_NOW} END, \
+                 {next} = CASE WHEN OLD.{needed} AND {since} IS NOT NULL AND NEW.{next} IS NOT NULL \
+                 AND NEW.{next} IS OLD.{next} AND julianday({next}) < julianday({hot}) \
+                 THEN {hot} ELSE {next} END WHERE {pk} = NEW.{pk};",
+                hot = format!(
+                    "strftime('%Y-%m-%dT%H:%M:%fZ', MIN(julianday('now') + {pause_ms} / 86400000.0, \
+                     julianday({since}) + {cap_ms} / 86400000.0))"
+                ),
             ),
         ),
         Backend::Postgres => postgres(
@@ -88,8 +105,16 @@ pub(crate) fn bump(backend: Backend, spec: &TableSpec, f: &FieldSpec) -> SchemaO
             format!("BEFORE UPDATE OF {needed} ON {t} FOR EACH ROW WHEN (NEW.{needed})"),
             format!(
                 "  NEW.{version} := OLD.{version} + 1;\n  \
-                 IF NOT OLD.{needed} OR OLD.{since} IS NULL THEN NEW.{since} := clock_timestamp(); END IF;\n  \
-                 PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME);\n  RETURN NEW;"
+                 IF NOT OLD.{needed} OR OLD.{since} IS NULL THEN NEW.{since} := clock_timestamp();\n  \
+                 ELSIF NEW.{next} IS NOT NULL AND NEW.{next} IS NOT DISTINCT FROM OLD.{next} THEN\n    \
+                 NEW.{next} := GREATEST(NEW.{next}, LEAST({pause}, {cap}));\n  END IF;\n  \
+                 PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME);\n  RETURN NEW;",
+                pause = statements::ts_plus(backend, None, statements::HOT_PAUSE_MS),
+                cap = statements::ts_plus(
+                    backend,
+                    Some(&format!("OLD.{since}")),
+                    statements::HOT_PAUSE_CAP_MS
+                ),
             ),
         ),
     }

@@ -198,17 +198,39 @@ impl Worker {
         Ok(stats)
     }
 
-    /// Recalculates everything due now and returns; does not wait for
-    /// leases held by other workers or for future expiries.
+    /// Recalculates everything due now and returns. It waits out hot-row
+    /// pauses (and anything else due within one), but not leases held by
+    /// other workers, retries or expiries further off.
     pub async fn drain(&self) -> Result<Stats> {
         let mut stats = Stats::default();
         loop {
             let (found, s) = self.pass().await?;
             stats.add(s);
-            if !found {
-                return Ok(stats);
+            if found {
+                continue;
+            }
+            let soon = Utc::now() + chrono::Duration::milliseconds(statements::HOT_PAUSE_MS + 10);
+            match self.next_due().await {
+                Some(t) if t <= soon => {
+                    let d = (t - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                    tokio::time::sleep(d + Duration::from_millis(1)).await;
+                }
+                _ => return Ok(stats),
             }
         }
+    }
+
+    /// The soonest instant any row of any field becomes due, if scheduled.
+    async fn next_due(&self) -> Option<DateTime<Utc>> {
+        let mut soonest: Option<DateTime<Utc>> = None;
+        for entry in &self.registry.entries {
+            for field in 0..entry.spec.fields.len() {
+                if let Ok(Some(t)) = entry.ops.next_due(&self.db, field).await {
+                    soonest = Some(soonest.map_or(t, |s| s.min(t)));
+                }
+            }
+        }
+        soonest
     }
 
     /// One batch for each field; whether any found work.
@@ -231,16 +253,13 @@ impl Worker {
     /// How long to sleep: until the next expiry or end of lease/backoff, at
     /// most the poll interval.
     async fn idle_wait(&self) -> Duration {
-        let mut wait = self.settings.poll;
-        for entry in &self.registry.entries {
-            for field in 0..entry.spec.fields.len() {
-                if let Ok(Some(t)) = entry.ops.next_due(&self.db, field).await {
-                    let d = (t - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-                    wait = wait.min(d + Duration::from_millis(5));
-                }
+        match self.next_due().await {
+            Some(t) => {
+                let d = (t - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                self.settings.poll.min(d + Duration::from_millis(5))
             }
+            None => self.settings.poll,
         }
-        wait
     }
 
     /// On PostgreSQL, forwards trigger notifications to [`wake`].

@@ -131,6 +131,53 @@ async fn a_thousand_invalidations_cost_one_recalculation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_commits_under_a_running_worker_coalesces() {
+    on_both("burst", |db, _| async move {
+        setup(&db).await;
+        let tag = format!("burst-{:?}", db.backend());
+        insert(&db, 1, &tag).await;
+        worker(&db).drain().await.unwrap();
+        let before = calls(&tag);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(worker(&db).run_until(async {
+            let _ = stopped.await;
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // 300 separate commits, each changing the input and setting the flag,
+        // while the worker is running: the first is recalculated at once, the
+        // row is hot from then on and waits for the burst to pause.
+        const WRITES: u64 = 300;
+        for _ in 0..WRITES {
+            exec_with(
+                &db,
+                "UPDATE items SET input = input + 1, doubled_recalculation_needed = TRUE \
+                 WHERE id = $1",
+                &[1],
+            )
+            .await;
+        }
+        eventually(10, "the row is fresh after the burst", || {
+            let db = db.clone();
+            async move { !item(&db, 1).await.unwrap().doubled.recalculation_needed() }
+        })
+        .await;
+        stop.send(()).unwrap();
+        running.await.unwrap().unwrap();
+        assert_all_fresh(&db).await;
+        assert_eq!(item(&db, 1).await.unwrap().input, 1 + WRITES as i64);
+        let performed = calls(&tag) - before;
+        eprintln!("{performed} calculations for {WRITES} invalidations");
+        // Two when no commit of the burst waits longer than the pause (50 ms)
+        // behind the one before; a little slack for a loaded machine.
+        assert!(
+            (1..=5).contains(&performed),
+            "{performed} calculations for {WRITES} invalidations"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn expiry_is_acted_on_by_a_running_worker_without_a_read() {
     on_both("expiry", |db, _| async move {
         setup(&db).await;
