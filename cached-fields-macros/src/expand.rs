@@ -100,8 +100,11 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
         let doc_recalc = format!("Reloads the row and recalculates `{f_str}` now.");
         methods.push(quote! {
             #[doc = #doc_read]
-            #vis async fn #f<'c>(&self, db: impl #krate::Target<'c>) -> #krate::Result<#ty> {
-                #krate::runtime::read(self, #f_str, &self.#f, db).await
+            #vis fn #f<'a, 'c: 'a>(
+                &'a self,
+                db: impl #krate::Target<'c> + 'a,
+            ) -> #krate::runtime::Read<'a, #ty> {
+                #krate::runtime::read_field(self, #f_str, &self.#f, db)
             }
             #[doc = #doc_flag]
             #vis async fn #flag<'c>(&self, db: impl #krate::Target<'c>) -> #krate::Result<()> {

@@ -604,9 +604,17 @@ impl<T: CachedValue> Cached<T> {
         self.lock().value.clone()
     }
 
-    /// The value if it is fresh now (the clock is read only when there is
-    /// an expiry to compare).
-    pub(crate) fn fresh(&self) -> Option<T> {
+    /// The stored value if it is fresh now: not flagged, not expired (the
+    /// clock is read only when there is an expiry to compare). The derived
+    /// accessor returns this without touching the database.
+    ///
+    /// ```
+    /// use cached_fields::Cached;
+    /// let c: Cached<i64> = Cached::default();
+    /// assert_eq!(c.fresh(), None); // never calculated
+    /// ```
+    #[inline]
+    pub fn fresh(&self) -> Option<T> {
         let s = self.lock();
         if s.needed || s.expires_after.is_some_and(|e| e <= Utc::now()) {
             return None;

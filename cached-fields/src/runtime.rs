@@ -1,7 +1,11 @@
 //! Per-field operations with the seed's names: read (`F`), `flag_F_as_stale`,
 //! `recalculate_F`, `expire_F_after`. The derive's methods call these.
 
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::FutureExt;
@@ -91,6 +95,78 @@ where
     let mut ctx = target.into_ctx();
     let (value, _) = recalculate_loaded(&mut ctx, model, field, m, None).await?;
     T::from_value(value).map_err(|e| value_error(model, field, &e))
+}
+
+/// The future a derived accessor (`lamp.total_weight(&db)`) returns: ready
+/// at once, without a database round trip or an allocation, when the value
+/// is fresh at the call; otherwise it recalculates like [`read`].
+///
+/// ```
+/// # async fn f() -> cached_fields::Result<()> {
+/// use cached_fields::runtime::Read;
+/// let fresh: Read<'_, i64> = Read::ready(7);
+/// assert_eq!(fresh.await?, 7);
+/// # Ok(()) }
+/// ```
+#[must_use = "a Read does nothing unless awaited"]
+pub struct Read<'a, T>(ReadState<'a, T>);
+
+enum ReadState<'a, T> {
+    Ready(Option<T>),
+    Calculating(futures::future::BoxFuture<'a, Result<T>>),
+}
+
+impl<T> Read<'_, T> {
+    /// A read already answered with `value`.
+    pub fn ready(value: T) -> Self {
+        Read(ReadState::Ready(Some(value)))
+    }
+}
+
+impl<T> fmt::Debug for Read<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 {
+            ReadState::Ready(_) => "Read(ready)",
+            ReadState::Calculating(_) => "Read(calculating)",
+        })
+    }
+}
+
+// The value is moved out, never pinned in place.
+impl<T> Unpin for Read<'_, T> {}
+
+impl<T> Future for Read<'_, T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        match &mut self.get_mut().0 {
+            ReadState::Ready(v) => match v.take() {
+                Some(v) => Poll::Ready(Ok(v)),
+                None => panic!("cached_fields::runtime::Read polled after completion"),
+            },
+            ReadState::Calculating(f) => f.as_mut().poll(cx),
+        }
+    }
+}
+
+/// [`read`] as the derive calls it: the fresh value at once, or a boxed
+/// recalculation.
+pub fn read_field<'a, 'c: 'a, M, T>(
+    m: &'a M,
+    field: &'static str,
+    slot: &'a Cached<T>,
+    target: impl Target<'c> + 'a,
+) -> Read<'a, T>
+where
+    M: CachedModel,
+    T: CachedValue,
+{
+    match slot.fresh() {
+        Some(v) => Read::ready(v),
+        None => Read(ReadState::Calculating(Box::pin(read(
+            m, field, slot, target,
+        )))),
+    }
 }
 
 /// A calculated value that does not convert to the field's type.
