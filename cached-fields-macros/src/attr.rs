@@ -15,6 +15,7 @@ pub(crate) struct CachedField {
     pub(crate) ident: syn::Ident,
     pub(crate) value_ty: Type,
     pub(crate) calculate: Option<syn::Path>,
+    pub(crate) calculate_many: Option<syn::Path>,
     pub(crate) after: Option<syn::Path>,
     pub(crate) temporal: bool,
     pub(crate) cached_column: Option<LitStr>,
@@ -157,6 +158,7 @@ pub(crate) fn parse(input: &DeriveInput) -> Result<ModelAttrs> {
                     ident,
                     value_ty,
                     calculate: None,
+                    calculate_many: None,
                     after: None,
                     temporal: false,
                     cached_column: None,
@@ -169,6 +171,8 @@ pub(crate) fn parse(input: &DeriveInput) -> Result<ModelAttrs> {
                         let p = &meta.path;
                         if p.is_ident("calculate") {
                             c.calculate = Some(meta.value()?.parse()?);
+                        } else if p.is_ident("calculate_many") {
+                            c.calculate_many = Some(meta.value()?.parse()?);
                         } else if p.is_ident("after_recalculate") {
                             c.after = Some(meta.value()?.parse()?);
                         } else if p.is_ident("temporal_triggers") {
@@ -195,7 +199,7 @@ pub(crate) fn parse(input: &DeriveInput) -> Result<ModelAttrs> {
                             c.depends_on.extend(lits);
                         } else {
                             return Err(meta.error(
-                                "expected one of: calculate, after_recalculate, temporal_triggers, \
+                                "expected one of: calculate, calculate_many, after_recalculate, temporal_triggers, \
                                  cached_column, recalculation_needed_column, expires_after_column, \
                                  depends_on(...)",
                             ));

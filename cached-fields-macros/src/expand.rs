@@ -65,6 +65,22 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
         if let Some(col) = &c.expires_column {
             decl = quote!(#decl.expires_after_column(#col));
         }
+        if let Some(many) = &c.calculate_many {
+            let many_fn = format_ident!("__cached_fields_calculate_many_{}", f);
+            calc_fns.push(quote! {
+                fn #many_fn<'a, 'c>(
+                    rows: &'a [&'a #name],
+                    ctx: &'a mut #krate::Ctx<'c>,
+                ) -> #p::BoxFuture<'a, ::core::result::Result<::std::vec::Vec<#ty>, #krate::BoxError>> {
+                    ::std::boxed::Box::pin(async move {
+                        #many(rows, ctx)
+                            .await
+                            .map_err(|e| -> #krate::BoxError { ::core::convert::Into::into(e) })
+                    })
+                }
+            });
+            decl = quote!(#decl.calculate_many::<#ty>(#many_fn));
+        }
         if let Some(hook) = &c.after {
             let hook_fn = format_ident!("__cached_fields_after_{}", f);
             calc_fns.push(quote! {

@@ -17,6 +17,11 @@ use crate::value::{CachedValue, SqlType, Value, ValueError};
 pub type CalcFn<M, T> =
     for<'a, 'c> fn(&'a M, &'a mut Ctx<'c>) -> BoxFuture<'a, Result<T, BoxError>>;
 
+/// A batch calculate function: computes the field's value for many rows at
+/// once (one query for all of them, say), in the order given.
+pub type CalcManyFn<M, T> =
+    for<'a, 'c> fn(&'a [&'a M], &'a mut Ctx<'c>) -> BoxFuture<'a, Result<Vec<T>, BoxError>>;
+
 /// A hook run after each successful recalculation of a field.
 pub type HookFn<M> = for<'a, 'c> fn(&'a M, &'a mut Ctx<'c>) -> BoxFuture<'a, Result<(), BoxError>>;
 
@@ -122,6 +127,30 @@ trait ErasedCalc<M>: Send + Sync {
     ) -> BoxFuture<'a, Result<Value, BoxError>>;
 }
 
+trait ErasedCalcMany<M>: Send + Sync {
+    fn call<'a, 'c>(
+        &'a self,
+        rows: &'a [&'a M],
+        ctx: &'a mut Ctx<'c>,
+    ) -> BoxFuture<'a, Result<Vec<Value>, BoxError>>;
+}
+
+struct TypedCalcMany<M, T>(CalcManyFn<M, T>);
+
+impl<M: Sync + 'static, T: CachedValue> ErasedCalcMany<M> for TypedCalcMany<M, T> {
+    fn call<'a, 'c>(
+        &'a self,
+        rows: &'a [&'a M],
+        ctx: &'a mut Ctx<'c>,
+    ) -> BoxFuture<'a, Result<Vec<Value>, BoxError>> {
+        let fut = (self.0)(rows, ctx);
+        Box::pin(async move {
+            fut.await
+                .map(|values| values.into_iter().map(CachedValue::into_value).collect())
+        })
+    }
+}
+
 struct TypedCalc<M, T>(CalcFn<M, T>);
 
 impl<M: Sync + 'static, T: CachedValue> ErasedCalc<M> for TypedCalc<M, T> {
@@ -143,6 +172,7 @@ pub struct Field<M> {
     sql_type: SqlType,
     columns: FieldColumns,
     calculate: Box<dyn ErasedCalc<M>>,
+    calculate_many: Option<Box<dyn ErasedCalcMany<M>>>,
     after: Option<HookFn<M>>,
     depends_on: Vec<Dependency>,
     slot: SlotFn<M>,
@@ -175,6 +205,7 @@ impl<M: Sync + 'static> Field<M> {
             expires_column: None,
             temporal: false,
             calculate: Box::new(TypedCalc(calculate)),
+            calculate_many: None,
             after: None,
             depends_on: Vec::new(),
             slot: Box::new(move |m| slot(m) as &dyn CachedSlot),
@@ -212,6 +243,19 @@ impl<M> Field<M> {
         self.calculate.call(m, ctx)
     }
 
+    /// Whether the field has a batch calculate function.
+    pub fn has_calculate_many(&self) -> bool {
+        self.calculate_many.is_some()
+    }
+
+    pub(crate) fn calculate_many<'a, 'c>(
+        &'a self,
+        rows: &'a [&'a M],
+        ctx: &'a mut Ctx<'c>,
+    ) -> Option<BoxFuture<'a, Result<Vec<Value>, BoxError>>> {
+        self.calculate_many.as_ref().map(|f| f.call(rows, ctx))
+    }
+
     pub(crate) fn after(&self) -> Option<HookFn<M>> {
         self.after
     }
@@ -226,6 +270,7 @@ pub struct FieldBuilder<M> {
     expires_column: Option<String>,
     temporal: bool,
     calculate: Box<dyn ErasedCalc<M>>,
+    calculate_many: Option<(SqlType, Box<dyn ErasedCalcMany<M>>)>,
     after: Option<HookFn<M>>,
     depends_on: Vec<String>,
     slot: SlotFn<M>,
@@ -258,6 +303,18 @@ impl<M> FieldBuilder<M> {
     /// Overrides the expiry column (default `F_expires_after`).
     pub fn expires_after_column(mut self, name: &str) -> Self {
         self.expires_column = Some(name.to_owned());
+        self
+    }
+    /// Adds a batch form of the calculate function, which the worker calls
+    /// once for a whole claimed batch: it must return one value per row, in
+    /// order. Should it fail (or return a wrong count), the worker falls back
+    /// to the one-row function for each row of that batch, so a bad row
+    /// fails alone. Reads still use the one-row function.
+    pub fn calculate_many<T: CachedValue>(mut self, f: CalcManyFn<M, T>) -> Self
+    where
+        M: Sync + 'static,
+    {
+        self.calculate_many = Some((T::SQL_TYPE, Box::new(TypedCalcMany(f))));
         self
     }
     /// Runs `hook` after each successful recalculation.
@@ -302,6 +359,20 @@ impl<M> FieldBuilder<M> {
             attempts: Ident::for_what(&format!("{n}_attempts"), "column")?,
             last_error: Ident::for_what(&format!("{n}_last_error"), "column")?,
         };
+        let calculate_many = match self.calculate_many {
+            Some((t, _)) if t != self.sql_type => {
+                return Err(Error::Declaration {
+                    model: table.to_owned(),
+                    reason: format!(
+                        "calculate_many of field {n} returns {} values but the field holds {}",
+                        t.name(),
+                        self.sql_type.name()
+                    ),
+                });
+            }
+            Some((_, f)) => Some(f),
+            None => None,
+        };
         let depends_on = self
             .depends_on
             .iter()
@@ -321,6 +392,7 @@ impl<M> FieldBuilder<M> {
             sql_type: self.sql_type,
             columns,
             calculate: self.calculate,
+            calculate_many,
             after: self.after,
             depends_on,
             slot: self.slot,

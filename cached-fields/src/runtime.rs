@@ -331,13 +331,57 @@ pub(crate) async fn compute<M: CachedModel>(
             table: model.table().to_string(),
             field: field.name().to_string(),
             key,
-            message: panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".to_owned()),
+            message: panic_message(&*panic),
         }),
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}
+
+/// Runs the field's batch calculate function on `rows`, catching panics;
+/// `None` when the field has none. An error names the first row's key.
+pub(crate) async fn compute_many<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    model: &Model<M>,
+    field: &Field<M>,
+    rows: &[&M],
+) -> Option<Result<Vec<Value>>> {
+    let fut = field.calculate_many(rows, ctx)?;
+    let key = rows.first().map_or(0, |m| m.primary_key());
+    let (table, name) = (model.table().to_string(), field.name().to_string());
+    Some(
+        match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(Ok(values)) if values.len() == rows.len() => Ok(values),
+            Ok(Ok(values)) => Err(Error::Calculate {
+                table,
+                field: name,
+                key,
+                message: format!(
+                    "calculate_many returned {} values for {} rows",
+                    values.len(),
+                    rows.len()
+                ),
+            }),
+            Ok(Err(e)) => Err(Error::Calculate {
+                table,
+                field: name,
+                key,
+                message: e.to_string(),
+            }),
+            Err(panic) => Err(Error::Panicked {
+                table,
+                field: name,
+                key,
+                message: panic_message(&*panic),
+            }),
+        },
+    )
 }
 
 /// Stores `value` computed from `m` (whose bookkeeping says which version

@@ -103,21 +103,34 @@ pub(crate) fn bump(backend: Backend, spec: &TableSpec, f: &FieldSpec) -> SchemaO
             &spec.table,
             name,
             format!("BEFORE UPDATE OF {needed} ON {t} FOR EACH ROW WHEN (NEW.{needed})"),
-            format!(
-                "  NEW.{version} := OLD.{version} + 1;\n  \
-                 IF NOT OLD.{needed} OR OLD.{since} IS NULL THEN NEW.{since} := clock_timestamp();\n  \
-                 ELSIF NEW.{next} IS NOT NULL AND NEW.{next} IS NOT DISTINCT FROM OLD.{next} THEN\n    \
-                 NEW.{next} := GREATEST(NEW.{next}, LEAST({pause}, {cap}));\n  END IF;\n  \
-                 PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME);\n  RETURN NEW;",
-                pause = statements::ts_plus(backend, None, statements::HOT_PAUSE_MS),
-                cap = statements::ts_plus(
-                    backend,
-                    Some(&format!("OLD.{since}")),
-                    statements::HOT_PAUSE_CAP_MS
-                ),
-            ),
+            pg_flag_in_place(c),
         ),
     }
+}
+
+/// The body of a PostgreSQL BEFORE UPDATE trigger that flags the row in
+/// place with the bump trigger's bookkeeping (a BEFORE trigger cannot
+/// re-update its own row, and changes made to `NEW` fire no other trigger).
+fn pg_flag_in_place(c: &crate::model::FieldColumns) -> String {
+    let (needed, version, since, next) = (
+        c.needed.quoted(),
+        c.version.quoted(),
+        c.stale_since.quoted(),
+        c.next_attempt.quoted(),
+    );
+    let pause = statements::ts_plus(Backend::Postgres, None, statements::HOT_PAUSE_MS);
+    let cap = statements::ts_plus(
+        Backend::Postgres,
+        Some(&format!("OLD.{since}")),
+        statements::HOT_PAUSE_CAP_MS,
+    );
+    format!(
+        "  NEW.{needed} := TRUE;\n  NEW.{version} := OLD.{version} + 1;\n  \
+         IF NOT OLD.{needed} OR OLD.{since} IS NULL THEN NEW.{since} := clock_timestamp();\n  \
+         ELSIF NEW.{next} IS NOT NULL AND NEW.{next} IS NOT DISTINCT FROM OLD.{next} THEN\n    \
+         NEW.{next} := GREATEST(NEW.{next}, LEAST({pause}, {cap}));\n  END IF;\n  \
+         PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME);\n  RETURN NEW;"
+    )
 }
 
 /// On insert: SQLite stamps `F_stale_since` of flagged rows; PostgreSQL
@@ -245,21 +258,7 @@ pub(crate) fn dependencies(backend: Backend, spec: &TableSpec, f: &FieldSpec) ->
                 head,
                 format!("UPDATE {t} SET {needed} = TRUE WHERE {pk} = NEW.{pk};"),
             ),
-            // A BEFORE trigger cannot re-update its own row: it flags in place,
-            // with the bump trigger's bookkeeping.
-            Backend::Postgres => {
-                let (version, since) = (c.version.quoted(), c.stale_since.quoted());
-                postgres(
-                    &spec.table,
-                    name,
-                    head,
-                    format!(
-                        "  NEW.{needed} := TRUE;\n  NEW.{version} := OLD.{version} + 1;\n  \
-                         IF NOT OLD.{needed} OR OLD.{since} IS NULL THEN NEW.{since} := clock_timestamp(); END IF;\n  \
-                         PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME);\n  RETURN NEW;"
-                    ),
-                )
-            }
+            Backend::Postgres => postgres(&spec.table, name, head, pg_flag_in_place(c)),
         });
     }
 

@@ -392,6 +392,8 @@ const DEFER_MS: i64 = 50;
 
 /// What one row's calculation came to, before anything is written.
 enum Outcome<M> {
+    /// Ready to calculate from this row, its inputs read at this instant.
+    Ready(M, DateTime<Utc>),
     /// A value, computed from this row (possibly reloaded after its chain).
     Value(M, Value, DateTime<Utc>),
     /// The calculation failed; retry after the backoff.
@@ -453,7 +455,9 @@ pub(crate) async fn process_batch<M: CachedModel>(
     if rows.is_empty() {
         return Ok(report);
     }
-    let computed: Vec<Result<Computed<M>>> = futures::stream::iter(rows)
+    // First each row's chained fields (leased like a claim), then the
+    // calculations: all rows in one call when the field has a batch form.
+    let prepared: Vec<Result<Computed<M>>> = futures::stream::iter(rows)
         .map(|m| async move {
             let mut ctx = Ctx::from(db);
             let key = m.primary_key();
@@ -463,21 +467,13 @@ pub(crate) async fn process_batch<M: CachedModel>(
             let lease = Some((before_chain, lease_until));
             let outcome = match runtime::refresh_chain(&mut ctx, model, field, &m, lease).await {
                 Ok(runtime::Chain::Busy(upstream)) => Outcome::Deferred(upstream),
-                Ok(chain) => {
-                    // When the row's inputs were read: at the claim, or at
-                    // the reload after its chain (no earlier than this).
-                    let (row, read_at) = match chain {
-                        runtime::Chain::Reloaded(row, n) => {
-                            chained = n;
-                            (row, before_chain)
-                        }
-                        _ => (m, now),
-                    };
-                    match runtime::compute(&mut ctx, model, field, &row).await {
-                        Ok(value) => Outcome::Value(row, value, read_at),
-                        Err(e) => Outcome::Failed(e),
-                    }
+                // When the row's inputs were read: at the claim, or at the
+                // reload after its chain (no earlier than this).
+                Ok(runtime::Chain::Reloaded(row, n)) => {
+                    chained = n;
+                    Outcome::Ready(row, before_chain)
                 }
+                Ok(runtime::Chain::Fresh) => Outcome::Ready(m, now),
                 Err(Error::RowNotFound { .. }) => Outcome::Gone,
                 Err(e) if e.is_retryable() => return Err(e),
                 Err(e) => Outcome::Failed(e),
@@ -492,6 +488,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
         .buffer_unordered(settings.concurrency)
         .collect()
         .await;
+    let computed = calculate_all(db, model, field, settings, prepared).await;
     // A row whose calculation hit a database fault keeps its lease and is
     // taken again when it ends; the others are written.
     let mut fault = None;
@@ -545,6 +542,78 @@ pub(crate) async fn process_batch<M: CachedModel>(
         Some(e) => Err(e),
         None => Ok(report),
     }
+}
+
+/// Calculates the rows that are ready: in one call of the field's batch
+/// function when it has one (falling back to one call per row should the
+/// batch fail, so a bad row fails alone), else one call per row at the
+/// worker's concurrency.
+async fn calculate_all<M: CachedModel>(
+    db: &Db,
+    model: &crate::model::Model<M>,
+    field: &crate::model::Field<M>,
+    settings: &Settings,
+    prepared: Vec<Result<Computed<M>>>,
+) -> Vec<Result<Computed<M>>> {
+    let ready: Vec<&M> = prepared
+        .iter()
+        .filter_map(|c| match c {
+            Ok(Computed {
+                outcome: Outcome::Ready(row, _),
+                ..
+            }) => Some(row),
+            _ => None,
+        })
+        .collect();
+    let batch = if ready.len() > 1 {
+        runtime::compute_many(&mut Ctx::from(db), model, field, &ready).await
+    } else {
+        None
+    };
+    drop(ready);
+    let mut values = match batch {
+        Some(Ok(values)) => Some(values.into_iter()),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "batch calculation failed; calculating row by row");
+            None
+        }
+        None => None,
+    };
+    let jobs: Vec<(Result<Computed<M>>, Option<Value>)> = prepared
+        .into_iter()
+        .map(|c| {
+            let ready = matches!(
+                c,
+                Ok(Computed {
+                    outcome: Outcome::Ready(..),
+                    ..
+                })
+            );
+            let value = values.as_mut().filter(|_| ready).and_then(Iterator::next);
+            (c, value)
+        })
+        .collect();
+    futures::stream::iter(jobs)
+        .map(|(c, value)| async move {
+            let mut c = c?;
+            c.outcome = match c.outcome {
+                Outcome::Ready(row, read_at) => {
+                    let value = match value {
+                        Some(v) => Ok(v),
+                        None => runtime::compute(&mut Ctx::from(db), model, field, &row).await,
+                    };
+                    match value {
+                        Ok(v) => Outcome::Value(row, v, read_at),
+                        Err(e) => Outcome::Failed(e),
+                    }
+                }
+                other => other,
+            };
+            Ok(c)
+        })
+        .buffer_unordered(settings.concurrency)
+        .collect()
+        .await
 }
 
 /// Writes every result in one transaction (one commit, one fsync).
@@ -650,7 +719,8 @@ async fn write_one<M: CachedModel>(
                 .await?;
             Ok(None)
         }
-        Outcome::Gone => Ok(None),
+        // Every ready row was calculated before writing.
+        Outcome::Ready(..) | Outcome::Gone => Ok(None),
     }
 }
 

@@ -178,6 +178,79 @@ async fn a_burst_of_commits_under_a_running_worker_coalesces() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_calculation_serves_a_claim_and_a_bad_row_fails_alone() {
+    on_both("batch", |db, _| async move {
+        setup(&db).await;
+        let tag = format!("batch-{:?}", db.backend());
+        insert(&db, 10, &tag).await;
+        let w = worker(&db);
+        let stats = w.drain().await.unwrap();
+        assert_eq!(stats.recalculated, 10, "{stats:?}");
+        assert_eq!(batches(&tag), 1, "one call for the whole claim");
+        assert_eq!(calls(&tag), 10);
+        assert_all_fresh(&db).await;
+        // One row fails and one panics: the batch is refused, then panics;
+        // each time the rows are calculated one by one and only the bad row
+        // fails.
+        for (mode, id) in [("fail", 3), ("panic", 5)] {
+            // The previous round's bad row is due again (backoff 200 ms).
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            exec(&db, "UPDATE items SET mode = 'ok'").await;
+            exec_with(
+                &db,
+                "UPDATE items SET mode = 'fail', input = input + 100 WHERE id = $1",
+                &[id],
+            )
+            .await;
+            if mode == "panic" {
+                exec_with(&db, "UPDATE items SET mode = 'panic' WHERE id = $1", &[id]).await;
+            }
+            exec(
+                &db,
+                "UPDATE items SET input = input + 1, doubled_recalculation_needed = TRUE",
+            )
+            .await;
+            let batches_before = batches(&tag);
+            let stats = w.drain().await.unwrap();
+            assert_eq!(
+                (stats.recalculated, stats.failed),
+                (9, 1),
+                "{mode}: {stats:?}"
+            );
+            assert_eq!(batches(&tag), batches_before + 1, "{mode}");
+            for it in items(&db).await {
+                if it.id == id {
+                    assert!(
+                        it.doubled.recalculation_needed(),
+                        "{mode}: the bad row stays flagged"
+                    );
+                    assert_eq!(it.doubled.attempts(), 1, "{mode}");
+                } else {
+                    assert!(!it.doubled.recalculation_needed(), "{mode}: item {}", it.id);
+                    assert_eq!(
+                        it.doubled.stored(),
+                        Some(it.input * 2),
+                        "{mode}: item {}",
+                        it.id
+                    );
+                }
+            }
+            let err = item(&db, id).await.unwrap().doubled(&db).await.unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("on item {id}")),
+                "{mode}: {err}"
+            );
+        }
+        // Fixed: the retry succeeds.
+        exec(&db, "UPDATE items SET mode = 'ok'").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        w.drain().await.unwrap();
+        assert_all_fresh(&db).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn expiry_is_acted_on_by_a_running_worker_without_a_read() {
     on_both("expiry", |db, _| async move {
         setup(&db).await;

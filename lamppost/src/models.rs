@@ -1,5 +1,6 @@
 //! The seed's example models: lampposts and the pigeons that land on them.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,7 @@ pub(crate) struct Lamppost {
     pub country: String,
     /// `weight` plus the weight of every pigeon on it.
     #[cached(calculate = Lamppost::calculate_total_weight,
+             calculate_many = Lamppost::calculate_total_weights,
              depends_on("weight", "pigeons(lamppost_id).weight"))]
     pub total_weight: Cached<i64>,
     /// "The {total_weight} {first_name} of {country}".
@@ -79,6 +81,44 @@ impl Lamppost {
                 _ => return Err("unsupported backend".into()),
             };
         Ok(self.weight + pigeons)
+    }
+
+    /// The batch form the worker uses: one query for many lampposts.
+    pub(crate) async fn calculate_total_weights(
+        rows: &[&Self],
+        ctx: &mut Ctx<'_>,
+    ) -> Result<Vec<i64>, BoxError> {
+        TOTAL_WEIGHT_CALCULATIONS.fetch_add(rows.len() as u64, Ordering::Relaxed);
+        for _ in rows {
+            burn();
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let sums: Vec<(i64, i64)> = match ctx.conn().await? {
+            Conn::Sqlite(c) => {
+                sqlx::query_as(
+                    "SELECT lamppost_id, COALESCE(SUM(weight), 0) FROM pigeons \
+                     WHERE lamppost_id IN (SELECT value FROM json_each($1)) GROUP BY lamppost_id",
+                )
+                .bind(serde_json::to_string(&ids)?)
+                .fetch_all(c)
+                .await?
+            }
+            Conn::Postgres(c) => {
+                sqlx::query_as(
+                    "SELECT lamppost_id, COALESCE(SUM(weight), 0)::BIGINT FROM pigeons \
+                     WHERE lamppost_id = ANY($1) GROUP BY lamppost_id",
+                )
+                .bind(&ids)
+                .fetch_all(c)
+                .await?
+            }
+            _ => return Err("unsupported backend".into()),
+        };
+        let sums: HashMap<i64, i64> = sums.into_iter().collect();
+        Ok(rows
+            .iter()
+            .map(|r| r.weight + sums.get(&r.id).copied().unwrap_or(0))
+            .collect())
     }
 
     pub(crate) async fn calculate_slow_full_name(

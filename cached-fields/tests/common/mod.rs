@@ -155,7 +155,7 @@ pub struct Item {
     pub tag: String,
     /// `ok`, `fail` or `panic`.
     pub mode: String,
-    #[cached(temporal_triggers)]
+    #[cached(temporal_triggers, calculate_many = Item::calculate_doubled_many)]
     pub doubled: Cached<i64>,
 }
 
@@ -185,12 +185,45 @@ pub fn ungate(tag: &str) {
     }
 }
 
+static BATCHES: LazyLock<Mutex<HashMap<String, u64>>> = LazyLock::new(Default::default);
+
+/// Calls of the batch calculate function whose first row is tagged `tag`.
+pub fn batches(tag: &str) -> u64 {
+    BATCHES.lock().unwrap().get(tag).copied().unwrap_or(0)
+}
+
 /// Calculations performed for rows tagged `tag`.
 pub fn calls(tag: &str) -> u64 {
     CALLS.lock().unwrap().get(tag).copied().unwrap_or(0)
 }
 
 impl Item {
+    /// The batch form: refuses the whole batch when a row would fail (the
+    /// worker then falls back to one row at a time), panics on a panicking
+    /// row; gates like the one-row form.
+    async fn calculate_doubled_many(
+        rows: &[&Item],
+        _ctx: &mut Ctx<'_>,
+    ) -> Result<Vec<i64>, BoxError> {
+        let tag = rows[0].tag.clone();
+        *BATCHES.lock().unwrap().entry(tag.clone()).or_default() += 1;
+        let gate = GATES.lock().unwrap().get(&tag).cloned();
+        if let Some(g) = gate {
+            g.entered.add_permits(1);
+            g.release.acquire().await?.forget();
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            match r.mode.as_str() {
+                "fail" => return Err(format!("batch refused: item {} would fail", r.id).into()),
+                "panic" => panic!("batch panicked on item {}", r.id),
+                _ => out.push(r.input * 2),
+            }
+        }
+        *CALLS.lock().unwrap().entry(tag).or_default() += rows.len() as u64;
+        Ok(out)
+    }
+
     async fn calculate_doubled(&self, _ctx: &mut Ctx<'_>) -> Result<i64, BoxError> {
         *CALLS.lock().unwrap().entry(self.tag.clone()).or_default() += 1;
         let gate = GATES.lock().unwrap().get(&self.tag).cloned();
