@@ -114,6 +114,7 @@ impl Db {
                 let max = if memory { 1 } else { max_connections };
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(opts)
                     .await
@@ -126,6 +127,17 @@ impl Db {
             {
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
+                    // A ping per acquire is a round trip per statement; ping
+                    // only connections that may have died while idle.
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if suspect(&meta) {
+                                sqlx::Connection::ping(conn).await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url)
                     .await
@@ -177,6 +189,35 @@ impl Db {
             #[cfg(feature = "postgres")]
             Db::Postgres(p) => p.close().await,
         }
+    }
+}
+
+/// Idle connections older than this are pinged before use.
+#[cfg(feature = "postgres")]
+const IDLE_PING: Duration = Duration::from_secs(30);
+
+/// When this process last saw the database fail (a lost connection, a
+/// restart): connections idle since before then are pinged before use.
+static FAULT_AT: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+
+/// Records a database fault (see [`Error::is_retryable`]): connections that
+/// sat idle through it are checked before they are used again.
+pub(crate) fn note_fault() {
+    *FAULT_AT.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+}
+
+/// Whether a pooled connection may have died while idle.
+#[cfg(feature = "postgres")]
+fn suspect(meta: &sqlx::pool::PoolConnectionMetadata) -> bool {
+    if meta.idle_for >= IDLE_PING {
+        return true;
+    }
+    let idle_since = std::time::Instant::now().checked_sub(meta.idle_for);
+    let fault = *FAULT_AT.lock().unwrap_or_else(|p| p.into_inner());
+    match (fault, idle_since) {
+        (Some(f), Some(since)) => f >= since,
+        (Some(_), None) => true,
+        (None, _) => false,
     }
 }
 

@@ -507,7 +507,8 @@ pub(crate) async fn after_store<M: CachedModel>(
 pub(crate) enum Chain<M> {
     /// Every chained field was fresh: calculate from the row as loaded.
     Fresh,
-    /// Some were recalculated (this many): calculate from this reloaded row.
+    /// Some were recalculated (this many, here), or found recalculated by
+    /// another worker: calculate from this reloaded row.
     Reloaded(M, u64),
     /// A chained field is being recalculated by another worker (its lease):
     /// calculating now would repeat its work. The upstream field's index.
@@ -549,12 +550,24 @@ pub(crate) async fn refresh_chain<M: CachedModel>(
                 .await?
                 .is_empty()
             {
-                let index = model
-                    .fields()
-                    .iter()
-                    .position(|f| f.name() == upstream.name())
-                    .unwrap_or_default();
-                return Ok(Chain::Busy(index));
+                // Not due: another worker holds it, or has recalculated it
+                // since `m` was loaded; then carry on from the row as it is.
+                let row = load(ctx, model, m.primary_key()).await?;
+                if upstream.slot(&row).snapshot().stale {
+                    let index = model
+                        .fields()
+                        .iter()
+                        .position(|f| f.name() == upstream.name())
+                        .unwrap_or_default();
+                    return Ok(Chain::Busy(index));
+                }
+                return Ok(
+                    match Box::pin(refresh_chain(ctx, model, field, &row, lease)).await? {
+                        Chain::Fresh => Chain::Reloaded(row, recalculated),
+                        Chain::Reloaded(row, n) => Chain::Reloaded(row, recalculated + n),
+                        busy @ Chain::Busy(_) => busy,
+                    },
+                );
             }
         }
         let (_, n) = Box::pin(recalculate_loaded(ctx, model, upstream, m, lease)).await?;

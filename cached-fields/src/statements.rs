@@ -156,15 +156,16 @@ impl<'a> FieldSql<'a> {
         )
     }
 
-    /// Leases one row of this field unless another worker holds it: `$1`
-    /// now, `$2` lease end, `$3` key. Returns the key when leased.
+    /// Leases one row of this field if it is due (stale, and no other
+    /// worker holds it): `$1` now, `$2` lease end, `$3` key. Returns the key
+    /// when leased.
     pub(crate) fn claim_one(&self) -> String {
-        let next = self.cols.next_attempt.quoted();
         format!(
-            "UPDATE {t} SET {next} = $2 WHERE {pk} = $3 AND ({next} IS NULL OR {le}) RETURNING {pk}",
+            "UPDATE {t} SET {next} = $2 WHERE {pk} = $3 AND {due} RETURNING {pk}",
             t = self.table,
             pk = self.pk,
-            le = ts_le(self.backend, &next, "$1"),
+            next = self.cols.next_attempt.quoted(),
+            due = self.due(),
         )
     }
 

@@ -171,6 +171,7 @@ impl Worker {
                     self.idle_wait().await
                 }
                 Err(e) if e.is_retryable() => {
+                    crate::db::note_fault();
                     failures += 1;
                     let d = Duration::from_millis(100 * 2u64.pow(failures.min(8)))
                         .min(Duration::from_secs(30));
@@ -632,8 +633,15 @@ async fn write_all<M: CachedModel>(
             // transaction locking the same rows in another order would
             // otherwise deadlock with us, and might be the one aborted. We
             // give up instead, and write row by row.
-            ctx.execute("SET LOCAL lock_timeout = '100ms'".to_owned(), &[])
-                .await?;
+            // Nor wait for the commit to reach disk: a write-back lost in a
+            // server crash leaves its rows flagged, and they are recalculated.
+            ctx.execute(
+                "SELECT set_config('lock_timeout', '100ms', true), \
+                 set_config('synchronous_commit', 'off', true)"
+                    .to_owned(),
+                &[],
+            )
+            .await?;
         }
         let values: Vec<(&M, &Value)> = done
             .iter()

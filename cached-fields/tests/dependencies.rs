@@ -382,6 +382,40 @@ async fn a_burst_of_dependency_writes_under_a_running_worker_coalesces() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn workers_draining_a_chain_together_never_repeat_work() {
+    on_both("together", |db, _| async move {
+        const POSTS: i64 = 300;
+        setup(&db, POSTS).await;
+        // Both fields of every post flagged, inputs unchanged: each needs
+        // exactly one calculation, whichever worker does it.
+        common::exec(
+            &db,
+            "UPDATE posts SET total_recalculation_needed = TRUE, label_recalculation_needed = TRUE",
+        )
+        .await;
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                let w = Worker::new(db.clone(), registry()).batch_size(16);
+                tokio::spawn(async move { w.drain().await })
+            })
+            .collect();
+        let mut performed = 0;
+        for w in workers {
+            let s = w.await.unwrap().unwrap();
+            performed += s.recalculated + s.superseded;
+        }
+        drain(&db).await;
+        assert_consistent(&db).await;
+        assert_eq!(
+            performed,
+            2 * POSTS as u64,
+            "calculations beyond one per field and post"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mixed_writers_with_a_running_worker_end_consistent() {
     on_both("mixed", |db, _| async move {
         setup(&db, 20).await;
