@@ -2,7 +2,8 @@
 //! struct keeps each cached value in. The derive expands to this builder.
 
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -577,13 +578,24 @@ impl<M> ModelBuilder<M> {
     }
 }
 
+/// The bookkeeping of a [`Cached`], behind its mutex.
 #[derive(Debug, Clone)]
 struct State<T> {
+    /// The current value when it is not the one in `Cached::settled`.
     value: Option<T>,
+    /// Whether the current value is the one in `Cached::settled`.
+    settled: bool,
     needed: bool,
     expires_after: Option<DateTime<Utc>>,
     version: i64,
     attempts: i32,
+}
+
+/// `Cached::expires` when there is no expiry.
+const NO_EXPIRY: i64 = i64::MIN;
+
+fn expiry_micros(e: Option<DateTime<Utc>>) -> i64 {
+    e.map_or(NO_EXPIRY, |e| e.timestamp_micros())
 }
 
 /// Holds a cached field's stored value and bookkeeping, as loaded with its row.
@@ -592,6 +604,12 @@ struct State<T> {
 /// which recalculates when the value is stale; [`Cached::stored`] gives the
 /// stored value without that (the seed's `cached_F`).
 ///
+/// A fresh value is read without taking a lock: the first value the holder
+/// gets (loaded or calculated) is kept in a set-once cell, and an atomic
+/// flag says whether it is still the current, unflagged value. A later
+/// value (a second recalculation of the same in-memory row) lives behind the
+/// mutex with the bookkeeping.
+///
 /// ```
 /// use cached_fields::Cached;
 /// let c: Cached<i64> = Cached::default();
@@ -599,14 +617,24 @@ struct State<T> {
 /// assert!(c.recalculation_needed());
 /// ```
 pub struct Cached<T> {
+    /// The first value this holder got; never replaced.
+    settled: OnceLock<T>,
+    /// `settled` holds the current value, and it is not flagged.
+    fast: AtomicBool,
+    /// The expiry in microseconds since the epoch, or [`NO_EXPIRY`].
+    expires: AtomicI64,
     state: Mutex<State<T>>,
 }
 
 impl<T> Default for Cached<T> {
     fn default() -> Self {
         Cached {
+            settled: OnceLock::new(),
+            fast: AtomicBool::new(false),
+            expires: AtomicI64::new(NO_EXPIRY),
             state: Mutex::new(State {
                 value: None,
+                settled: false,
                 needed: true,
                 expires_after: None,
                 version: 0,
@@ -618,17 +646,22 @@ impl<T> Default for Cached<T> {
 
 impl<T: Clone> Clone for Cached<T> {
     fn clone(&self) -> Self {
-        Cached {
-            state: Mutex::new(self.lock().clone()),
-        }
+        let (value, mut state) = self.current();
+        state.value = value;
+        Cached::from_state(state)
     }
 }
 
 impl<T: fmt::Debug> fmt::Debug for Cached<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.lock();
+        let value = if s.settled {
+            self.settled.get()
+        } else {
+            s.value.as_ref()
+        };
         f.debug_struct("Cached")
-            .field("value", &s.value)
+            .field("value", &value)
             .field("recalculation_needed", &s.needed)
             .field("expires_after", &s.expires_after)
             .finish()
@@ -639,6 +672,45 @@ impl<T> Cached<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // The state is plain data, valid after any panic: recover it.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A holder whose current value is `state.value`, put in the set-once
+    /// cell.
+    fn from_state(mut state: State<T>) -> Self {
+        let settled = OnceLock::new();
+        if let Some(v) = state.value.take() {
+            let _ = settled.set(v);
+            state.settled = true;
+        } else {
+            state.settled = false;
+        }
+        Cached {
+            settled,
+            fast: AtomicBool::new(state.settled && !state.needed),
+            expires: AtomicI64::new(expiry_micros(state.expires_after)),
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Makes `value` current (under the lock): into the set-once cell if it
+    /// is still empty, else beside the bookkeeping.
+    fn set_value(&self, s: &mut State<T>, value: Option<T>) {
+        s.settled = false;
+        s.value = None;
+        if let Some(v) = value {
+            match self.settled.set(v) {
+                Ok(()) => s.settled = true,
+                Err(v) => s.value = Some(v),
+            }
+        }
+        self.publish(s);
+    }
+
+    /// Publishes the lock-free view of `s`.
+    fn publish(&self, s: &State<T>) {
+        self.expires
+            .store(expiry_micros(s.expires_after), Ordering::Release);
+        self.fast.store(s.settled && !s.needed, Ordering::Release);
     }
 
     /// Whether the row was flagged when loaded (or since, by this process).
@@ -658,22 +730,48 @@ impl<T> Cached<T> {
 
     /// Marks this in-memory copy stale (the generated `flag_F_as_stale` does).
     pub fn mark_stale(&self) {
-        self.lock().needed = true;
+        let mut s = self.lock();
+        s.needed = true;
+        self.publish(&s);
     }
 }
 
 impl<T: Clone> Cached<T> {
+    /// The current value and a copy of the bookkeeping (its `value` unset).
+    fn current(&self) -> (Option<T>, State<T>) {
+        let s = self.lock();
+        let value = if s.settled {
+            self.settled.get().cloned()
+        } else {
+            s.value.clone()
+        };
+        let state = State {
+            value: None,
+            settled: false,
+            needed: s.needed,
+            expires_after: s.expires_after,
+            version: s.version,
+            attempts: s.attempts,
+        };
+        (value, state)
+    }
+
     /// Copies value and bookkeeping from `other` (a freshly loaded copy).
     pub fn replace_with(&self, other: &Cached<T>) {
-        let fresh = other.lock().clone();
-        *self.lock() = fresh;
+        let (value, fresh) = other.current();
+        let mut s = self.lock();
+        s.needed = fresh.needed;
+        s.expires_after = fresh.expires_after;
+        s.version = fresh.version;
+        s.attempts = fresh.attempts;
+        self.set_value(&mut s, value);
     }
 }
 
 impl<T: CachedValue> Cached<T> {
     /// The stored value, stale or not; `None` if never calculated.
     pub fn stored(&self) -> Option<T> {
-        self.lock().value.clone()
+        self.current().0
     }
 
     /// The stored value if it is fresh now: not flagged, not expired (the
@@ -687,11 +785,18 @@ impl<T: CachedValue> Cached<T> {
     /// ```
     #[inline]
     pub fn fresh(&self) -> Option<T> {
-        let s = self.lock();
+        if self.fast.load(Ordering::Acquire) {
+            let e = self.expires.load(Ordering::Acquire);
+            if e == NO_EXPIRY || e > Utc::now().timestamp_micros() {
+                return self.settled.get().cloned();
+            }
+            return None;
+        }
+        let (value, s) = self.current();
         if s.needed || s.expires_after.is_some_and(|e| e <= Utc::now()) {
             return None;
         }
-        s.value.clone()
+        value
     }
 
     /// Decodes the holder from a row; used by the derived `FromRow`.
@@ -726,15 +831,14 @@ impl<T: CachedValue> Cached<T> {
             Value::Int(v) => i32::try_from(v).unwrap_or(i32::MAX),
             _ => 0,
         };
-        Ok(Cached {
-            state: Mutex::new(State {
-                value,
-                needed,
-                expires_after,
-                version,
-                attempts,
-            }),
-        })
+        Ok(Cached::from_state(State {
+            value,
+            settled: false,
+            needed,
+            expires_after,
+            version,
+            attempts,
+        }))
     }
 }
 
@@ -745,7 +849,7 @@ impl<T: CachedValue> CachedSlot for Cached<T> {
             version: s.version,
             attempts: s.attempts,
             stale: s.needed
-                || s.value.is_none()
+                || !(s.settled || s.value.is_some())
                 || s.expires_after.is_some_and(|e| e <= Utc::now()),
         }
     }
@@ -755,15 +859,72 @@ impl<T: CachedValue> CachedSlot for Cached<T> {
             v => Some(T::from_value(v)?),
         };
         let mut s = self.lock();
-        s.value = v;
         s.needed = false;
         s.attempts = 0;
         if s.expires_after.is_some_and(|e| e <= Utc::now()) {
             s.expires_after = None;
         }
+        self.set_value(&mut s, v);
         Ok(())
     }
     fn store_expiry(&self, when: Option<DateTime<Utc>>) {
-        self.lock().expires_after = when;
+        let mut s = self.lock();
+        s.expires_after = when;
+        self.publish(&s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(value: Option<&str>, needed: bool) -> Cached<String> {
+        Cached::from_state(State {
+            value: value.map(str::to_owned),
+            settled: false,
+            needed,
+            expires_after: None,
+            version: 1,
+            attempts: 0,
+        })
+    }
+
+    #[test]
+    fn a_fresh_loaded_value_is_read_until_flagged() {
+        let c = loaded(Some("a"), false);
+        assert_eq!(c.fresh().as_deref(), Some("a"));
+        c.mark_stale();
+        assert_eq!(c.fresh(), None);
+        assert_eq!(c.stored().as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn every_later_value_replaces_the_first() {
+        let c = loaded(None, true);
+        assert_eq!(c.fresh(), None);
+        c.store_fresh(Value::Text("b".into())).unwrap();
+        assert_eq!(c.fresh().as_deref(), Some("b"));
+        c.mark_stale();
+        assert_eq!(c.fresh(), None);
+        // The set-once cell holds "b"; "c" and "d" live beside the bookkeeping.
+        c.store_fresh(Value::Text("c".into())).unwrap();
+        assert_eq!(c.fresh().as_deref(), Some("c"));
+        c.store_fresh(Value::Text("d".into())).unwrap();
+        assert_eq!(c.fresh().as_deref(), Some("d"));
+        assert_eq!(c.clone().fresh().as_deref(), Some("d"));
+        let other = loaded(Some("e"), true);
+        c.replace_with(&other);
+        assert_eq!(c.fresh(), None);
+        assert_eq!(c.stored().as_deref(), Some("e"));
+    }
+
+    #[test]
+    fn an_expired_value_is_not_fresh() {
+        let c = loaded(Some("a"), false);
+        c.store_expiry(Some(Utc::now() + chrono::Duration::hours(1)));
+        assert_eq!(c.fresh().as_deref(), Some("a"));
+        c.store_expiry(Some(Utc::now() - chrono::Duration::seconds(1)));
+        assert_eq!(c.fresh(), None);
+        assert!(c.snapshot().stale);
     }
 }
