@@ -22,21 +22,45 @@ pub(crate) fn parked() -> DateTime<Utc> {
 /// rather than one per write. A row invalidated once is due at once.
 pub(crate) const HOT_PAUSE_MS: i64 = 50;
 
-/// However long a burst lasts, a hot row's pause never reaches past this
-/// long after it first became stale.
-pub(crate) const HOT_PAUSE_CAP_MS: i64 = 1000;
+/// However long a burst lasts, a hot row is tried at least once per this
+/// period, counted from when it first became stale.
+pub(crate) const HOT_PAUSE_CAP_MS: i64 = 2000;
 
-/// The SQL instant `ms` milliseconds after `base` (a timestamp expression,
-/// or `None` for now).
-pub(crate) fn ts_plus(backend: Backend, base: Option<&str>, ms: i64) -> String {
+/// Now plus the hot-row pause (`ms` milliseconds), as the backend's timestamp.
+pub(crate) fn now_plus(backend: Backend, ms: i64) -> String {
     match backend {
-        Backend::Sqlite => format!(
-            "strftime('%Y-%m-%dT%H:%M:%fZ', julianday({}) + {ms} / 86400000.0)",
-            base.unwrap_or("'now'")
-        ),
+        Backend::Sqlite => {
+            format!("strftime('%Y-%m-%dT%H:%M:%fZ', julianday('now') + {ms} / 86400000.0)")
+        }
+        Backend::Postgres => format!("(clock_timestamp() + interval '{ms} milliseconds')"),
+    }
+}
+
+/// When a hot row stale since `since`, due at `next` (timestamp
+/// expressions), is next due: [`HOT_PAUSE_MS`] from now, but no later than
+/// the end of the [`HOT_PAUSE_CAP_MS`] period (counted from `since`) that
+/// `next` is in. So however often it is written, it is tried at least at
+/// every period's end: a write just after one cannot push it into the next.
+pub(crate) fn hot_until(backend: Backend, since: &str, next: &str) -> String {
+    let (pause, cap) = (HOT_PAUSE_MS, HOT_PAUSE_CAP_MS);
+    // Periods reached by `next`, less a little for rounding (SQLite's
+    // julianday is good to tens of microseconds).
+    match backend {
+        Backend::Sqlite => {
+            let periods =
+                format!("((julianday({next}) - julianday({since})) * 86400000.0 / {cap} - 0.001)");
+            let ceil = format!(
+                "MAX(1, CAST({periods} AS INTEGER) + ({periods} > CAST({periods} AS INTEGER)))"
+            );
+            format!(
+                "strftime('%Y-%m-%dT%H:%M:%fZ', MIN(julianday('now') + {pause} / 86400000.0, \
+                 julianday({since}) + {cap} / 86400000.0 * {ceil}))"
+            )
+        }
         Backend::Postgres => format!(
-            "({} + interval '{ms} milliseconds')",
-            base.unwrap_or("clock_timestamp()")
+            "LEAST(clock_timestamp() + interval '{pause} milliseconds', \
+             {since} + interval '{cap} milliseconds' * \
+             GREATEST(1, ceil(EXTRACT(EPOCH FROM {next} - {since}) * 1000 / {cap} - 0.001)))"
         ),
     }
 }
@@ -106,7 +130,9 @@ impl<'a> FieldSql<'a> {
 
     /// Stores fresh values of `n` rows in one statement, each only if no
     /// invalidation happened since its inputs were read (its version is
-    /// still current); clears the flag, the lease, the failures, and an
+    /// still current); clears the flag and the failures, leaves the instant
+    /// of the recalculation in `F_next_attempt_at` (ending the lease; the
+    /// bump trigger reads it to spot hot rows), and clears an
     /// expiry that had passed when the inputs were read. `$1` the earliest
     /// instant read, then `(key, version, value)` per row from `$2`.
     /// Returns the keys stored.
@@ -126,12 +152,13 @@ impl<'a> FieldSql<'a> {
             .map(|i| format!("(${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
             .collect();
         format!(
-            "UPDATE {t} SET {value} = cf_new.column3, {needed} = FALSE, {next} = NULL, \
+            "UPDATE {t} SET {value} = cf_new.column3, {needed} = FALSE, {next} = {now}, \
              {attempts} = 0, {err} = NULL{expires} FROM (VALUES {rows}) AS cf_new \
              WHERE {t}.{pk} = cf_new.column1 AND {t}.{version} = cf_new.column2 RETURNING {t}.{pk}",
             value = c.value.quoted(),
             needed = c.needed.quoted(),
             next = c.next_attempt.quoted(),
+            now = now_plus(self.backend, 0),
             attempts = c.attempts.quoted(),
             err = c.last_error.quoted(),
             version = c.version.quoted(),
@@ -151,7 +178,7 @@ impl<'a> FieldSql<'a> {
             t = self.table,
             pk = self.pk,
             needed = self.cols.needed.quoted(),
-            pause = ts_plus(self.backend, None, HOT_PAUSE_MS),
+            pause = now_plus(self.backend, HOT_PAUSE_MS),
             keys = keys.join(", "),
         )
     }
@@ -255,9 +282,14 @@ impl<'a> FieldSql<'a> {
                     }
                     None => flagged,
                 };
+                // The claim commits without waiting for the disk (a lease
+                // lost in a server crash only makes its rows due again):
+                // `set_config(…, true)` lasts for this statement's own
+                // transaction, whose commit reads it.
                 format!(
-                    "UPDATE {t} SET {next} = $2 FROM (SELECT k FROM ({candidates}) AS cf_all LIMIT $3) \
-                     AS cf_due WHERE {t}.{pk} = cf_due.k RETURNING {list}"
+                    "WITH cf_async AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) \
+                     UPDATE {t} SET {next} = $2 FROM (SELECT k FROM ({candidates}) AS cf_all LIMIT $3) \
+                     AS cf_due, cf_async WHERE {t}.{pk} = cf_due.k RETURNING {list}"
                 )
             }
         }

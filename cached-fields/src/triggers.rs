@@ -65,12 +65,13 @@ pub(crate) fn drop(backend: Backend, table: &str, name: &str) -> Vec<String> {
 /// Setting the flag true bumps the version (even when it already was true)
 /// and stamps `F_stale_since`; on PostgreSQL it also notifies workers.
 ///
-/// A row invalidated again while it waits on a lease, a retry or a hot-row
-/// pause (its `F_next_attempt_at` set, and not by this statement) is hot:
-/// its next attempt moves to [`HOT_PAUSE_MS`](statements::HOT_PAUSE_MS)
-/// from now, never earlier than it was nor later than
-/// [`HOT_PAUSE_CAP_MS`](statements::HOT_PAUSE_CAP_MS) after it first became
-/// stale. Leases (far longer) and parked rows stay as they are.
+/// A row is hot when it is invalidated again while it waits on a lease, a
+/// retry or a hot-row pause, or within [`HOT_PAUSE_MS`](statements::HOT_PAUSE_MS)
+/// of its last recalculation (write-backs leave that instant in
+/// `F_next_attempt_at`). A hot row's next attempt moves to
+/// [`statements::hot_until`], never earlier than it was; leases (far
+/// longer) and parked rows stay as they are. A statement that sets
+/// `F_next_attempt_at` itself (the lazy flag) is left alone.
 pub(crate) fn bump(backend: Backend, spec: &TableSpec, f: &FieldSpec) -> SchemaObject {
     let (t, pk) = (spec.table.quoted(), spec.primary_key.quoted());
     let c = &f.columns;
@@ -80,25 +81,38 @@ pub(crate) fn bump(backend: Backend, spec: &TableSpec, f: &FieldSpec) -> SchemaO
         c.stale_since.quoted(),
         c.next_attempt.quoted(),
     );
-    let (pause_ms, cap_ms) = (statements::HOT_PAUSE_MS, statements::HOT_PAUSE_CAP_MS);
     let name = Ident::derived(&["cf_bump", spec.table.as_str(), c.needed.as_str()]);
     match backend {
-        Backend::Sqlite => sqlite(
-            &spec.table,
-            name,
-            format!("AFTER UPDATE OF {needed} ON {t} FOR EACH ROW WHEN NEW.{needed}"),
-            format!(
-                "UPDATE {t} SET {version} = {version} + 1, {since} = CASE WHEN OLD.{needed} \
-                 AND {since} IS NOT NULL THEN {since} ELSE {SQLITE_NOW} END, \
-                 {next} = CASE WHEN OLD.{needed} AND {since} IS NOT NULL AND NEW.{next} IS NOT NULL \
-                 AND NEW.{next} IS OLD.{next} AND julianday({next}) < julianday({hot}) \
-                 THEN {hot} ELSE {next} END WHERE {pk} = NEW.{pk};",
-                hot = format!(
-                    "strftime('%Y-%m-%dT%H:%M:%fZ', MIN(julianday('now') + {pause_ms} / 86400000.0, \
-                     julianday({since}) + {cap_ms} / 86400000.0))"
+        Backend::Sqlite => {
+            let jd = |e: &str| format!("julianday({e})");
+            let pause = statements::now_plus(backend, statements::HOT_PAUSE_MS);
+            let recent = statements::now_plus(backend, -statements::HOT_PAUSE_MS);
+            let hot = statements::hot_until(backend, &since, &next);
+            // In an UPDATE's SET, every column reads as before the update.
+            let later = |until: &str| {
+                format!(
+                    "CASE WHEN {n} < {u} THEN {until} ELSE {next} END",
+                    n = jd(&next),
+                    u = jd(until)
+                )
+            };
+            sqlite(
+                &spec.table,
+                name,
+                format!("AFTER UPDATE OF {needed} ON {t} FOR EACH ROW WHEN NEW.{needed}"),
+                format!(
+                    "UPDATE {t} SET {version} = {version} + 1, {since} = CASE WHEN OLD.{needed} \
+                     AND {since} IS NOT NULL THEN {since} ELSE {SQLITE_NOW} END, \
+                     {next} = CASE WHEN NEW.{next} IS NULL OR NEW.{next} IS NOT OLD.{next} THEN {next} \
+                     WHEN OLD.{needed} AND {since} IS NOT NULL THEN {still_hot} \
+                     WHEN {n} > {r} THEN {hot_again} ELSE {next} END WHERE {pk} = NEW.{pk};",
+                    still_hot = later(&hot),
+                    hot_again = later(&pause),
+                    n = jd(&next),
+                    r = jd(&recent),
                 ),
-            ),
-        ),
+            )
+        }
         Backend::Postgres => postgres(
             &spec.table,
             name,
@@ -118,17 +132,18 @@ fn pg_flag_in_place(c: &crate::model::FieldColumns) -> String {
         c.stale_since.quoted(),
         c.next_attempt.quoted(),
     );
-    let pause = statements::ts_plus(Backend::Postgres, None, statements::HOT_PAUSE_MS);
-    let cap = statements::ts_plus(
-        Backend::Postgres,
-        Some(&format!("OLD.{since}")),
-        statements::HOT_PAUSE_CAP_MS,
-    );
+    let b = Backend::Postgres;
+    let hot = statements::hot_until(b, &format!("OLD.{since}"), &format!("OLD.{next}"));
+    let pause = statements::now_plus(b, statements::HOT_PAUSE_MS);
+    let recent = statements::now_plus(b, -statements::HOT_PAUSE_MS);
     format!(
         "  NEW.{needed} := TRUE;\n  NEW.{version} := OLD.{version} + 1;\n  \
-         IF NOT OLD.{needed} OR OLD.{since} IS NULL THEN NEW.{since} := clock_timestamp();\n  \
-         ELSIF NEW.{next} IS NOT NULL AND NEW.{next} IS NOT DISTINCT FROM OLD.{next} THEN\n    \
-         NEW.{next} := GREATEST(NEW.{next}, LEAST({pause}, {cap}));\n  END IF;\n  \
+         IF NEW.{next} IS NULL OR NEW.{next} IS DISTINCT FROM OLD.{next} THEN\n    NULL;\n  \
+         ELSIF OLD.{needed} AND OLD.{since} IS NOT NULL THEN\n    \
+         NEW.{next} := GREATEST(NEW.{next}, {hot});\n  \
+         ELSIF NEW.{next} > {recent} THEN\n    \
+         NEW.{next} := GREATEST(NEW.{next}, {pause});\n  END IF;\n  \
+         IF NOT OLD.{needed} OR OLD.{since} IS NULL THEN NEW.{since} := clock_timestamp(); END IF;\n  \
          PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME);\n  RETURN NEW;"
     )
 }

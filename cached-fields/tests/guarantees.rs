@@ -178,6 +178,59 @@ async fn a_burst_of_commits_under_a_running_worker_coalesces() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_row_written_without_pause_is_still_tried_every_period() {
+    on_both("endless", |db, _| async move {
+        setup(&db).await;
+        let tag = format!("endless-{:?}", db.backend());
+        insert(&db, 1, &tag).await;
+        worker(&db).drain().await.unwrap();
+        let g = gate(&tag);
+        let before = calls(&tag);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(worker(&db).run_until(async {
+            let _ = stopped.await;
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Writes every few milliseconds for 2.6 s, never pausing 50 ms: the
+        // first calculation is held at the gate until the row is hot.
+        let start = std::time::Instant::now();
+        let mut released = false;
+        while start.elapsed() < Duration::from_millis(2600) {
+            exec_with(
+                &db,
+                "UPDATE items SET input = input + 1, doubled_recalculation_needed = TRUE \
+                 WHERE id = $1",
+                &[1],
+            )
+            .await;
+            if !released && start.elapsed() > Duration::from_millis(100) {
+                ungate(&tag);
+                released = true;
+            }
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        let during = calls(&tag) - before;
+        drop(g);
+        eventually(10, "the row is fresh after the writes stop", || {
+            let db = db.clone();
+            async move { !item(&db, 1).await.unwrap().doubled.recalculation_needed() }
+        })
+        .await;
+        stop.send(()).unwrap();
+        running.await.unwrap().unwrap();
+        assert_all_fresh(&db).await;
+        // The first calculation, then one when the 2 s period since the row
+        // went stale ends: never starved, never once per write.
+        eprintln!("{during} calculations during 2.6 s of writes");
+        assert!(
+            (2..=4).contains(&during),
+            "{during} calculations during the writes"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_calculation_serves_a_claim_and_a_bad_row_fails_alone() {
     on_both("batch", |db, _| async move {
         setup(&db).await;
