@@ -70,7 +70,8 @@ pub struct FieldColumns {
     pub expires: Option<Ident>,
     /// Bumped by every invalidation: `F_recalculation_version`.
     pub version: Ident,
-    /// When the value last became stale: `F_stale_since`.
+    /// While flagged, when the value became stale; otherwise when it was
+    /// last recalculated: `F_stale_since`.
     pub stale_since: Ident,
     /// When the worker may next try (lease, backoff): `F_next_attempt_at`.
     pub next_attempt: Ident,

@@ -395,7 +395,7 @@ pub(crate) async fn write_back<M: CachedModel>(
     value: Value,
     read_at: DateTime<Utc>,
 ) -> Result<Stored> {
-    let stored = store(ctx, model, field, m, &value, read_at).await?;
+    let stored = store(ctx, model, field, m, &value, read_at, false).await?;
     if let Stored::Fresh = stored {
         after_store(ctx, model, field, m, value).await?;
     }
@@ -403,7 +403,8 @@ pub(crate) async fn write_back<M: CachedModel>(
 }
 
 /// The SQL half of [`write_back`]: the conditional UPDATE, and releasing
-/// the lease when it lost to a newer invalidation.
+/// the lease when it lost to a newer invalidation. `by_worker`: with the
+/// worker's statement settings (never in an application's transaction).
 pub(crate) async fn store<M: CachedModel>(
     ctx: &mut Ctx<'_>,
     model: &Model<M>,
@@ -411,8 +412,9 @@ pub(crate) async fn store<M: CachedModel>(
     m: &M,
     value: &Value,
     read_at: DateTime<Utc>,
+    by_worker: bool,
 ) -> Result<Stored> {
-    let mut stored = store_many(ctx, model, field, &[(m, value)], read_at).await?;
+    let mut stored = store_many(ctx, model, field, &[(m, value)], read_at, by_worker).await?;
     Ok(stored.pop().unwrap_or(Stored::Gone))
 }
 
@@ -425,6 +427,7 @@ pub(crate) async fn store_many<M: CachedModel>(
     field: &Field<M>,
     rows: &[(&M, &Value)],
     read_at: DateTime<Utc>,
+    by_worker: bool,
 ) -> Result<Vec<Stored>> {
     if rows.is_empty() {
         return Ok(Vec::new());
@@ -446,8 +449,12 @@ pub(crate) async fn store_many<M: CachedModel>(
     };
     let fresh = keys(
         with_schema_hint(
-            ctx.fetch_values(sql.write_back_many(rows.len()), &args, &[SqlType::Int])
-                .await,
+            ctx.fetch_values(
+                sql.write_back_many(rows.len(), by_worker),
+                &args,
+                &[SqlType::Int],
+            )
+            .await,
             ctx,
             model,
         )

@@ -111,6 +111,26 @@ impl<'a> FieldSql<'a> {
         }
     }
 
+    /// A `WITH` prefix and a `FROM` item for the worker's PostgreSQL
+    /// statements: their transaction commits without waiting for the disk
+    /// (a claim or a write-back lost in a server crash only leaves its rows
+    /// due again), and gives up on a row lock held over 100 ms rather than
+    /// risk a deadlock in which an application's transaction would be the
+    /// one aborted. `set_config(…, true)` lasts for the transaction, whose
+    /// commit and lock waits read it; the `FROM` item makes the statement
+    /// evaluate it before it produces (and locks) any row.
+    fn worker_settings(&self) -> (&'static str, &'static str) {
+        match self.backend {
+            Backend::Sqlite => ("", ""),
+            Backend::Postgres => (
+                "WITH cf_settings AS MATERIALIZED \
+                 (SELECT set_config('synchronous_commit', 'off', true), \
+                 set_config('lock_timeout', '100ms', true)) ",
+                ", cf_settings",
+            ),
+        }
+    }
+
     /// Sets the flag of `n` rows. `$1` eager (bool), `$2` the parked
     /// instant, `$3`… the keys. Eager: a parked row becomes due now, a lease
     /// or backoff stays; lazy: the row is parked for the next read.
@@ -130,13 +150,13 @@ impl<'a> FieldSql<'a> {
 
     /// Stores fresh values of `n` rows in one statement, each only if no
     /// invalidation happened since its inputs were read (its version is
-    /// still current); clears the flag and the failures, leaves the instant
-    /// of the recalculation in `F_next_attempt_at` (ending the lease; the
-    /// bump trigger reads it to spot hot rows), and clears an
-    /// expiry that had passed when the inputs were read. `$1` the earliest
+    /// still current); clears the flag, the lease, the failures, and an
+    /// expiry that had passed when the inputs were read, and leaves the
+    /// instant of the recalculation in `F_stale_since` (which means "stale
+    /// since" only while flagged: the bump trigger reads it to spot hot rows). `$1` the earliest
     /// instant read, then `(key, version, value)` per row from `$2`.
-    /// Returns the keys stored.
-    pub(crate) fn write_back_many(&self, n: usize) -> String {
+    /// Returns the keys stored. `by_worker`: with [`Self::worker_settings`].
+    pub(crate) fn write_back_many(&self, n: usize, by_worker: bool) -> String {
         let (t, pk, c) = (&self.table, &self.pk, self.cols);
         let expires = match &c.expires {
             Some(e) => {
@@ -151,13 +171,19 @@ impl<'a> FieldSql<'a> {
         let rows: Vec<String> = (0..n)
             .map(|i| format!("(${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
             .collect();
+        let (with, join) = if by_worker {
+            self.worker_settings()
+        } else {
+            ("", "")
+        };
         format!(
-            "UPDATE {t} SET {value} = cf_new.column3, {needed} = FALSE, {next} = {now}, \
-             {attempts} = 0, {err} = NULL{expires} FROM (VALUES {rows}) AS cf_new \
+            "{with}UPDATE {t} SET {value} = cf_new.column3, {needed} = FALSE, {next} = NULL, {since} = {now}, \
+             {attempts} = 0, {err} = NULL{expires} FROM (VALUES {rows}) AS cf_new{join} \
              WHERE {t}.{pk} = cf_new.column1 AND {t}.{version} = cf_new.column2 RETURNING {t}.{pk}",
             value = c.value.quoted(),
             needed = c.needed.quoted(),
             next = c.next_attempt.quoted(),
+            since = c.stale_since.quoted(),
             now = now_plus(self.backend, 0),
             attempts = c.attempts.quoted(),
             err = c.last_error.quoted(),
@@ -282,14 +308,10 @@ impl<'a> FieldSql<'a> {
                     }
                     None => flagged,
                 };
-                // The claim commits without waiting for the disk (a lease
-                // lost in a server crash only makes its rows due again):
-                // `set_config(…, true)` lasts for this statement's own
-                // transaction, whose commit reads it.
+                let (with, join) = self.worker_settings();
                 format!(
-                    "WITH cf_async AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) \
-                     UPDATE {t} SET {next} = $2 FROM (SELECT k FROM ({candidates}) AS cf_all LIMIT $3) \
-                     AS cf_due, cf_async WHERE {t}.{pk} = cf_due.k RETURNING {list}"
+                    "{with}UPDATE {t} SET {next} = $2 FROM (SELECT k FROM ({candidates}) AS cf_all LIMIT $3) \
+                     AS cf_due{join} WHERE {t}.{pk} = cf_due.k RETURNING {list}"
                 )
             }
         }

@@ -68,7 +68,7 @@ pub(crate) fn drop(backend: Backend, table: &str, name: &str) -> Vec<String> {
 /// A row is hot when it is invalidated again while it waits on a lease, a
 /// retry or a hot-row pause, or within [`HOT_PAUSE_MS`](statements::HOT_PAUSE_MS)
 /// of its last recalculation (write-backs leave that instant in
-/// `F_next_attempt_at`). A hot row's next attempt moves to
+/// `F_stale_since`). A hot row's next attempt moves to
 /// [`statements::hot_until`], never earlier than it was; leases (far
 /// longer) and parked rows stay as they are. A statement that sets
 /// `F_next_attempt_at` itself (the lazy flag) is left alone.
@@ -91,7 +91,7 @@ pub(crate) fn bump(backend: Backend, spec: &TableSpec, f: &FieldSpec) -> SchemaO
             // In an UPDATE's SET, every column reads as before the update.
             let later = |until: &str| {
                 format!(
-                    "CASE WHEN {n} < {u} THEN {until} ELSE {next} END",
+                    "CASE WHEN {next} IS NULL OR {n} < {u} THEN {until} ELSE {next} END",
                     n = jd(&next),
                     u = jd(until)
                 )
@@ -103,12 +103,14 @@ pub(crate) fn bump(backend: Backend, spec: &TableSpec, f: &FieldSpec) -> SchemaO
                 format!(
                     "UPDATE {t} SET {version} = {version} + 1, {since} = CASE WHEN OLD.{needed} \
                      AND {since} IS NOT NULL THEN {since} ELSE {SQLITE_NOW} END, \
-                     {next} = CASE WHEN NEW.{next} IS NULL OR NEW.{next} IS NOT OLD.{next} THEN {next} \
-                     WHEN OLD.{needed} AND {since} IS NOT NULL THEN {still_hot} \
-                     WHEN {n} > {r} THEN {hot_again} ELSE {next} END WHERE {pk} = NEW.{pk};",
+                     {next} = CASE WHEN NEW.{next} IS NOT OLD.{next} THEN {next} \
+                     WHEN OLD.{needed} AND {since} IS NOT NULL \
+                     THEN (CASE WHEN {next} IS NULL THEN NULL ELSE {still_hot} END) \
+                     WHEN {since} IS NOT NULL AND {s} > {r} THEN {hot_again} \
+                     ELSE {next} END WHERE {pk} = NEW.{pk};",
                     still_hot = later(&hot),
                     hot_again = later(&pause),
-                    n = jd(&next),
+                    s = jd(&since),
                     r = jd(&recent),
                 ),
             )
@@ -136,12 +138,13 @@ fn pg_flag_in_place(c: &crate::model::FieldColumns) -> String {
     let hot = statements::hot_until(b, &format!("OLD.{since}"), &format!("OLD.{next}"));
     let pause = statements::now_plus(b, statements::HOT_PAUSE_MS);
     let recent = statements::now_plus(b, -statements::HOT_PAUSE_MS);
+    // GREATEST ignores NULLs.
     format!(
         "  NEW.{needed} := TRUE;\n  NEW.{version} := OLD.{version} + 1;\n  \
-         IF NEW.{next} IS NULL OR NEW.{next} IS DISTINCT FROM OLD.{next} THEN\n    NULL;\n  \
+         IF NEW.{next} IS DISTINCT FROM OLD.{next} THEN\n    NULL;\n  \
          ELSIF OLD.{needed} AND OLD.{since} IS NOT NULL THEN\n    \
-         NEW.{next} := GREATEST(NEW.{next}, {hot});\n  \
-         ELSIF NEW.{next} > {recent} THEN\n    \
+         IF NEW.{next} IS NOT NULL THEN NEW.{next} := GREATEST(NEW.{next}, {hot}); END IF;\n  \
+         ELSIF OLD.{since} > {recent} THEN\n    \
          NEW.{next} := GREATEST(NEW.{next}, {pause});\n  END IF;\n  \
          IF NOT OLD.{needed} OR OLD.{since} IS NULL THEN NEW.{since} := clock_timestamp(); END IF;\n  \
          PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME);\n  RETURN NEW;"

@@ -503,7 +503,17 @@ pub(crate) async fn process_batch<M: CachedModel>(
         }
     }
     done.sort_by_key(|c| c.key); // one lock order for every writer
-    let stored = match write_all(db, model, field, settings, &done).await {
+    let written = if done.len() == 1 {
+        // One row: no transaction (and its three round trips) needed; the
+        // write-back statement carries its own lock timeout.
+        let mut ctx = Ctx::from(db);
+        write_one(&mut ctx, model, field, settings, &done[0])
+            .await
+            .map(|s| vec![s])
+    } else {
+        write_all(db, model, field, settings, &done).await
+    };
+    let stored = match written {
         Ok(stored) => stored,
         Err(e) if e.is_retryable() => {
             // A deadlock or a lost connection: write row by row instead.
@@ -658,7 +668,7 @@ async fn write_all<M: CachedModel>(
             })
             .min()
             .unwrap_or_else(Utc::now);
-        let mut stored = runtime::store_many(&mut ctx, model, field, &values, read_at)
+        let mut stored = runtime::store_many(&mut ctx, model, field, &values, read_at, true)
             .await?
             .into_iter();
         let mut out = Vec::with_capacity(done.len());
@@ -684,7 +694,7 @@ async fn write_one<M: CachedModel>(
 ) -> Result<Option<Stored>> {
     match &c.outcome {
         Outcome::Value(row, value, read_at) => {
-            runtime::store(ctx, model, field, row, value, *read_at)
+            runtime::store(ctx, model, field, row, value, *read_at, true)
                 .await
                 .map(Some)
         }

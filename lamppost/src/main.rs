@@ -111,6 +111,10 @@ enum Command {
         /// Delete every lamppost and pigeon in the database first.
         #[arg(long)]
         reset: bool,
+        /// Measure only these figures (comma-separated: read, flag, drain,
+        /// latency, coalescing, write_overhead, memory, scale).
+        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(bench::FIGURES))]
+        only: Vec<String>,
     },
 }
 
@@ -135,8 +139,8 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let registry = models::registry()?;
-    if let Command::Bench { rows, reset } = cli.command {
-        bench::run(&cli.database_url, rows, cli.cost_us, reset).await?;
+    if let Command::Bench { rows, reset, only } = cli.command {
+        bench::run(&cli.database_url, rows, cli.cost_us, reset, &only).await?;
         return Ok(std::process::ExitCode::SUCCESS);
     }
     if let Command::Demo = cli.command {
