@@ -470,8 +470,12 @@ pub(crate) async fn store_many<M: CachedModel>(
         Default::default()
     } else {
         keys(
-            ctx.fetch_values(sql.release_many(lost.len()), &lost, &[SqlType::Int])
-                .await?,
+            ctx.fetch_values(
+                sql.release_many(lost.len(), by_worker),
+                &lost,
+                &[SqlType::Int],
+            )
+            .await?,
         )
     };
     Ok(rows

@@ -111,24 +111,15 @@ impl<'a> FieldSql<'a> {
         }
     }
 
-    /// A `WITH` prefix and a `FROM` item for the worker's PostgreSQL
-    /// statements: their transaction commits without waiting for the disk
-    /// (a claim or a write-back lost in a server crash only leaves its rows
-    /// due again), and gives up on a row lock held over 100 ms rather than
-    /// risk a deadlock in which an application's transaction would be the
-    /// one aborted. `set_config(…, true)` lasts for the transaction, whose
-    /// commit and lock waits read it; the `FROM` item makes the statement
-    /// evaluate it before it produces (and locks) any row.
-    fn worker_settings(&self) -> (&'static str, &'static str) {
-        match self.backend {
-            Backend::Sqlite => ("", ""),
-            Backend::Postgres => (
-                "WITH cf_settings AS MATERIALIZED \
-                 (SELECT set_config('synchronous_commit', 'off', true), \
-                 set_config('lock_timeout', '100ms', true)) ",
-                ", cf_settings",
-            ),
-        }
+    /// The worker's statement settings on PostgreSQL: the statement's
+    /// transaction commits without waiting for the disk (a claim or a
+    /// write-back lost in a server crash only leaves its rows due again),
+    /// and gives up on a row lock held over 100 ms rather than risk a
+    /// deadlock in which an application's transaction would be the one
+    /// aborted. None for an application's statements (which may run in its
+    /// transaction), nor on SQLite.
+    fn settings(&self, by_worker: bool) -> StatementSettings {
+        StatementSettings(by_worker && self.backend == Backend::Postgres)
     }
 
     /// Sets the flag of `n` rows. `$1` eager (bool), `$2` the parked
@@ -155,7 +146,7 @@ impl<'a> FieldSql<'a> {
     /// instant of the recalculation in `F_stale_since` (which means "stale
     /// since" only while flagged: the bump trigger reads it to spot hot rows). `$1` the earliest
     /// instant read, then `(key, version, value)` per row from `$2`.
-    /// Returns the keys stored. `by_worker`: with [`Self::worker_settings`].
+    /// Returns the keys stored. `by_worker`: with the worker's [`settings`](Self::settings).
     pub(crate) fn write_back_many(&self, n: usize, by_worker: bool) -> String {
         let (t, pk, c) = (&self.table, &self.pk, self.cols);
         let expires = match &c.expires {
@@ -171,14 +162,10 @@ impl<'a> FieldSql<'a> {
         let rows: Vec<String> = (0..n)
             .map(|i| format!("(${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
             .collect();
-        let (with, join) = if by_worker {
-            self.worker_settings()
-        } else {
-            ("", "")
-        };
+        let settings = self.settings(by_worker);
         format!(
             "{with}UPDATE {t} SET {value} = cf_new.column3, {needed} = FALSE, {next} = NULL, {since} = {now}, \
-             {attempts} = 0, {err} = NULL{expires} FROM (VALUES {rows}) AS cf_new{join} \
+             {attempts} = 0, {err} = NULL{expires} FROM (VALUES {rows}) AS cf_new{also} \
              WHERE {t}.{pk} = cf_new.column1 AND {t}.{version} = cf_new.column2 RETURNING {t}.{pk}",
             value = c.value.quoted(),
             needed = c.needed.quoted(),
@@ -189,18 +176,24 @@ impl<'a> FieldSql<'a> {
             err = c.last_error.quoted(),
             version = c.version.quoted(),
             rows = rows.join(", "),
+            with = settings.with(),
+            also = settings.also(),
         )
     }
 
     /// After write-backs lost to newer invalidations: the rows `$1`…`$n`
     /// are hot, due again after the [`HOT_PAUSE_MS`] pause (which further
     /// invalidations extend); returns the keys of the rows that still exist.
-    pub(crate) fn release_many(&self, n: usize) -> String {
+    /// `by_worker`: with the worker's [`settings`](Self::settings).
+    pub(crate) fn release_many(&self, n: usize, by_worker: bool) -> String {
         let next = self.cols.next_attempt.quoted();
         let keys: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+        let settings = self.settings(by_worker);
         format!(
-            "UPDATE {t} SET {next} = CASE WHEN {needed} THEN {pause} ELSE {next} END \
+            "{with}UPDATE {t} SET {next} = CASE WHEN {needed} THEN {pause} ELSE {next} END{from} \
              WHERE {pk} IN ({keys}) RETURNING {pk}",
+            with = settings.with(),
+            from = settings.from(),
             t = self.table,
             pk = self.pk,
             needed = self.cols.needed.quoted(),
@@ -308,10 +301,12 @@ impl<'a> FieldSql<'a> {
                     }
                     None => flagged,
                 };
-                let (with, join) = self.worker_settings();
+                let settings = self.settings(true);
                 format!(
                     "{with}UPDATE {t} SET {next} = $2 FROM (SELECT k FROM ({candidates}) AS cf_all LIMIT $3) \
-                     AS cf_due{join} WHERE {t}.{pk} = cf_due.k RETURNING {list}"
+                     AS cf_due{also} WHERE {t}.{pk} = cf_due.k RETURNING {list}",
+                    with = settings.with(),
+                    also = settings.also(),
                 )
             }
         }
@@ -408,6 +403,34 @@ impl<'a> FieldSql<'a> {
             pk = self.pk,
             t = self.table,
         )
+    }
+}
+
+/// Whether a statement carries the worker's settings: a `WITH` that sets
+/// them for the statement's transaction (`set_config(…, true)`), and a
+/// `FROM` item that makes the statement evaluate it before it produces (and
+/// locks) any row.
+#[derive(Debug, Clone, Copy)]
+struct StatementSettings(bool);
+
+impl StatementSettings {
+    fn with(self) -> &'static str {
+        if self.0 {
+            "WITH cf_settings AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true), \
+             set_config('lock_timeout', '100ms', true)) "
+        } else {
+            ""
+        }
+    }
+
+    /// The `FROM` item after others.
+    fn also(self) -> &'static str {
+        if self.0 { ", cf_settings" } else { "" }
+    }
+
+    /// The `FROM` item alone.
+    fn from(self) -> &'static str {
+        if self.0 { " FROM cf_settings" } else { "" }
     }
 }
 

@@ -503,16 +503,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
         }
     }
     done.sort_by_key(|c| c.key); // one lock order for every writer
-    let written = if done.len() == 1 {
-        // One row: no transaction (and its three round trips) needed; the
-        // write-back statement carries its own lock timeout.
-        let mut ctx = Ctx::from(db);
-        write_one(&mut ctx, model, field, settings, &done[0])
-            .await
-            .map(|s| vec![s])
-    } else {
-        write_all(db, model, field, settings, &done).await
-    };
+    let written = write_all(db, model, field, settings, &done).await;
     let stored = match written {
         Ok(stored) => stored,
         Err(e) if e.is_retryable() => {
@@ -627,7 +618,11 @@ async fn calculate_all<M: CachedModel>(
         .await
 }
 
-/// Writes every result in one transaction (one commit, one fsync).
+/// Writes every result: on SQLite in one transaction (one write lock, one
+/// commit); on PostgreSQL as a few autocommit statements that carry the
+/// worker's settings (asynchronous commit, a short lock timeout), which
+/// saves the round trips of a transaction. Every statement is correct on its
+/// own: a crash between them leaves rows leased until the lease ends.
 async fn write_all<M: CachedModel>(
     db: &Db,
     model: &crate::model::Model<M>,
@@ -635,53 +630,50 @@ async fn write_all<M: CachedModel>(
     settings: &Settings,
     done: &[Computed<M>],
 ) -> Result<Vec<Option<Stored>>> {
+    if db.backend() == crate::db::Backend::Postgres {
+        return write_each(&mut Ctx::from(db), model, field, settings, done).await;
+    }
     let mut tx = db.begin().await?;
-    let stored = {
-        let mut ctx = tx.ctx();
-        if ctx.backend() == crate::db::Backend::Postgres {
-            // Holding several rows, never wait long for another: an app
-            // transaction locking the same rows in another order would
-            // otherwise deadlock with us, and might be the one aborted. We
-            // give up instead, and write row by row.
-            // Nor wait for the commit to reach disk: a write-back lost in a
-            // server crash leaves its rows flagged, and they are recalculated.
-            ctx.execute(
-                "SELECT set_config('lock_timeout', '100ms', true), \
-                 set_config('synchronous_commit', 'off', true)"
-                    .to_owned(),
-                &[],
-            )
-            .await?;
-        }
-        let values: Vec<(&M, &Value)> = done
-            .iter()
-            .filter_map(|c| match &c.outcome {
-                Outcome::Value(row, value, _) => Some((row, value)),
-                _ => None,
-            })
-            .collect();
-        let read_at = done
-            .iter()
-            .filter_map(|c| match &c.outcome {
-                Outcome::Value(_, _, at) => Some(*at),
-                _ => None,
-            })
-            .min()
-            .unwrap_or_else(Utc::now);
-        let mut stored = runtime::store_many(&mut ctx, model, field, &values, read_at, true)
-            .await?
-            .into_iter();
-        let mut out = Vec::with_capacity(done.len());
-        for c in done {
-            out.push(match &c.outcome {
-                Outcome::Value(..) => stored.next(),
-                _ => write_one(&mut ctx, model, field, settings, c).await?,
-            });
-        }
-        out
-    };
+    let stored = write_each(&mut tx.ctx(), model, field, settings, done).await?;
     tx.commit().await?;
     Ok(stored)
+}
+
+/// The statements of [`write_all`]: every value in one statement, then each
+/// failure or deferral.
+async fn write_each<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    model: &crate::model::Model<M>,
+    field: &crate::model::Field<M>,
+    settings: &Settings,
+    done: &[Computed<M>],
+) -> Result<Vec<Option<Stored>>> {
+    let values: Vec<(&M, &Value)> = done
+        .iter()
+        .filter_map(|c| match &c.outcome {
+            Outcome::Value(row, value, _) => Some((row, value)),
+            _ => None,
+        })
+        .collect();
+    let read_at = done
+        .iter()
+        .filter_map(|c| match &c.outcome {
+            Outcome::Value(_, _, at) => Some(*at),
+            _ => None,
+        })
+        .min()
+        .unwrap_or_else(Utc::now);
+    let mut stored = runtime::store_many(ctx, model, field, &values, read_at, true)
+        .await?
+        .into_iter();
+    let mut out = Vec::with_capacity(done.len());
+    for c in done {
+        out.push(match &c.outcome {
+            Outcome::Value(..) => stored.next(),
+            _ => write_one(ctx, model, field, settings, c).await?,
+        });
+    }
+    Ok(out)
 }
 
 /// Writes one result: the value (if still current), or the failure.
