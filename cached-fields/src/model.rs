@@ -245,11 +245,6 @@ impl<M> Field<M> {
         self.calculate.call(m, ctx)
     }
 
-    /// Whether the field has a batch calculate function.
-    pub fn has_calculate_many(&self) -> bool {
-        self.calculate_many.is_some()
-    }
-
     pub(crate) fn calculate_many<'a, 'c>(
         &'a self,
         rows: &'a [&'a M],
@@ -312,6 +307,27 @@ impl<M> FieldBuilder<M> {
     /// order. Should it fail (or return a wrong count), the worker falls back
     /// to the one-row function for each row of that batch, so a bad row
     /// fails alone. Reads still use the one-row function.
+    ///
+    /// ```
+    /// use cached_fields::{Cached, Ctx, BoxError, model::{Field, Model}};
+    /// use futures::future::BoxFuture;
+    ///
+    /// struct Item { id: i64, doubled: Cached<i64> }
+    /// fn calc<'a>(m: &'a Item, _: &'a mut Ctx<'_>) -> BoxFuture<'a, Result<i64, BoxError>> {
+    ///     Box::pin(async move { Ok(m.id * 2) })
+    /// }
+    /// fn calc_many<'a>(
+    ///     rows: &'a [&'a Item],
+    ///     _: &'a mut Ctx<'_>,
+    /// ) -> BoxFuture<'a, Result<Vec<i64>, BoxError>> {
+    ///     Box::pin(async move { Ok(rows.iter().map(|m| m.id * 2).collect()) })
+    /// }
+    /// let model = Model::<Item>::builder("items")
+    ///     .primary_key("id")
+    ///     .field(Field::builder("doubled", |m: &Item| &m.doubled, calc).calculate_many(calc_many))
+    ///     .build();
+    /// assert!(model.is_ok());
+    /// ```
     pub fn calculate_many<T: CachedValue>(mut self, f: CalcManyFn<M, T>) -> Self
     where
         M: Sync + 'static,

@@ -315,33 +315,10 @@ pub(crate) async fn compute<M: CachedModel>(
     field: &Field<M>,
     m: &M,
 ) -> Result<Value> {
-    let key = m.primary_key();
     let outcome = std::panic::AssertUnwindSafe(field.calculate(m, ctx))
         .catch_unwind()
         .await;
-    match outcome {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Error::Calculate {
-            table: model.table().to_string(),
-            field: field.name().to_string(),
-            key,
-            message: e.to_string(),
-        }),
-        Err(panic) => Err(Error::Panicked {
-            table: model.table().to_string(),
-            field: field.name().to_string(),
-            key,
-            message: panic_message(&*panic),
-        }),
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned())
+    calculated(model, field, m.primary_key(), outcome)
 }
 
 /// Runs the field's batch calculate function on `rows`, catching panics;
@@ -354,34 +331,51 @@ pub(crate) async fn compute_many<M: CachedModel>(
 ) -> Option<Result<Vec<Value>>> {
     let fut = field.calculate_many(rows, ctx)?;
     let key = rows.first().map_or(0, |m| m.primary_key());
-    let (table, name) = (model.table().to_string(), field.name().to_string());
-    Some(
-        match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
-            Ok(Ok(values)) if values.len() == rows.len() => Ok(values),
-            Ok(Ok(values)) => Err(Error::Calculate {
-                table,
-                field: name,
-                key,
-                message: format!(
-                    "calculate_many returned {} values for {} rows",
-                    values.len(),
-                    rows.len()
-                ),
-            }),
-            Ok(Err(e)) => Err(Error::Calculate {
-                table,
-                field: name,
-                key,
-                message: e.to_string(),
-            }),
-            Err(panic) => Err(Error::Panicked {
-                table,
-                field: name,
-                key,
-                message: panic_message(&*panic),
-            }),
-        },
-    )
+    let outcome = std::panic::AssertUnwindSafe(fut).catch_unwind().await;
+    Some(calculated(model, field, key, outcome).and_then(|values| {
+        if values.len() == rows.len() {
+            return Ok(values);
+        }
+        Err(Error::Calculate {
+            table: model.table().to_string(),
+            field: field.name().to_string(),
+            key,
+            message: format!(
+                "calculate_many returned {} values for {} rows",
+                values.len(),
+                rows.len()
+            ),
+        })
+    }))
+}
+
+/// A calculate function's outcome (its panic caught) as a typed result
+/// naming the table, field and key.
+fn calculated<M, T>(
+    model: &Model<M>,
+    field: &Field<M>,
+    key: i64,
+    outcome: std::thread::Result<std::result::Result<T, crate::error::BoxError>>,
+) -> Result<T> {
+    match outcome {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Error::Calculate {
+            table: model.table().to_string(),
+            field: field.name().to_string(),
+            key,
+            message: e.to_string(),
+        }),
+        Err(panic) => Err(Error::Panicked {
+            table: model.table().to_string(),
+            field: field.name().to_string(),
+            key,
+            message: panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_owned()),
+        }),
+    }
 }
 
 /// Stores `value` computed from `m` (whose bookkeeping says which version

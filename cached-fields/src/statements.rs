@@ -16,17 +16,18 @@ pub(crate) fn parked() -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// A hot row (invalidated again while its recalculation was under way, or
-/// while it waits for a retry) is recalculated this long after its latest
-/// invalidation, so that a burst of writes costs one more recalculation
-/// rather than one per write. A row invalidated once is due at once.
+/// A hot row (invalidated again while its recalculation was under way or
+/// while it waits, or within this long of its last recalculation) is
+/// recalculated this long after its latest invalidation, so that a burst of
+/// writes costs one more recalculation rather than one per write. A row
+/// invalidated once is due at once.
 pub(crate) const HOT_PAUSE_MS: i64 = 50;
 
 /// However long a burst lasts, a hot row is tried at least once per this
 /// period, counted from when it first became stale.
 pub(crate) const HOT_PAUSE_CAP_MS: i64 = 2000;
 
-/// Now plus the hot-row pause (`ms` milliseconds), as the backend's timestamp.
+/// Now plus `ms` milliseconds, as the backend's timestamp expression.
 pub(crate) fn now_plus(backend: Backend, ms: i64) -> String {
     match backend {
         Backend::Sqlite => {
@@ -144,9 +145,10 @@ impl<'a> FieldSql<'a> {
     /// still current); clears the flag, the lease, the failures, and an
     /// expiry that had passed when the inputs were read, and leaves the
     /// instant of the recalculation in `F_stale_since` (which means "stale
-    /// since" only while flagged: the bump trigger reads it to spot hot rows). `$1` the earliest
-    /// instant read, then `(key, version, value)` per row from `$2`.
-    /// Returns the keys stored. `by_worker`: with the worker's [`settings`](Self::settings).
+    /// since" only while flagged: the bump trigger reads it to spot hot
+    /// rows). `$1` the earliest instant read, then `(key, version, value)`
+    /// per row from `$2`. Returns the keys stored. `by_worker`: with the
+    /// worker's [`settings`](Self::settings).
     pub(crate) fn write_back_many(&self, n: usize, by_worker: bool) -> String {
         let (t, pk, c) = (&self.table, &self.pk, self.cols);
         let expires = match &c.expires {

@@ -503,8 +503,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
         }
     }
     done.sort_by_key(|c| c.key); // one lock order for every writer
-    let written = write_all(db, model, field, settings, &done).await;
-    let stored = match written {
+    let stored = match write_all(db, model, field, settings, &done).await {
         Ok(stored) => stored,
         Err(e) if e.is_retryable() => {
             // A deadlock or a lost connection: write row by row instead.
@@ -584,14 +583,17 @@ async fn calculate_all<M: CachedModel>(
     let jobs: Vec<(Result<Computed<M>>, Option<Value>)> = prepared
         .into_iter()
         .map(|c| {
-            let ready = matches!(
+            let is_ready = matches!(
                 c,
                 Ok(Computed {
                     outcome: Outcome::Ready(..),
                     ..
                 })
             );
-            let value = values.as_mut().filter(|_| ready).and_then(Iterator::next);
+            let value = values
+                .as_mut()
+                .filter(|_| is_ready)
+                .and_then(Iterator::next);
             (c, value)
         })
         .collect();

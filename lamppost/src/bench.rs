@@ -291,8 +291,8 @@ async fn coalescing(
     Ok(json!({
         "invalidations": 1000,
         "recalculations": models::total_weight_calculations() - before,
-        // A hot row waits for a 50 ms pause in its invalidations (at most 1 s
-        // after the first): these say whether the burst had one.
+        // A hot row waits for a 50 ms pause in its invalidations (tried at
+        // least every 2 s): these say whether the burst had one.
         "burst_ms": round(burst_ms, 1),
         "longest_commit_ms": round(max_gap.as_secs_f64() * 1e3, 2),
     }))
@@ -506,7 +506,8 @@ pub(crate) async fn run(
             "coalescing" => coalescing(&db, url, &registry, ids[0]).await?,
             "write_overhead" => write_overhead(&db, &registry).await?,
             "memory" => memory(&db, url, &ids, cost_us).await?,
-            _ => scale(&db, url, &ids, cost_us).await?,
+            "scale" => scale(&db, url, &ids, cost_us).await?,
+            other => anyhow::bail!("no figure named {other}"),
         };
         let key = if figure == "latency" {
             "latency_ms"
