@@ -351,10 +351,7 @@ async fn a_burst_of_dependency_writes_under_a_running_worker_coalesces() {
                 "UPDATE birds SET weight = weight + 1 WHERE post_id = $1",
             ),
         ] {
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let worker = tokio::spawn(Worker::new(db.clone(), registry()).run_until(async {
-                let _ = stopped.await;
-            }));
+            let worker = common::start(Worker::new(db.clone(), registry()));
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             for _ in 0..WRITES {
                 sql(&db, write, &[1]).await;
@@ -364,8 +361,7 @@ async fn a_burst_of_dependency_writes_under_a_running_worker_coalesces() {
                 async move { flagged(&db).await.is_empty() }
             })
             .await;
-            stop.send(()).unwrap();
-            let stats = worker.await.unwrap().unwrap();
+            let stats = worker.stop().await;
             assert_consistent(&db).await;
             // Both fields of post 1 (total, and label chained on it): about
             // three calculations in all (the first superseded), where one per
@@ -419,13 +415,8 @@ async fn workers_draining_a_chain_together_never_repeat_work() {
 async fn mixed_writers_with_a_running_worker_end_consistent() {
     on_both("mixed", |db, _| async move {
         setup(&db, 20).await;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let worker = tokio::spawn(
-            Worker::new(db.clone(), registry())
-                .poll_interval(std::time::Duration::from_millis(50))
-                .run_until(async {
-                    let _ = stopped.await;
-                }),
+        let worker = common::start(
+            Worker::new(db.clone(), registry()).poll_interval(std::time::Duration::from_millis(50)),
         );
         let mut writers = Vec::new();
         for w in 0..3_i64 {
@@ -452,8 +443,7 @@ async fn mixed_writers_with_a_running_worker_end_consistent() {
             async move { flagged(&db).await.is_empty() }
         })
         .await;
-        stop.send(()).unwrap();
-        worker.await.unwrap().unwrap();
+        worker.stop().await;
         assert_consistent(&db).await;
     })
     .await;

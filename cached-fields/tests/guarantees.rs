@@ -138,10 +138,7 @@ async fn a_burst_of_commits_under_a_running_worker_coalesces() {
         insert(&db, 1, &tag).await;
         worker(&db).drain().await.unwrap();
         let before = calls(&tag);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(worker(&db).run_until(async {
-            let _ = stopped.await;
-        }));
+        let running = start(worker(&db));
         tokio::time::sleep(Duration::from_millis(100)).await;
         // 300 separate commits, each changing the input and setting the flag,
         // while the worker is running: the first is recalculated at once, the
@@ -161,8 +158,7 @@ async fn a_burst_of_commits_under_a_running_worker_coalesces() {
             async move { !item(&db, 1).await.unwrap().doubled.recalculation_needed() }
         })
         .await;
-        stop.send(()).unwrap();
-        running.await.unwrap().unwrap();
+        running.stop().await;
         assert_all_fresh(&db).await;
         assert_eq!(item(&db, 1).await.unwrap().input, 1 + WRITES as i64);
         let performed = calls(&tag) - before;
@@ -186,10 +182,7 @@ async fn a_row_written_without_pause_is_still_tried_every_period() {
         worker(&db).drain().await.unwrap();
         let g = gate(&tag);
         let before = calls(&tag);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(worker(&db).run_until(async {
-            let _ = stopped.await;
-        }));
+        let running = start(worker(&db));
         tokio::time::sleep(Duration::from_millis(100)).await;
         // Writes every few milliseconds for 2.6 s, never pausing 50 ms: the
         // first calculation is held at the gate until the row is hot.
@@ -216,8 +209,7 @@ async fn a_row_written_without_pause_is_still_tried_every_period() {
             async move { !item(&db, 1).await.unwrap().doubled.recalculation_needed() }
         })
         .await;
-        stop.send(()).unwrap();
-        running.await.unwrap().unwrap();
+        running.stop().await;
         assert_all_fresh(&db).await;
         // The first calculation, then one when the 2 s period since the row
         // went stale ends: never starved, never once per write.
@@ -314,11 +306,7 @@ async fn expiry_is_acted_on_by_a_running_worker_without_a_read() {
         let it = item(&db, 1).await.unwrap();
         let when = Utc::now() + chrono::Duration::milliseconds(700);
         it.expire_doubled_after(&db, when).await.unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let w = worker(&db).poll_interval(Duration::from_secs(60));
-        let running = tokio::spawn(w.run_until(async {
-            let _ = stopped.await;
-        }));
+        let running = start(worker(&db).poll_interval(Duration::from_secs(60)));
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(
             item(&db, 1).await.unwrap().doubled.stored(),
@@ -337,8 +325,7 @@ async fn expiry_is_acted_on_by_a_running_worker_without_a_read() {
             None,
             "a passed expiry is cleared"
         );
-        stop.send(()).unwrap();
-        assert_eq!(running.await.unwrap().unwrap().recalculated, 1);
+        assert_eq!(running.stop().await.recalculated, 1);
     })
     .await;
 }
@@ -455,10 +442,7 @@ async fn concurrent_writers_while_the_worker_recalculates() {
     on_both("writers", |db, _| async move {
         setup(&db).await;
         insert(&db, 50, "writers").await;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(worker(&db).concurrency(4).run_until(async {
-            let _ = stopped.await;
-        }));
+        let running = start(worker(&db).concurrency(4));
         let mut writers = Vec::new();
         for w in 0..3_i64 {
             let db = db.clone();
@@ -488,8 +472,7 @@ async fn concurrent_writers_while_the_worker_recalculates() {
             }
         })
         .await;
-        stop.send(()).unwrap();
-        running.await.unwrap().unwrap();
+        running.stop().await;
         assert_all_fresh(&db).await;
     })
     .await;

@@ -286,6 +286,29 @@ pub fn worker(db: &Db) -> Worker {
         .retry_backoff(Duration::from_millis(200), Duration::from_secs(5))
 }
 
+/// A worker running as a task until [`Running::stop`].
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<cached_fields::Result<cached_fields::Stats>>,
+}
+
+/// Starts `worker` as a task.
+pub fn start(worker: Worker) -> Running {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(worker.run_until(async {
+        let _ = stopped.await;
+    }));
+    Running { stop, task }
+}
+
+impl Running {
+    /// Stops the worker and returns its counts.
+    pub async fn stop(self) -> cached_fields::Stats {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap()
+    }
+}
+
 /// Polls `cond` until it holds, failing after `secs` seconds.
 pub async fn eventually<F, Fut>(secs: u64, what: &str, mut cond: F)
 where
