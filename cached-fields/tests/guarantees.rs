@@ -145,19 +145,9 @@ async fn a_burst_of_commits_under_a_running_worker_coalesces() {
         // row is hot from then on and waits for the burst to pause.
         const WRITES: u64 = 300;
         for _ in 0..WRITES {
-            exec_with(
-                &db,
-                "UPDATE items SET input = input + 1, doubled_recalculation_needed = TRUE \
-                 WHERE id = $1",
-                &[1],
-            )
-            .await;
+            raw_write(&db, 1).await;
         }
-        eventually(10, "the row is fresh after the burst", || {
-            let db = db.clone();
-            async move { !item(&db, 1).await.unwrap().doubled.recalculation_needed() }
-        })
-        .await;
+        wait_unflagged(&db, 1, "the row is fresh after the burst").await;
         running.stop().await;
         assert_all_fresh(&db).await;
         assert_eq!(item(&db, 1).await.unwrap().input, 1 + WRITES as i64);
@@ -189,13 +179,7 @@ async fn a_row_written_without_pause_is_still_tried_every_period() {
         let start = std::time::Instant::now();
         let mut released = false;
         while start.elapsed() < Duration::from_millis(2600) {
-            exec_with(
-                &db,
-                "UPDATE items SET input = input + 1, doubled_recalculation_needed = TRUE \
-                 WHERE id = $1",
-                &[1],
-            )
-            .await;
+            raw_write(&db, 1).await;
             if !released && start.elapsed() > Duration::from_millis(100) {
                 ungate(&tag);
                 released = true;
@@ -204,11 +188,7 @@ async fn a_row_written_without_pause_is_still_tried_every_period() {
         }
         let during = calls(&tag) - before;
         drop(g);
-        eventually(10, "the row is fresh after the writes stop", || {
-            let db = db.clone();
-            async move { !item(&db, 1).await.unwrap().doubled.recalculation_needed() }
-        })
-        .await;
+        wait_unflagged(&db, 1, "the row is fresh after the writes stop").await;
         running.stop().await;
         assert_all_fresh(&db).await;
         // The first calculation, then one when the 2 s period since the row

@@ -309,6 +309,26 @@ impl Running {
     }
 }
 
+/// Another program's write: changes row `id`'s input and sets its flag with
+/// plain SQL.
+pub async fn raw_write(db: &Db, id: i64) {
+    exec_with(
+        db,
+        "UPDATE items SET input = input + 1, doubled_recalculation_needed = TRUE WHERE id = $1",
+        &[id],
+    )
+    .await;
+}
+
+/// Waits (at most 10 s) until row `id` is no longer flagged.
+pub async fn wait_unflagged(db: &Db, id: i64, what: &str) {
+    eventually(10, what, || {
+        let db = db.clone();
+        async move { !item(&db, id).await.unwrap().doubled.recalculation_needed() }
+    })
+    .await;
+}
+
 /// Polls `cond` until it holds, failing after `secs` seconds.
 pub async fn eventually<F, Fut>(secs: u64, what: &str, mut cond: F)
 where
