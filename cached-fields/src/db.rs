@@ -230,6 +230,42 @@ pub(crate) enum Tx {
 }
 
 impl Db {
+    /// Begins a transaction that holds the database's migration lock from
+    /// its start (SQLite: `BEGIN IMMEDIATE`, the write lock; PostgreSQL: a
+    /// transaction-scoped advisory lock), so two migrations never inspect
+    /// the schema at once.
+    pub(crate) async fn begin_exclusive(&self) -> Result<Tx> {
+        Ok(match self {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            #[cfg(feature = "postgres")]
+            Db::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7438002)")
+                    .execute(&mut *tx)
+                    .await?;
+                Tx::Postgres(tx)
+            }
+        })
+    }
+
+    /// After a migration: idle SQLite connections still hold the old schema,
+    /// and one that prepares a `SELECT *` with it breaks sqlx when SQLite
+    /// re-prepares; a read makes each reload it.
+    pub(crate) async fn after_migrate(&self) -> Result<()> {
+        #[cfg(feature = "sqlite")]
+        if let Db::Sqlite(pool) = self {
+            let mut refreshed = Vec::new();
+            while let Some(mut conn) = pool.try_acquire() {
+                sqlx::query("SELECT 1 FROM sqlite_master LIMIT 1")
+                    .execute(&mut *conn)
+                    .await?;
+                refreshed.push(conn);
+            }
+        }
+        Ok(())
+    }
+
     /// Begins a transaction on a pooled connection.
     pub(crate) async fn begin(&self) -> Result<Tx> {
         Ok(match self {

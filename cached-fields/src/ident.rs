@@ -50,19 +50,33 @@ impl Ident {
         }
     }
 
-    /// A name for a generated object (index, trigger, function) from parts;
-    /// shortened with a hash when it would exceed 63 bytes.
+    /// A name for a generated object (index, trigger, function) from parts:
+    /// the parts joined by `_`, shortened to fit 63 bytes, then a hash of
+    /// the parts themselves. Distinct parts give distinct names even where
+    /// the joined text is the same (table `a` with field `b_c`, table `a_b`
+    /// with field `c`) or where the text had to be cut.
+    ///
+    /// ```
+    /// use cached_fields::ident::Ident;
+    /// let a = Ident::derived(&["cf_dep", "a", "b_c"]);
+    /// let b = Ident::derived(&["cf_dep", "a_b", "c"]);
+    /// assert_ne!(a, b);
+    /// assert!(a.as_str().starts_with("cf_dep_a_b_c_"));
+    /// ```
     pub fn derived(parts: &[&str]) -> Self {
+        // FNV-1a over the parts with a separator no identifier contains,
+        // stable across runs and builds; 40 bits of it.
+        let hash = parts
+            .iter()
+            .flat_map(|p| p.bytes().chain([0x1f]))
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        let suffix = format!("_{:010x}", hash & 0xff_ffff_ffff);
         let full = parts.join("_");
-        if full.len() <= MAX_LEN {
-            return Ident(full);
-        }
-        // FNV-1a, stable across runs and builds.
-        let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        let suffix = format!("_{hash:016x}");
-        Ident(format!("{}{suffix}", &full[..MAX_LEN - suffix.len()]))
+        // Identifiers are ASCII: any byte is a character boundary.
+        let keep = full.len().min(MAX_LEN - suffix.len());
+        Ident(format!("{}{suffix}", &full[..keep]))
     }
 
     /// The name as written.
@@ -117,12 +131,20 @@ mod tests {
     }
 
     #[test]
-    fn derived_names_fit() {
+    fn derived_names_fit_and_never_collide() {
         let long = "x".repeat(60);
         let a = Ident::derived(&["cf", &long, "a"]);
         let b = Ident::derived(&["cf", &long, "b"]);
         assert!(a.as_str().len() <= MAX_LEN);
         assert_ne!(a, b);
-        assert_eq!(Ident::derived(&["cf", "t"]).as_str(), "cf_t");
+        assert!(Ident::derived(&["cf", "t"]).as_str().starts_with("cf_t_"));
+        assert_ne!(
+            Ident::derived(&["cf_dep", "a", "b_c"]),
+            Ident::derived(&["cf_dep", "a_b", "c"])
+        );
+        assert_ne!(
+            Ident::derived(&["cf_bump", "a", "b_c_recalculation_needed"]),
+            Ident::derived(&["cf_bump", "a_b", "c_recalculation_needed"])
+        );
     }
 }

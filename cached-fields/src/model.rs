@@ -878,6 +878,8 @@ impl<T: CachedValue> CachedSlot for Cached<T> {
         let mut s = self.lock();
         s.needed = false;
         s.attempts = 0;
+        // The write-back moved the row's version on by one.
+        s.version += 1;
         if s.expires_after.is_some_and(|e| e <= Utc::now()) {
             s.expires_after = None;
         }

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use crate::db::Db;
 use crate::error::Result;
 use crate::model::CachedModel;
-use crate::schema::{self, Problem, TableSpec};
+use crate::schema::{self, Migration, Problem, TableSpec};
 use crate::worker::{self, BatchReport, Settings};
 
 /// Per-model work the worker runs, with the model type erased.
@@ -148,8 +148,9 @@ impl Registry {
     }
 
     /// Installs or upgrades columns, indexes and triggers; idempotent.
-    /// Returns what was changed.
-    pub async fn migrate(&self, db: &Db) -> Result<Vec<Problem>> {
+    /// Returns what was changed, and the rows flagged because a trigger
+    /// guarding them was repaired.
+    pub async fn migrate(&self, db: &Db) -> Result<Migration> {
         schema::migrate(db, &self.specs()).await
     }
 

@@ -216,7 +216,11 @@ pub async fn flag_many<'c, M: CachedModel>(
     let mut flagged = 0;
     for chunk in keys.chunks(FLAG_BATCH) {
         let sql = field_sql(&ctx, model, field).flag(chunk.len());
-        let mut args = vec![Value::Bool(eager), Value::Timestamp(statements::parked())];
+        let mut args = vec![
+            Value::Bool(eager),
+            Value::Timestamp(statements::parked()),
+            Value::Timestamp(statements::parked_alt()),
+        ];
         args.extend(chunk.iter().map(|k| Value::Int(*k)));
         flagged += with_schema_hint(ctx.execute(sql, &args).await, &mut ctx, model).await?;
     }

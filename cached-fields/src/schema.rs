@@ -9,7 +9,7 @@ use crate::depends::Dependency;
 use crate::error::{Error, Result};
 use crate::ident::Ident;
 use crate::model::{FieldColumns, Model};
-use crate::triggers;
+use crate::triggers::{self, Catalog, Guarded, TableKeys};
 use crate::value::{SqlType, Value};
 
 /// The PostgreSQL notification channel the triggers signal on.
@@ -109,10 +109,22 @@ pub struct SchemaObject {
     pub sql: Vec<String>,
     /// The definition text to compare with the database's (triggers).
     pub(crate) definition: Option<String>,
+    /// A column's type.
+    pub(crate) column: Option<ColumnDef>,
+    /// The rows to flag when `migrate` repairs it on a table with rows.
+    pub(crate) guards: Vec<Guarded>,
+}
+
+/// A column's declared type: its SQL type, and the rest of its definition.
+#[derive(Debug, Clone)]
+pub(crate) struct ColumnDef {
+    ty: &'static str,
+    rest: &'static str,
 }
 
 /// What `check` found wrong with one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Problem {
     /// What it is.
     pub kind: ObjectKind,
@@ -122,16 +134,25 @@ pub struct Problem {
     pub name: String,
     /// What is wrong with it.
     pub state: State,
+    /// How it differs, in words (empty when the state says it all).
+    pub detail: String,
 }
 
 /// How an object differs from the declarations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum State {
     /// Declared, not in the database.
     Missing,
-    /// In the database, but not as declared.
+    /// In the database, but not as declared (a trigger's body, events,
+    /// columns, timing or `WHEN` changed; or not installed by this library).
     Outdated,
-    /// A trigger of this library that no declaration asks for any more.
+    /// A column whose type is not the declared one.
+    WrongType,
+    /// A trigger that is not enabled to fire always (PostgreSQL: disabled,
+    /// or enabled only for origin or replica sessions).
+    Disabled,
+    /// A trigger or index of this library that no declaration asks for any more.
     Obsolete,
 }
 
@@ -140,9 +161,56 @@ impl fmt::Display for Problem {
         let state = match self.state {
             State::Missing => "missing",
             State::Outdated => "outdated",
+            State::WrongType => "wrong type of",
+            State::Disabled => "disabled",
             State::Obsolete => "obsolete",
         };
-        write!(f, "{state} {} {}.{}", self.kind, self.table, self.name)
+        write!(f, "{state} {} {}.{}", self.kind, self.table, self.name)?;
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        Ok(())
+    }
+}
+
+/// Rows that `migrate` flagged because a trigger guarding them was missing
+/// or wrong (writes made meanwhile were not caught), or their column was
+/// repaired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Flagged {
+    /// The table.
+    pub table: String,
+    /// The cached field.
+    pub field: String,
+    /// Rows flagged.
+    pub rows: u64,
+}
+
+impl fmt::Display for Flagged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "flagged {} row(s) of {}.{} for recalculation",
+            self.rows, self.table, self.field
+        )
+    }
+}
+
+/// What `migrate` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Migration {
+    /// Every problem it found and repaired.
+    pub changes: Vec<Problem>,
+    /// Rows it flagged because of a repair.
+    pub flagged: Vec<Flagged>,
+}
+
+impl Migration {
+    /// Whether the schema was already as declared.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
     }
 }
 
@@ -150,42 +218,107 @@ fn ts(backend: Backend) -> &'static str {
     SqlType::Timestamp.column_type(backend)
 }
 
-fn columns(backend: Backend, ty: SqlType, c: &FieldColumns) -> Vec<(Ident, String)> {
+fn columns(backend: Backend, ty: SqlType, c: &FieldColumns) -> Vec<(Ident, ColumnDef)> {
+    let def = |ty, rest| ColumnDef { ty, rest };
     let mut v = vec![
-        (c.value.clone(), ty.column_type(backend).to_owned()),
-        (c.needed.clone(), "BOOLEAN NOT NULL DEFAULT TRUE".to_owned()),
+        (c.value.clone(), def(ty.column_type(backend), "")),
+        (c.needed.clone(), def("BOOLEAN", " NOT NULL DEFAULT TRUE")),
     ];
     if let Some(e) = &c.expires {
-        v.push((e.clone(), ts(backend).to_owned()));
+        v.push((e.clone(), def(ts(backend), "")));
     }
     let since = match backend {
-        Backend::Postgres => "TIMESTAMPTZ DEFAULT now()",
-        Backend::Sqlite => "TIMESTAMP",
+        Backend::Postgres => def("TIMESTAMPTZ", " DEFAULT now()"),
+        Backend::Sqlite => def("TIMESTAMP", ""),
     };
     v.extend([
-        (c.version.clone(), "BIGINT NOT NULL DEFAULT 0".to_owned()),
-        (c.stale_since.clone(), since.to_owned()),
-        (c.next_attempt.clone(), ts(backend).to_owned()),
-        (c.attempts.clone(), "BIGINT NOT NULL DEFAULT 0".to_owned()),
-        (c.last_error.clone(), "TEXT".to_owned()),
+        (c.version.clone(), def("BIGINT", " NOT NULL DEFAULT 0")),
+        (c.stale_since.clone(), since),
+        (c.next_attempt.clone(), def(ts(backend), "")),
+        (c.attempts.clone(), def("BIGINT", " NOT NULL DEFAULT 0")),
+        (c.last_error.clone(), def("TEXT", "")),
     ]);
     v
 }
 
-/// Every object the declarations need on `backend`, in creation order.
+/// Whether a column the database reports as `actual` has the declared type
+/// `declared`: PostgreSQL by the canonical name (`format_type`); SQLite by
+/// type affinity, which is all its columns have.
+fn same_type(backend: Backend, declared: &str, actual: &str) -> bool {
+    match backend {
+        Backend::Postgres => {
+            let canonical = match declared {
+                "BIGINT" => "bigint",
+                "BOOLEAN" => "boolean",
+                "TEXT" => "text",
+                "DOUBLE PRECISION" => "double precision",
+                "REAL" => "real",
+                "DATE" => "date",
+                "TIME" => "time without time zone",
+                "TIMESTAMPTZ" => "timestamp with time zone",
+                "TIMESTAMP" => "timestamp without time zone",
+                "JSONB" => "jsonb",
+                other => other,
+            };
+            canonical.eq_ignore_ascii_case(actual)
+        }
+        Backend::Sqlite => affinity(declared) == affinity(actual),
+    }
+}
+
+/// SQLite's type affinity of a declared column type (section 3.1 of its
+/// datatype documentation).
+fn affinity(declared: &str) -> &'static str {
+    let t = declared.to_ascii_uppercase();
+    if t.contains("INT") {
+        "INTEGER"
+    } else if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") {
+        "TEXT"
+    } else if t.contains("BLOB") || t.is_empty() {
+        "BLOB"
+    } else if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") {
+        "REAL"
+    } else {
+        "NUMERIC"
+    }
+}
+
+/// Every object the declarations need on `backend`, in creation order:
+/// every column of every model first (a trigger may read another model's
+/// cached column), then indexes, then triggers. Without a database to ask,
+/// SQLite's `REPLACE` triggers cover conflicts on the rowid only; `migrate`
+/// adds every unique key it finds.
 pub fn plan(backend: Backend, specs: &[TableSpec]) -> Vec<SchemaObject> {
-    let mut out = Vec::new();
+    plan_with(backend, specs, &Catalog::default())
+}
+
+fn plan_with(backend: Backend, specs: &[TableSpec], catalog: &Catalog) -> Vec<SchemaObject> {
+    let mut cols = Vec::new();
+    let mut indexes = Vec::new();
+    let mut trigs = Vec::new();
     for spec in specs {
         let t = spec.table.quoted();
         for f in &spec.fields {
             let c = &f.columns;
-            for (col, ddl) in columns(backend, f.sql_type, c) {
-                out.push(SchemaObject {
+            let guard = Guarded {
+                table: spec.table.clone(),
+                field: f.name.clone(),
+                needed: c.needed.clone(),
+            };
+            for (col, def) in columns(backend, f.sql_type, c) {
+                cols.push(SchemaObject {
                     kind: ObjectKind::Column,
                     table: spec.table.clone(),
-                    sql: vec![format!("ALTER TABLE {t} ADD COLUMN {} {ddl}", col.quoted())],
+                    sql: vec![format!(
+                        "ALTER TABLE {t} ADD COLUMN {} {}{}",
+                        col.quoted(),
+                        def.ty,
+                        def.rest
+                    )],
                     name: col,
                     definition: None,
+                    column: Some(def),
+                    guards: vec![guard.clone()],
                 });
             }
             // Flagged rows by next attempt: the claim walks it in order and
@@ -195,44 +328,62 @@ pub fn plan(backend: Backend, specs: &[TableSpec]) -> Vec<SchemaObject> {
                 Backend::Sqlite => "",
                 Backend::Postgres => " NULLS FIRST",
             };
-            out.push(SchemaObject {
-                kind: ObjectKind::Index,
-                table: spec.table.clone(),
-                sql: vec![format!(
-                    "CREATE INDEX IF NOT EXISTS {} ON {t} ({}{nulls_first}) WHERE {}",
-                    needed_idx.quoted(),
-                    c.next_attempt.quoted(),
-                    c.needed.quoted()
-                )],
-                name: needed_idx,
-                definition: None,
-            });
+            indexes.push(index(
+                backend,
+                &spec.table,
+                needed_idx,
+                &format!("{}{nulls_first}", c.next_attempt.quoted()),
+                &c.needed.quoted(),
+            ));
             if let Some(e) = &c.expires {
                 let idx = Ident::derived(&["cf", spec.table.as_str(), e.as_str()]);
                 let expr = match backend {
                     Backend::Sqlite => format!("julianday({})", e.quoted()),
                     Backend::Postgres => e.quoted(),
                 };
-                out.push(SchemaObject {
-                    kind: ObjectKind::Index,
-                    table: spec.table.clone(),
-                    sql: vec![format!(
-                        "CREATE INDEX IF NOT EXISTS {} ON {t} ({expr}) WHERE {} IS NOT NULL",
-                        idx.quoted(),
-                        e.quoted()
-                    )],
-                    name: idx,
-                    definition: None,
-                });
+                indexes.push(index(
+                    backend,
+                    &spec.table,
+                    idx,
+                    &expr,
+                    &format!("{} IS NOT NULL", e.quoted()),
+                ));
             }
-            out.push(triggers::bump(backend, spec, f));
-            out.extend(triggers::dependencies(backend, spec, f));
+            trigs.push(triggers::bump(backend, spec, f));
+            trigs.extend(triggers::dependencies(backend, spec, f, catalog));
         }
         if !spec.fields.is_empty() {
-            out.push(triggers::insert(backend, spec));
+            trigs.extend(triggers::guards(backend, spec));
+            trigs.push(triggers::insert(backend, spec));
         }
     }
-    out
+    cols.extend(indexes);
+    cols.extend(trigs);
+    cols
+}
+
+/// A partial index of this library's, marked as its own.
+fn index(backend: Backend, table: &Ident, name: Ident, expr: &str, cond: &str) -> SchemaObject {
+    let (n, t) = (name.quoted(), table.quoted());
+    let sql = match backend {
+        Backend::Sqlite => vec![format!(
+            "CREATE INDEX IF NOT EXISTS {n} ON {t} ({} {expr}) WHERE {cond}",
+            triggers::SQLITE_MARKER
+        )],
+        Backend::Postgres => vec![
+            format!("CREATE INDEX IF NOT EXISTS {n} ON {t} ({expr}) WHERE {cond}"),
+            format!("COMMENT ON INDEX {n} IS '{}'", triggers::PG_COMMENT),
+        ],
+    };
+    SchemaObject {
+        kind: ObjectKind::Index,
+        table: table.clone(),
+        name,
+        sql,
+        definition: None,
+        column: None,
+        guards: Vec::new(),
+    }
 }
 
 /// The SQL of [`plan`] as one script, for users who keep their own
@@ -248,15 +399,33 @@ pub fn script(backend: Backend, specs: &[TableSpec]) -> String {
     s
 }
 
+/// One trigger as the database has it.
+#[derive(Debug)]
+struct TriggerInfo {
+    table: String,
+    /// Normalized definition (SQLite: the `CREATE TRIGGER`; PostgreSQL: the
+    /// function's source).
+    definition: String,
+    /// Carries this library's marker.
+    ours: bool,
+    /// Fires always (PostgreSQL `ENABLE ALWAYS`; SQLite triggers always do).
+    always: bool,
+    /// Its events, columns, timing or `WHEN` differ from when it was installed.
+    changed_by_hand: bool,
+}
+
 /// What exists in the database for the planned tables.
 #[derive(Debug, Default)]
 struct Existing {
-    columns: HashMap<String, HashSet<String>>,
-    indexes: HashSet<String>,
-    /// Trigger name → (table, normalized definition).
-    triggers: HashMap<String, (String, String)>,
+    /// Table → column → type as the database reports it.
+    columns: HashMap<String, HashMap<String, String>>,
+    /// Index name → (table, carries this library's marker).
+    indexes: HashMap<String, (String, bool)>,
+    triggers: HashMap<String, TriggerInfo>,
     /// Table → its foreign keys as (column, referenced table, referenced column or "").
     foreign_keys: HashMap<String, Vec<(String, String, String)>>,
+    /// SQLite: the keys a `REPLACE` can conflict on.
+    catalog: Catalog,
 }
 
 fn normalize(sql: &str) -> String {
@@ -269,6 +438,7 @@ fn texts(rows: Vec<Vec<Value>>) -> Vec<Vec<String>> {
             r.into_iter()
                 .map(|v| match v {
                     Value::Text(s) => s,
+                    Value::Int(i) => i.to_string(),
                     _ => String::new(),
                 })
                 .collect()
@@ -277,25 +447,35 @@ fn texts(rows: Vec<Vec<Value>>) -> Vec<Vec<String>> {
 }
 
 async fn table_columns(ctx: &mut Ctx<'_>, table: &Ident) -> Result<Vec<String>> {
+    Ok(column_types(ctx, table).await?.into_keys().collect())
+}
+
+async fn column_types(ctx: &mut Ctx<'_>, table: &Ident) -> Result<HashMap<String, String>> {
     let sql = match ctx.backend() {
-        Backend::Sqlite => "SELECT name FROM pragma_table_info($1)",
+        Backend::Sqlite => "SELECT name, type FROM pragma_table_info($1)",
         Backend::Postgres => {
-            "SELECT column_name::text FROM information_schema.columns \
-             WHERE table_schema = current_schema() AND table_name = $1"
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = to_regclass(quote_ident($1)) AND attnum > 0 AND NOT attisdropped"
         }
     };
     let rows = ctx
         .fetch_values(
             sql.to_owned(),
             &[Value::Text(table.to_string())],
-            &[SqlType::Text],
+            &[SqlType::Text, SqlType::Text],
         )
         .await?;
-    Ok(texts(rows).into_iter().flatten().collect())
+    Ok(texts(rows)
+        .into_iter()
+        .filter_map(|r| match &r[..] {
+            [n, t] => Some((n.clone(), t.clone())),
+            _ => None,
+        })
+        .collect())
 }
 
-async fn inspect(ctx: &mut Ctx<'_>, specs: &[TableSpec]) -> Result<Existing> {
-    let mut ex = Existing::default();
+/// Every table a spec names: its own, and those its dependencies read.
+fn tables(specs: &[TableSpec]) -> Vec<&Ident> {
     let mut tables: Vec<&Ident> = Vec::new();
     for spec in specs {
         for t in spec.trigger_tables() {
@@ -304,17 +484,26 @@ async fn inspect(ctx: &mut Ctx<'_>, specs: &[TableSpec]) -> Result<Existing> {
             }
         }
     }
-    let (idx_sql, trg_sql, fk_sql) = match ctx.backend() {
+    tables
+}
+
+async fn inspect(ctx: &mut Ctx<'_>, specs: &[TableSpec]) -> Result<Existing> {
+    let backend = ctx.backend();
+    let mut ex = Existing::default();
+    let (idx_sql, trg_sql, fk_sql) = match backend {
         Backend::Sqlite => (
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = $1",
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = $1",
+            "SELECT name, tbl_name, COALESCE(sql, '') FROM sqlite_master WHERE type = 'index'",
+            "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'",
             "SELECT \"from\", \"table\", COALESCE(\"to\", '') FROM pragma_foreign_key_list($1)",
         ),
         Backend::Postgres => (
-            "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() \
-             AND tablename = $1",
-            "SELECT t.tgname::text, p.prosrc FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
-             WHERE t.tgrelid = to_regclass(quote_ident($1)) AND NOT t.tgisinternal",
+            "SELECT i.relname::text, t.relname::text, COALESCE(obj_description(i.oid, 'pg_class'), '') \
+             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid \
+             WHERE t.relnamespace = current_schema()::regnamespace",
+            "SELECT t.tgname::text, c.relname::text, p.prosrc, t.tgenabled::text, \
+             COALESCE(obj_description(t.oid, 'pg_trigger'), ''), md5(pg_get_triggerdef(t.oid)) \
+             FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_class c ON c.oid = t.tgrelid \
+             WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal",
             "SELECT a.attname::text, rc.relname::text, COALESCE(ra.attname::text, '') \
              FROM pg_constraint c \
              JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] \
@@ -324,33 +513,67 @@ async fn inspect(ctx: &mut Ctx<'_>, specs: &[TableSpec]) -> Result<Existing> {
              AND array_length(c.conkey, 1) = 1",
         ),
     };
-    for table in tables {
-        let cols = table_columns(ctx, table).await?;
-        ex.columns
-            .insert(table.to_string(), cols.into_iter().collect());
-        let arg = [Value::Text(table.to_string())];
-        for r in texts(
-            ctx.fetch_values(idx_sql.to_owned(), &arg, &[SqlType::Text])
-                .await?,
-        ) {
-            ex.indexes.extend(r);
+    let marked = |sql: &str| sql.contains(triggers::SQLITE_MARKER);
+    for r in texts(
+        ctx.fetch_values(idx_sql.to_owned(), &[], &[SqlType::Text; 3])
+            .await?,
+    ) {
+        if let [name, table, extra] = &r[..] {
+            let ours = match backend {
+                Backend::Sqlite => marked(extra),
+                Backend::Postgres => extra == triggers::PG_COMMENT,
+            };
+            ex.indexes.insert(name.clone(), (table.clone(), ours));
         }
-        for r in texts(
-            ctx.fetch_values(trg_sql.to_owned(), &arg, &[SqlType::Text, SqlType::Text])
-                .await?,
-        ) {
-            if let [name, def] = &r[..] {
-                ex.triggers
-                    .insert(name.clone(), (table.to_string(), normalize(def)));
+    }
+    match backend {
+        Backend::Sqlite => {
+            for r in texts(
+                ctx.fetch_values(trg_sql.to_owned(), &[], &[SqlType::Text; 3])
+                    .await?,
+            ) {
+                if let [name, table, sql] = &r[..] {
+                    ex.triggers.insert(
+                        name.clone(),
+                        TriggerInfo {
+                            table: table.clone(),
+                            definition: normalize(sql),
+                            ours: marked(sql),
+                            always: true,
+                            changed_by_hand: false,
+                        },
+                    );
+                }
             }
         }
+        Backend::Postgres => {
+            for r in texts(
+                ctx.fetch_values(trg_sql.to_owned(), &[], &[SqlType::Text; 6])
+                    .await?,
+            ) {
+                if let [name, table, src, enabled, comment, digest] = &r[..] {
+                    ex.triggers.insert(
+                        name.clone(),
+                        TriggerInfo {
+                            table: table.clone(),
+                            definition: normalize(src),
+                            ours: src.contains(triggers::PG_MARKER),
+                            always: enabled == "A",
+                            changed_by_hand: *comment
+                                != format!("{} {digest}", triggers::PG_COMMENT),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    for table in tables(specs) {
+        let cols = column_types(ctx, table).await?;
+        ex.columns.insert(table.to_string(), cols);
+        let arg = [Value::Text(table.to_string())];
         let fks = texts(
-            ctx.fetch_values(
-                fk_sql.to_owned(),
-                &arg,
-                &[SqlType::Text, SqlType::Text, SqlType::Text],
-            )
-            .await?,
+            ctx.fetch_values(fk_sql.to_owned(), &arg, &[SqlType::Text; 3])
+                .await?,
         );
         ex.foreign_keys.insert(
             table.to_string(),
@@ -361,16 +584,78 @@ async fn inspect(ctx: &mut Ctx<'_>, specs: &[TableSpec]) -> Result<Existing> {
                 })
                 .collect(),
         );
+        if backend == Backend::Sqlite {
+            let keys = sqlite_keys(ctx, table).await?;
+            ex.catalog.keys.insert(table.to_string(), keys);
+        }
     }
     Ok(ex)
 }
 
+/// A SQLite table's rowid and unique keys (the primary key's first when it
+/// has no rowid).
+async fn sqlite_keys(ctx: &mut Ctx<'_>, table: &Ident) -> Result<TableKeys> {
+    let arg = [Value::Text(table.to_string())];
+    let wr = ctx
+        .fetch_values(
+            "SELECT \"wr\" FROM pragma_table_list WHERE \"schema\" = 'main' AND \"name\" = $1"
+                .to_owned(),
+            &arg,
+            &[SqlType::Int],
+        )
+        .await?;
+    let rowid = !matches!(wr.first().and_then(|r| r.first()), Some(Value::Int(1)));
+    let rows = texts(
+        ctx.fetch_values(
+            "SELECT il.\"name\", il.\"origin\", ii.\"name\" FROM pragma_index_list($1) AS il \
+             JOIN pragma_index_info(il.\"name\") AS ii WHERE il.\"unique\" = 1 \
+             ORDER BY il.\"origin\" <> 'pk', il.\"name\", ii.\"seqno\""
+                .to_owned(),
+            &arg,
+            &[SqlType::Text; 3],
+        )
+        .await?,
+    );
+    let mut unique: Vec<(String, Vec<Ident>)> = Vec::new();
+    let mut unusable: Vec<String> = Vec::new();
+    for r in rows {
+        let [index, _, column] = &r[..] else { continue };
+        let Ok(col) = Ident::new(column) else {
+            unusable.push(index.clone());
+            continue;
+        };
+        match unique.iter_mut().find(|(i, _)| i == index) {
+            Some((_, cols)) => cols.push(col),
+            None => unique.push((index.clone(), vec![col])),
+        }
+    }
+    for index in &unusable {
+        tracing::warn!(%table, %index, "unique index on a column that is not a plain identifier: \
+            a REPLACE conflicting on it is not caught");
+    }
+    Ok(TableKeys {
+        rowid,
+        unique: unique
+            .into_iter()
+            .filter(|(i, _)| !unusable.contains(i))
+            .map(|(_, c)| c)
+            .collect(),
+    })
+}
+
 /// Rejects tables that do not exist, and dependencies naming a table,
-/// column or foreign key that does not exist.
-fn validate(specs: &[TableSpec], ex: &Existing) -> Result<()> {
+/// column or foreign key that does not exist (or that no declaration adds:
+/// another model's cached column counts, since `migrate` adds it first).
+fn validate(specs: &[TableSpec], ex: &Existing, plan: &[SchemaObject]) -> Result<()> {
     let has = |t: &Ident| ex.columns.get(t.as_str()).filter(|c| !c.is_empty());
+    let exists = |t: &Ident, c: &Ident| {
+        has(t).is_some_and(|cols| cols.contains_key(c.as_str()))
+            || plan
+                .iter()
+                .any(|o| o.kind == ObjectKind::Column && o.table == *t && o.name == *c)
+    };
     for spec in specs {
-        let Some(own) = has(&spec.table) else {
+        if has(&spec.table).is_none() {
             return Err(Error::declaration(
                 spec.table.as_str(),
                 format!(
@@ -378,7 +663,7 @@ fn validate(specs: &[TableSpec], ex: &Existing) -> Result<()> {
                     spec.table, spec.primary_key
                 ),
             ));
-        };
+        }
         for f in &spec.fields {
             let err = |d: &Dependency, reason: String| Error::InvalidDependency {
                 field: format!("{}.{}", spec.table, f.name),
@@ -387,7 +672,7 @@ fn validate(specs: &[TableSpec], ex: &Existing) -> Result<()> {
             };
             for d in &f.depends_on {
                 match d {
-                    Dependency::Column(c) if !own.contains(c.as_str()) => {
+                    Dependency::Column(c) if !exists(&spec.table, c) => {
                         return Err(err(d, format!("table {} has no column {c}", spec.table)));
                     }
                     Dependency::Related {
@@ -395,11 +680,11 @@ fn validate(specs: &[TableSpec], ex: &Existing) -> Result<()> {
                         foreign_key,
                         column,
                     } => {
-                        let Some(cols) = has(table) else {
+                        if has(table).is_none() {
                             return Err(err(d, format!("table {table} does not exist")));
-                        };
+                        }
                         for c in [foreign_key, column] {
-                            if !cols.contains(c.as_str()) {
+                            if !exists(table, c) {
                                 return Err(err(d, format!("table {table} has no column {c}")));
                             }
                         }
@@ -429,46 +714,79 @@ fn validate(specs: &[TableSpec], ex: &Existing) -> Result<()> {
 }
 
 /// What differs between the database and the declarations.
-fn diff(plan: &[SchemaObject], ex: &Existing) -> Vec<Problem> {
+fn diff(backend: Backend, plan: &[SchemaObject], ex: &Existing) -> Vec<Problem> {
+    let problem = |o: &SchemaObject, state, detail: String| Problem {
+        kind: o.kind,
+        table: o.table.to_string(),
+        name: o.name.to_string(),
+        state,
+        detail,
+    };
     let mut out: Vec<Problem> = plan
         .iter()
-        .filter_map(|o| {
-            let state = match o.kind {
-                ObjectKind::Column => {
-                    let present = ex
-                        .columns
-                        .get(o.table.as_str())
-                        .is_some_and(|c| c.contains(o.name.as_str()));
-                    (!present).then_some(State::Missing)
+        .filter_map(|o| match o.kind {
+            ObjectKind::Column => {
+                let actual = ex
+                    .columns
+                    .get(o.table.as_str())
+                    .and_then(|c| c.get(o.name.as_str()));
+                match (actual, &o.column) {
+                    (None, _) => Some(problem(o, State::Missing, String::new())),
+                    (Some(actual), Some(def)) if !same_type(backend, def.ty, actual) => Some(problem(
+                        o,
+                        State::WrongType,
+                        format!("has type {actual}, declared {}", def.ty),
+                    )),
+                    _ => None,
                 }
-                ObjectKind::Index => {
-                    (!ex.indexes.contains(o.name.as_str())).then_some(State::Missing)
+            }
+            ObjectKind::Index => (!ex.indexes.contains_key(o.name.as_str()))
+                .then(|| problem(o, State::Missing, String::new())),
+            ObjectKind::Trigger => {
+                let Some(t) = ex.triggers.get(o.name.as_str()) else {
+                    return Some(problem(o, State::Missing, String::new()));
+                };
+                if !t.ours {
+                    Some(problem(o, State::Outdated, "not installed by cached-fields".to_owned()))
+                } else if o.definition.as_deref().map(normalize).as_ref() != Some(&t.definition) {
+                    Some(problem(o, State::Outdated, "its definition differs from the declarations".to_owned()))
+                } else if t.changed_by_hand {
+                    Some(problem(
+                        o,
+                        State::Outdated,
+                        "its events, columns, timing or WHEN were changed by hand".to_owned(),
+                    ))
+                } else if !t.always {
+                    Some(problem(
+                        o,
+                        State::Disabled,
+                        "it does not fire for every session (ALTER TABLE … DISABLE TRIGGER, or ENABLE without ALWAYS)"
+                            .to_owned(),
+                    ))
+                } else {
+                    None
                 }
-                ObjectKind::Trigger => match ex.triggers.get(o.name.as_str()) {
-                    None => Some(State::Missing),
-                    Some((_, def)) => (o.definition.as_deref().map(normalize).as_ref()
-                        != Some(def))
-                    .then_some(State::Outdated),
-                },
-            };
-            state.map(|state| Problem {
-                kind: o.kind,
-                table: o.table.to_string(),
-                name: o.name.to_string(),
-                state,
-            })
+            }
         })
         .collect();
     let planned: HashSet<&str> = plan.iter().map(|o| o.name.as_str()).collect();
     let mut obsolete: Vec<Problem> = ex
         .triggers
         .iter()
-        .filter(|(name, _)| name.starts_with("cf_") && !planned.contains(name.as_str()))
-        .map(|(name, (table, _))| Problem {
-            kind: ObjectKind::Trigger,
+        .filter(|(name, t)| t.ours && !planned.contains(name.as_str()))
+        .map(|(name, t)| (ObjectKind::Trigger, name, &t.table))
+        .chain(
+            ex.indexes
+                .iter()
+                .filter(|(name, (_, ours))| *ours && !planned.contains(name.as_str()))
+                .map(|(name, (table, _))| (ObjectKind::Index, name, table)),
+        )
+        .map(|(kind, name, table)| Problem {
+            kind,
             table: table.clone(),
             name: name.clone(),
             state: State::Obsolete,
+            detail: String::new(),
         })
         .collect();
     obsolete.sort_by(|a, b| a.name.cmp(&b.name));
@@ -476,68 +794,152 @@ fn diff(plan: &[SchemaObject], ex: &Existing) -> Vec<Problem> {
     out
 }
 
-/// Lists every missing, outdated or obsolete column, index and trigger.
-/// A dependency on a table, column or foreign key that does not exist is
-/// an error naming it.
+/// Lists every missing, outdated, wrongly typed, disabled or obsolete
+/// column, index and trigger. A dependency on a table, column or foreign
+/// key that does not exist is an error naming it.
 pub async fn check(db: &Db, specs: &[TableSpec]) -> Result<Vec<Problem>> {
     let mut ctx = Ctx::from(db);
-    let ex = inspect(&mut ctx, specs).await?;
-    validate(specs, &ex)?;
-    Ok(diff(&plan(db.backend(), specs), &ex))
+    let (problems, _) = examine(&mut ctx, specs).await?;
+    Ok(problems)
 }
 
-/// Adds what is missing, replaces what is outdated and drops obsolete
-/// triggers, in one transaction; returns what it changed. Running it again
-/// changes nothing.
-pub async fn migrate(db: &Db, specs: &[TableSpec]) -> Result<Vec<Problem>> {
-    let problems = check(db, specs).await?;
+/// Inspects, validates and compares; returns the problems and the plan.
+async fn examine(
+    ctx: &mut Ctx<'_>,
+    specs: &[TableSpec],
+) -> Result<(Vec<Problem>, Vec<SchemaObject>)> {
+    let backend = ctx.backend();
+    let ex = inspect(ctx, specs).await?;
+    let plan = plan_with(backend, specs, &ex.catalog);
+    validate(specs, &ex, &plan)?;
+    Ok((diff(backend, &plan, &ex), plan))
+}
+
+/// Adds what is missing, repairs what is outdated, wrongly typed or
+/// disabled, drops this library's obsolete triggers and indexes (never an
+/// object without its marker), in one transaction taken before looking, so
+/// that concurrent `migrate`s wait for each other. A trigger repaired on a
+/// table with rows, or a column re-created with its type, flags the rows
+/// it guards: writes made while it was missing or wrong were not caught.
+/// Running it again changes nothing.
+pub async fn migrate(db: &Db, specs: &[TableSpec]) -> Result<Migration> {
+    let backend = db.backend();
+    let mut tx = db.begin_exclusive().await?;
+    let mut ctx = tx.ctx();
+    let (problems, plan) = examine(&mut ctx, specs).await?;
     if problems.is_empty() {
-        return Ok(problems);
+        drop(ctx);
+        tx.commit().await?;
+        return Ok(Migration::default());
     }
-    let todo: HashSet<(&str, &str)> = problems
+    let key = |table: &str, name: &str| (table.to_owned(), name.to_owned());
+    let todo: HashSet<(String, String)> = problems.iter().map(|p| key(&p.table, &p.name)).collect();
+    let retyped: Vec<&SchemaObject> = plan
         .iter()
-        .map(|p| (p.table.as_str(), p.name.as_str()))
+        .filter(|o| {
+            problems.iter().any(|p| {
+                p.state == State::WrongType
+                    && p.table == o.table.as_str()
+                    && p.name == o.name.as_str()
+            })
+        })
         .collect();
-    let mut statements: Vec<String> = problems
-        .iter()
-        .filter(|p| p.state == State::Obsolete)
-        .flat_map(|p| triggers::drop(db.backend(), &p.table, &p.name))
-        .collect();
-    statements.extend(
-        plan(db.backend(), specs)
-            .into_iter()
-            .filter(|o| todo.contains(&(o.table.as_str(), o.name.as_str())))
-            .flat_map(|o| o.sql),
-    );
-    match db {
-        #[cfg(feature = "sqlite")]
-        Db::Sqlite(pool) => {
-            let mut tx = pool.begin().await?;
-            run_all(&mut Ctx::from_target(&mut tx), statements).await?;
-            tx.commit().await?;
-            // Idle connections still hold the old schema; one that prepares a
-            // `SELECT *` with it breaks sqlx when SQLite re-prepares. A read
-            // makes each reload it.
-            let mut refreshed = Vec::new();
-            while let Some(mut conn) = pool.try_acquire() {
-                sqlx::query("SELECT 1 FROM sqlite_master LIMIT 1")
-                    .execute(&mut *conn)
-                    .await?;
-                refreshed.push(conn);
+    // A column is re-created empty when its type is wrong; what reads it
+    // (triggers, indexes) goes first and comes back after.
+    let rebuild = !retyped.is_empty();
+    let mut statements: Vec<String> = Vec::new();
+    for p in problems.iter().filter(|p| p.state == State::Obsolete) {
+        let (table, name) = (Ident::new(&p.table)?, Ident::new(&p.name)?);
+        statements.extend(match p.kind {
+            ObjectKind::Index => vec![format!("DROP INDEX IF EXISTS {}", name.quoted())],
+            _ => triggers::drop(backend, &table, &name),
+        });
+    }
+    if rebuild {
+        for o in &plan {
+            match o.kind {
+                ObjectKind::Trigger => statements.push(match backend {
+                    Backend::Sqlite => format!("DROP TRIGGER IF EXISTS {}", o.name.quoted()),
+                    Backend::Postgres => format!(
+                        "DROP TRIGGER IF EXISTS {} ON {}",
+                        o.name.quoted(),
+                        o.table.quoted()
+                    ),
+                }),
+                ObjectKind::Index => {
+                    statements.push(format!("DROP INDEX IF EXISTS {}", o.name.quoted()))
+                }
+                ObjectKind::Column => {}
             }
         }
-        #[cfg(feature = "postgres")]
-        Db::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
-            // Two processes migrating at once wait for each other.
-            Ctx::from_target(&mut tx)
-                .execute("SELECT pg_advisory_xact_lock(7438002)".to_owned(), &[])
-                .await?;
-            run_all(&mut Ctx::from_target(&mut tx), statements).await?;
-            tx.commit().await?;
+        for o in &retyped {
+            statements.push(format!(
+                "ALTER TABLE {} DROP COLUMN {}",
+                o.table.quoted(),
+                o.name.quoted()
+            ));
         }
     }
-    Ok(problems)
+    for o in &plan {
+        if rebuild && o.kind != ObjectKind::Column
+            || todo.contains(&key(o.table.as_str(), o.name.as_str()))
+        {
+            statements.extend(o.sql.iter().cloned());
+        }
+    }
+    run_all(&mut ctx, statements).await?;
+    // Flag what a repair guards, unless its field's value column is new
+    // (a new column starts flagged).
+    let new_columns: HashSet<(String, String)> = problems
+        .iter()
+        .filter(|p| p.kind == ObjectKind::Column && p.state == State::Missing)
+        .map(|p| key(&p.table, &p.name))
+        .collect();
+    let value_column = |g: &Guarded| {
+        specs
+            .iter()
+            .find(|s| s.table == g.table)
+            .and_then(|s| s.fields.iter().find(|f| f.name == g.field))
+            .map(|f| f.columns.value.to_string())
+    };
+    let mut guarded: Vec<&Guarded> = Vec::new();
+    for o in plan
+        .iter()
+        .filter(|o| todo.contains(&key(o.table.as_str(), o.name.as_str())))
+    {
+        for g in &o.guards {
+            let fresh =
+                value_column(g).is_some_and(|v| new_columns.contains(&key(g.table.as_str(), &v)));
+            if !fresh && !guarded.contains(&g) {
+                guarded.push(g);
+            }
+        }
+    }
+    let mut flagged = Vec::new();
+    for g in guarded {
+        let rows = ctx
+            .execute(
+                format!(
+                    "UPDATE {} SET {} = TRUE",
+                    g.table.quoted(),
+                    g.needed.quoted()
+                ),
+                &[],
+            )
+            .await?;
+        flagged.push(Flagged {
+            table: g.table.to_string(),
+            field: g.field.to_string(),
+            rows,
+        });
+    }
+    drop(ctx);
+    tx.commit().await?;
+    db.after_migrate().await?;
+    Ok(Migration {
+        changes: problems,
+        flagged,
+    })
 }
 
 async fn run_all(ctx: &mut Ctx<'_>, statements: Vec<String>) -> Result<()> {

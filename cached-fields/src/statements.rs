@@ -9,12 +9,26 @@ use crate::ident::Ident;
 use crate::model::FieldColumns;
 
 /// The lazy flag's "never" for `F_next_attempt_at`: the worker leaves a row
-/// parked here alone, and the next read recalculates it.
+/// parked here (or at [`parked_alt`]) alone, and the next read recalculates it.
 pub(crate) fn parked() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0)
         .single()
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
+
+/// The other parked instant: a lazy flag of a row already parked moves it
+/// between the two, so the bump trigger can tell a lazy flag (which changes
+/// `F_next_attempt_at`) from any other write to a parked row (which leaves it
+/// and makes the row due, see [`PARKED_FROM_SQL`]).
+pub(crate) fn parked_alt() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(9999, 12, 30, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Every parked instant is at or after this one (ISO 8601 text, for the
+/// triggers).
+pub(crate) const PARKED_FROM_SQL: &str = "9999-01-01T00:00:00Z";
 
 /// A hot row (invalidated again while its recalculation was under way or
 /// while it waits, or within this long of its last recalculation) is
@@ -123,17 +137,21 @@ impl<'a> FieldSql<'a> {
         StatementSettings(by_worker && self.backend == Backend::Postgres)
     }
 
-    /// Sets the flag of `n` rows. `$1` eager (bool), `$2` the parked
-    /// instant, `$3`… the keys. Eager: a parked row becomes due now, a lease
-    /// or backoff stays; lazy: the row is parked for the next read.
+    /// Sets the flag of `n` rows. `$1` eager (bool), `$2` and `$3` the two
+    /// parked instants ([`parked`], [`parked_alt`]), `$4`… the keys. Eager:
+    /// a parked row becomes due now, a lease or backoff stays; lazy: the row
+    /// is parked for the next read, always at a different instant than it
+    /// was (see [`parked_alt`]).
     pub(crate) fn flag(&self, n: usize) -> String {
         let (t, pk, c) = (&self.table, &self.pk, self.cols);
         let next = c.next_attempt.quoted();
-        let parked = ts_le(self.backend, "$2", &next);
-        let keys: Vec<String> = (3..n + 3).map(|i| format!("${i}")).collect();
+        let parked = ts_le(self.backend, "$3", &next);
+        let at_first = ts_le(self.backend, "$2", &next);
+        let keys: Vec<String> = (4..n + 4).map(|i| format!("${i}")).collect();
         format!(
             "UPDATE {t} SET {needed} = TRUE, {next} = CASE WHEN $1 THEN \
-             (CASE WHEN {next} IS NOT NULL AND {parked} THEN NULL ELSE {next} END) ELSE $2 END \
+             (CASE WHEN {next} IS NOT NULL AND {parked} THEN NULL ELSE {next} END) \
+             WHEN {next} IS NOT NULL AND {at_first} THEN $3 ELSE $2 END \
              WHERE {pk} IN ({keys})",
             needed = c.needed.quoted(),
             keys = keys.join(", "),
@@ -147,7 +165,9 @@ impl<'a> FieldSql<'a> {
     /// instant of the recalculation in `F_stale_since` (which means "stale
     /// since" only while flagged: the bump trigger reads it to spot hot
     /// rows). `$1` the earliest instant read, then `(key, version, value)`
-    /// per row from `$2`. Returns the keys stored. `by_worker`: with the
+    /// per row from `$2`. Returns the keys stored. The version moves on by
+    /// one: the guard trigger takes a write of the value or the flag that
+    /// does not do so for a stale save (see `triggers::guard`). `by_worker`: with the
     /// worker's [`settings`](Self::settings).
     pub(crate) fn write_back_many(&self, n: usize, by_worker: bool) -> String {
         let (t, pk, c) = (&self.table, &self.pk, self.cols);
@@ -167,7 +187,7 @@ impl<'a> FieldSql<'a> {
         let settings = self.settings(by_worker);
         format!(
             "{with}UPDATE {t} SET {value} = cf_new.column3, {needed} = FALSE, {next} = NULL, {since} = {now}, \
-             {attempts} = 0, {err} = NULL{expires} FROM (VALUES {rows}) AS cf_new{also} \
+             {attempts} = 0, {err} = NULL, {version} = {t}.{version} + 1{expires} FROM (VALUES {rows}) AS cf_new{also} \
              WHERE {t}.{pk} = cf_new.column1 AND {t}.{version} = cf_new.column2 RETURNING {t}.{pk}",
             value = c.value.quoted(),
             needed = c.needed.quoted(),

@@ -752,7 +752,7 @@ pub(crate) async fn next_due<M: CachedModel>(
     let rows = Ctx::from(db)
         .fetch_values(
             sql.next_due(),
-            &[Value::Timestamp(statements::parked())],
+            &[Value::Timestamp(statements::parked_alt())],
             &[SqlType::Float],
         )
         .await?;

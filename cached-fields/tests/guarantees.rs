@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use cached_fields::{Db, Error};
+use cached_fields::{Backend, Db, Error};
 use chrono::Utc;
 use common::*;
 
@@ -509,28 +509,24 @@ async fn a_wrong_type_in_the_cached_column_is_named() {
 async fn a_dropped_trigger_is_caught_by_check_and_repaired_by_migrate() {
     on_both("trigger", |db, _| async move {
         setup(&db).await;
-        match db {
-            Db::Sqlite(_) => {
-                exec(
-                    &db,
-                    "DROP TRIGGER cf_bump_items_doubled_recalculation_needed",
-                )
-                .await
-            }
-            Db::Postgres(_) => {
-                exec(
-                    &db,
-                    "DROP TRIGGER cf_bump_items_doubled_recalculation_needed ON items",
-                )
-                .await
-            }
-            _ => unreachable!(),
-        }
+        let bump = common::object_name(
+            &registry(),
+            db.backend(),
+            "cf_bump_items_doubled_recalculation_needed_",
+        );
+        common::exec_text(
+            &db,
+            match db.backend() {
+                Backend::Sqlite => format!("DROP TRIGGER {bump}"),
+                _ => format!("DROP TRIGGER {bump} ON items"),
+            },
+        )
+        .await;
         let problems = registry().check(&db).await.unwrap();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(
             problems[0].to_string(),
-            "missing trigger items.cf_bump_items_doubled_recalculation_needed"
+            format!("missing trigger items.{bump}")
         );
         registry().migrate(&db).await.unwrap();
         assert!(registry().check(&db).await.unwrap().is_empty());

@@ -160,12 +160,15 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Migrate { sql: true } => unreachable!("handled above"),
         Command::Migrate { sql: false } => {
-            let changed = migrate(&db, &registry).await?;
-            if changed.is_empty() {
+            let done = migrate(&db, &registry).await?;
+            if done.is_empty() {
                 println!("schema up to date");
             }
-            for p in changed {
+            for p in &done.changes {
                 println!("applied: {p}");
+            }
+            for f in &done.flagged {
+                println!("{f}");
             }
         }
         Command::Check => {
@@ -228,7 +231,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 pub(crate) async fn migrate(
     db: &Db,
     registry: &Registry,
-) -> anyhow::Result<Vec<cached_fields::schema::Problem>> {
+) -> anyhow::Result<cached_fields::schema::Migration> {
     tables::create(db).await?;
     Ok(registry.migrate(db).await?)
 }

@@ -34,12 +34,21 @@ struct TestDb {
 
 impl TestDb {
     async fn sqlite(name: &str) -> TestDb {
+        Self::sqlite_with(name, true).await
+    }
+
+    /// A fresh SQLite file, migrated by `lamppost migrate` or not.
+    async fn sqlite_with(name: &str, migrate: bool) -> TestDb {
         let dir = std::env::temp_dir().join(unique(name));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("lamppost.db");
         let url = format!("sqlite:{}", file.display());
-        lamppost(&url, &["migrate"]);
-        let pool = SqlitePool::connect(&url).await.unwrap();
+        if migrate {
+            lamppost(&url, &["migrate"]);
+        }
+        let pool = SqlitePool::connect(&format!("{url}?mode=rwc"))
+            .await
+            .unwrap();
         sqlx::query("PRAGMA busy_timeout = 30000")
             .execute(&pool)
             .await
@@ -51,6 +60,11 @@ impl TestDb {
     }
 
     async fn postgres(name: &str) -> Option<TestDb> {
+        Self::postgres_with(name, true).await
+    }
+
+    /// A fresh PostgreSQL database, migrated by `lamppost migrate` or not.
+    async fn postgres_with(name: &str, migrate: bool) -> Option<TestDb> {
         let admin_url =
             std::env::var("CACHED_FIELDS_PG_URL").unwrap_or_else(|_| ADMIN_URL_DEFAULT.to_owned());
         let admin = match PgPool::connect(&admin_url).await {
@@ -70,7 +84,9 @@ impl TestDb {
             .unwrap();
         admin.close().await;
         let url = format!("{}/{db}", admin_url.rsplit_once('/').unwrap().0);
-        lamppost(&url, &["migrate"]);
+        if migrate {
+            lamppost(&url, &["migrate"]);
+        }
         let pool = PgPool::connect(&url).await.unwrap();
         Some(TestDb {
             url,
@@ -90,6 +106,28 @@ impl TestDb {
             Pool::Sqlite(p, _) => drop(sqlx::query(sql).bind(a).bind(b).execute(p).await.unwrap()),
             Pool::Postgres(p) => drop(sqlx::query(sql).bind(a).bind(b).execute(p).await.unwrap()),
         }
+    }
+
+    /// Executes SQL text (one or more statements).
+    async fn exec_text(&self, sql: &str) {
+        let q = || sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()));
+        match &self.pool {
+            Pool::Sqlite(p, _) => drop(q().execute(p).await.unwrap()),
+            Pool::Postgres(p) => drop(q().execute(p).await.unwrap()),
+        }
+    }
+
+    /// The one text value a query returns.
+    async fn text(&self, sql: &str) -> String {
+        let q = || sqlx::AssertSqlSafe(sql.to_owned());
+        match &self.pool {
+            Pool::Sqlite(p, _) => sqlx::query_scalar(q()).fetch_one(p).await.unwrap(),
+            Pool::Postgres(p) => sqlx::query_scalar(q()).fetch_one(p).await.unwrap(),
+        }
+    }
+
+    fn is_postgres(&self) -> bool {
+        matches!(self.pool, Pool::Postgres(_))
     }
 
     async fn count(&self, sql: &'static str) -> i64 {
@@ -159,6 +197,21 @@ fn lamppost(url: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// Runs `lamppost ARGS` to completion: whether it succeeded, and all it printed.
+fn lamppost_status(url: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lamppost"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 /// A worker process, killed if the test fails before stopping it.
@@ -503,4 +556,234 @@ async fn bench_prints_every_figure_as_json() {
     assert_eq!(report["coalescing"]["invalidations"], 1000);
     assert_eq!(report["scale"].as_array().unwrap().len(), 3);
     db.drop_db().await;
+}
+
+/// Issue #8's acceptance run: with a worker running, writes that used to
+/// escape (a TRUNCATE, writes while a trigger was dropped, a copied row, a
+/// stale full-row save, on SQLite a REPLACE from the sqlite3 shell) all end
+/// with `verify` clean and nothing flagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_used_to_escape_end_verified() {
+    for db in backends("escape").await {
+        eprintln!("== escape on {}", db.url);
+        lamppost(
+            &db.url,
+            &["seed", "--lampposts", "50", "--pigeons-per", "3"],
+        );
+        let worker = spawn_worker(&db.url, &["--poll-ms", "100"]);
+        db.wait_drained(30).await;
+
+        // Emptying the related table.
+        db.exec_text(if db.is_postgres() {
+            "TRUNCATE pigeons"
+        } else {
+            "DELETE FROM pigeons"
+        })
+        .await;
+        db.exec_text("INSERT INTO pigeons (lamppost_id, weight) SELECT id, 3 FROM lampposts WHERE id % 2 = 0")
+            .await;
+        db.wait_drained(30).await;
+        lamppost(&db.url, &["verify"]);
+
+        // A trigger dropped, writes it missed, then migrate.
+        let like = "cf_upd_lampposts_total_weight_pigeons_lamppost_id_%";
+        let upd = if db.is_postgres() {
+            db.text(&format!(
+                "SELECT tgname::text FROM pg_trigger WHERE tgname LIKE '{like}'"
+            ))
+            .await
+        } else {
+            db.text(&format!(
+                "SELECT name FROM sqlite_master WHERE name LIKE '{like}'"
+            ))
+            .await
+        };
+        db.exec_text(&if db.is_postgres() {
+            format!("DROP TRIGGER {upd} ON pigeons")
+        } else {
+            format!("DROP TRIGGER {upd}")
+        })
+        .await;
+        db.exec_text("UPDATE pigeons SET weight = weight + 7 WHERE lamppost_id <= 10")
+            .await;
+        let (ok, out) = lamppost_status(&db.url, &["verify"]);
+        assert!(!ok, "the missed writes show: {out}");
+        let out = lamppost(&db.url, &["migrate"]);
+        assert!(
+            out.contains("flagged 50 row(s) of lampposts.total_weight"),
+            "{out}"
+        );
+        db.wait_drained(30).await;
+        lamppost(&db.url, &["verify"]);
+
+        // A copied lamppost: cached values and all, flag false.
+        db.exec_text(
+            "INSERT INTO lampposts (weight, first_name, country, cached_total_weight, \
+             total_weight_recalculation_needed, cached_slow_full_name, slow_full_name_recalculation_needed) \
+             SELECT weight, first_name, country, cached_total_weight, FALSE, cached_slow_full_name, FALSE \
+             FROM lampposts WHERE id = 2",
+        )
+        .await;
+        db.wait_drained(30).await;
+        lamppost(&db.url, &["verify"]);
+
+        // A stale full-row save after the worker stored a newer value.
+        let old = db
+            .count("SELECT cached_total_weight FROM lampposts WHERE id = 4")
+            .await;
+        db.exec(
+            "INSERT INTO pigeons (lamppost_id, weight) VALUES ($1, 11)",
+            4,
+        )
+        .await;
+        db.wait_drained(30).await;
+        db.exec2(
+            "UPDATE lampposts SET weight = weight, first_name = first_name, country = country, \
+             cached_total_weight = $1 WHERE id = $2",
+            old,
+            4,
+        )
+        .await;
+        db.wait_drained(30).await;
+        lamppost(&db.url, &["verify"]);
+
+        // SQLite: a REPLACE of a pigeon onto another lamppost, from the shell.
+        if let Pool::Sqlite(_, file) = &db.pool {
+            let pigeon = db
+                .count("SELECT MIN(id) FROM pigeons WHERE lamppost_id = 20")
+                .await;
+            sqlite3_shell(
+                file,
+                &format!(
+                    "INSERT OR REPLACE INTO pigeons (id, lamppost_id, weight) VALUES ({pigeon}, 21, 40);"
+                ),
+            );
+            db.wait_drained(30).await;
+            lamppost(&db.url, &["verify"]);
+        }
+        stop_worker(worker);
+        assert_eq!(db.flagged().await, 0);
+        db.drop_db().await;
+    }
+}
+
+/// Issue #8: `check` exits 1 on a retyped cached column, a trigger whose
+/// column list was changed by hand and a disabled trigger, naming each;
+/// `migrate` repairs them and keeps a user's own `cf_audit` trigger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_on_damage_and_migrate_repairs_it() {
+    for db in backends("damage").await {
+        eprintln!("== damage on {}", db.url);
+        lamppost(
+            &db.url,
+            &["seed", "--lampposts", "10", "--pigeons-per", "2"],
+        );
+        lamppost(&db.url, &["recalc", "--all"]);
+        lamppost(&db.url, &["verify"]);
+        let like = "cf_upd_lampposts_total_weight_pigeons_lamppost_id_%";
+        let mut damage: Vec<(String, &str)> = Vec::new();
+        if db.is_postgres() {
+            let upd = db
+                .text(&format!(
+                    "SELECT tgname::text FROM pg_trigger WHERE tgname LIKE '{like}'"
+                ))
+                .await;
+            damage.push((
+                "ALTER TABLE lampposts ALTER COLUMN cached_slow_full_name TYPE integer USING NULL".into(),
+                "wrong type of column lampposts.cached_slow_full_name: has type integer, declared TEXT",
+            ));
+            damage.push((
+                format!("CREATE OR REPLACE TRIGGER {upd} AFTER UPDATE OF lamppost_id ON pigeons FOR EACH ROW EXECUTE FUNCTION {upd}()"),
+                "changed by hand",
+            ));
+            damage.push((
+                "ALTER TABLE pigeons DISABLE TRIGGER USER".into(),
+                "disabled trigger pigeons.",
+            ));
+        } else {
+            let upd = db
+                .text(&format!(
+                    "SELECT name FROM sqlite_master WHERE name LIKE '{like}'"
+                ))
+                .await;
+            let def = db
+                .text(&format!(
+                    "SELECT sql FROM sqlite_master WHERE name = '{upd}'"
+                ))
+                .await;
+            let changed = def.replacen(
+                "UPDATE OF \"weight\", \"lamppost_id\"",
+                "UPDATE OF \"lamppost_id\"",
+                1,
+            );
+            assert_ne!(def, changed);
+            damage.push((
+                format!("DROP TRIGGER {upd}; {changed}"),
+                "outdated trigger pigeons.",
+            ));
+        }
+        for (sql, says) in damage {
+            db.exec_text(&sql).await;
+            let (ok, out) = lamppost_status(&db.url, &["check"]);
+            assert!(!ok, "check must fail after {sql}: {out}");
+            assert!(
+                out.contains(says) && out.contains("migrate"),
+                "{sql}: {out}"
+            );
+            lamppost(&db.url, &["migrate"]);
+            let (ok, out) = lamppost_status(&db.url, &["check"]);
+            assert!(ok, "after migrate: {out}");
+            lamppost(&db.url, &["recalc", "--stale"]);
+            lamppost(&db.url, &["verify"]);
+        }
+        // A user's own trigger with the library's prefix survives.
+        db.exec_text("CREATE TABLE audit (msg TEXT)").await;
+        db.exec_text(if db.is_postgres() {
+            "CREATE FUNCTION cf_audit() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO audit VALUES ('x'); RETURN NULL; END$$; \
+             CREATE TRIGGER cf_audit AFTER UPDATE ON lampposts FOR EACH ROW EXECUTE FUNCTION cf_audit()"
+        } else {
+            "CREATE TRIGGER cf_audit AFTER UPDATE ON lampposts BEGIN INSERT INTO audit VALUES ('x'); END"
+        })
+        .await;
+        lamppost(&db.url, &["migrate"]);
+        lamppost(&db.url, &["check"]);
+        db.exec("UPDATE lampposts SET country = 'Latvia' WHERE id = $1", 1)
+            .await;
+        assert_eq!(db.count("SELECT COUNT(*) FROM audit").await, 1);
+        db.drop_db().await;
+    }
+}
+
+/// Issue #8: two `lamppost migrate` processes started together on a fresh
+/// database both succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrate_processes_both_succeed() {
+    for round in 0..3 {
+        let mut dbs = vec![TestDb::sqlite_with("concurrent", false).await];
+        dbs.extend(TestDb::postgres_with("concurrent", false).await);
+        for db in dbs {
+            let spawn = || {
+                Command::new(env!("CARGO_BIN_EXE_lamppost"))
+                    .arg("migrate")
+                    .env("DATABASE_URL", &db.url)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            };
+            let (a, b) = (spawn(), spawn());
+            for child in [a, b] {
+                let out = child.wait_with_output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "round {round} on {}: {}{}",
+                    db.url,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            lamppost(&db.url, &["check"]);
+            db.drop_db().await;
+        }
+    }
 }

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use cached_fields::{Backend, BoxError, Cached, CachedModel, Ctx, Db, Registry, Worker};
 use tokio::sync::Semaphore;
 
+pub mod posts;
+
 pub const ADMIN_URL_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -109,6 +111,29 @@ macro_rules! on_pool {
             _ => unreachable!("no other backend in the tests"),
         }
     };
+}
+
+/// The generated name of `registry`'s object starting with `prefix`
+/// (names end in a hash of what they are for).
+pub fn object_name(registry: &Registry, backend: Backend, prefix: &str) -> String {
+    let plan = cached_fields::schema::plan(backend, &registry.specs());
+    let found: Vec<String> = plan
+        .iter()
+        .map(|o| o.name.to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    assert_eq!(found.len(), 1, "one object named {prefix}…: {found:?}");
+    found[0].clone()
+}
+
+/// Executes any SQL text (one or more statements) on whichever backend.
+pub async fn exec_text(db: &Db, sql: String) {
+    on_pool!(db, |p| drop(
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(p)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    ))
 }
 
 /// Executes literal SQL on whichever backend.
