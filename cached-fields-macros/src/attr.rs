@@ -22,6 +22,7 @@ pub(crate) struct CachedField {
     pub(crate) needed_column: Option<LitStr>,
     pub(crate) expires_column: Option<LitStr>,
     pub(crate) depends_on: Vec<LitStr>,
+    pub(crate) timeout_ms: Option<syn::LitInt>,
 }
 
 /// The parsed model.
@@ -165,6 +166,7 @@ pub(crate) fn parse(input: &DeriveInput) -> Result<ModelAttrs> {
                     needed_column: None,
                     expires_column: None,
                     depends_on: Vec::new(),
+                    timeout_ms: None,
                 };
                 if let Some(a) = cached_attr {
                     a.parse_nested_meta(|meta| {
@@ -177,6 +179,12 @@ pub(crate) fn parse(input: &DeriveInput) -> Result<ModelAttrs> {
                             c.after = Some(meta.value()?.parse()?);
                         } else if p.is_ident("temporal_triggers") {
                             c.temporal = true;
+                        } else if p.is_ident("timeout_ms") {
+                            let l: syn::LitInt = meta.value()?.parse()?;
+                            if l.base10_parse::<u64>()? == 0 {
+                                return Err(Error::new(l.span(), "timeout_ms must be at least 1"));
+                            }
+                            c.timeout_ms = Some(l);
                         } else if p.is_ident("cached_column") {
                             let l: LitStr = meta.value()?.parse()?;
                             check_ident(&l)?;
@@ -200,7 +208,7 @@ pub(crate) fn parse(input: &DeriveInput) -> Result<ModelAttrs> {
                         } else {
                             return Err(meta.error(
                                 "expected one of: calculate, calculate_many, after_recalculate, temporal_triggers, \
-                                 cached_column, recalculation_needed_column, expires_after_column, \
+                                 timeout_ms, cached_column, recalculation_needed_column, expires_after_column, \
                                  depends_on(...)",
                             ));
                         }

@@ -97,6 +97,9 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
             });
             decl = quote!(#decl.after_recalculate(#hook_fn));
         }
+        if let Some(ms) = &c.timeout_ms {
+            decl = quote!(#decl.timeout(::std::time::Duration::from_millis(#ms)));
+        }
         let deps = &c.depends_on;
         if !deps.is_empty() {
             decl = quote!(#decl.depends_on([#(#deps),*]));

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-use sqlx::{Arguments, Row};
+use sqlx::{Arguments, Connection, Row};
 
 use crate::error::{Error, Result};
 use crate::ident;
@@ -64,18 +64,77 @@ pub enum Db {
     Postgres(PgPool),
 }
 
+/// The secrets a database URL carries: the password of `user:password@`
+/// and any `password=` parameter (as written and percent-decoded).
+fn secrets(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (before_query, query) = url.split_once('?').unwrap_or((url, ""));
+    if let Some(s) = before_query.find("://") {
+        let rest = &before_query[s + 3..];
+        let authority = rest.split('/').next().unwrap_or(rest);
+        if let Some((creds, _)) = authority.rsplit_once('@')
+            && let Some((_, password)) = creds.split_once(':')
+            && !password.is_empty()
+        {
+            out.push(password.to_owned());
+        }
+    }
+    for pair in query.split('&') {
+        if let Some((k, v)) = pair.split_once('=')
+            && k.eq_ignore_ascii_case("password")
+            && !v.is_empty()
+        {
+            out.push(v.to_owned());
+        }
+    }
+    let decoded: Vec<String> = out.iter().filter_map(|p| percent_decode(p)).collect();
+    out.extend(decoded);
+    out.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    out.dedup();
+    out
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return None;
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `text` with every secret of `url` (a password, in the URL's user
+/// information or a `password=` parameter) replaced by `***`: for any
+/// message that may quote the URL or what a driver made of it.
+///
+/// ```
+/// use cached_fields::db::redact_with;
+/// let url = "postgres://ann:s3cret@db:5432/app?password=other";
+/// let text = format!("cannot connect to {url}");
+/// assert_eq!(redact_with(&text, url), "cannot connect to postgres://ann:***@db:5432/app?password=***");
+/// ```
+pub fn redact_with(text: &str, url: &str) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets(url) {
+        out = out.replace(&secret, "***");
+    }
+    out
+}
+
 /// Hides any password in a URL, for messages.
 pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    redact_with(url, url)
 }
 
 impl Db {
@@ -93,7 +152,7 @@ impl Db {
     pub async fn connect_with(url: &str, max_connections: u32) -> Result<Self> {
         let connect_err = |e: sqlx::Error| Error::Connect {
             url: redact(url),
-            message: e.to_string(),
+            message: redact_with(&e.to_string(), url),
         };
         if url.starts_with("sqlite:") {
             #[cfg(feature = "sqlite")]
@@ -112,19 +171,44 @@ impl Db {
                 };
                 // An in-memory database exists per connection: keep exactly one.
                 let max = if memory { 1 } else { max_connections };
+                let file = opts.get_filename().to_owned();
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max)
                     .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(opts)
                     .await
-                    .map_err(connect_err)?;
+                    .map_err(|e| sqlite_open_error(url, &file, e))?;
                 return Ok(Db::Sqlite(pool));
             }
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             #[cfg(feature = "postgres")]
             {
+                let opts = sqlx::postgres::PgConnectOptions::from_str(url).map_err(connect_err)?;
+                // One connection first, to say at once why none can be had
+                // (the pool would retry until its acquire timeout, then say
+                // only that it timed out).
+                let (host, port) = (opts.get_host().to_owned(), opts.get_port());
+                match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts)).await
+                {
+                    Ok(Ok(conn)) => conn.close().await.map_err(connect_err)?,
+                    Ok(Err(e)) => {
+                        return Err(Error::Connect {
+                            url: redact(url),
+                            message: redact_with(&explain_pg(&e, &host, port), url),
+                        });
+                    }
+                    Err(_) => {
+                        return Err(Error::Connect {
+                            url: redact(url),
+                            message: format!(
+                                "no answer from {host}:{port} within {} s (is the host reachable?)",
+                                CONNECT_TIMEOUT.as_secs()
+                            ),
+                        });
+                    }
+                }
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
                     // A ping per acquire is a round trip per statement; ping
@@ -139,7 +223,7 @@ impl Db {
                         })
                     })
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect(url)
+                    .connect_with(opts)
                     .await
                     .map_err(connect_err)?;
                 return Ok(Db::Postgres(pool));
@@ -189,6 +273,59 @@ impl Db {
             #[cfg(feature = "postgres")]
             Db::Postgres(p) => p.close().await,
         }
+    }
+}
+
+/// How long the first connection to a PostgreSQL server may take.
+#[cfg(feature = "postgres")]
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a first PostgreSQL connection failed, naming host and port.
+#[cfg(feature = "postgres")]
+fn explain_pg(e: &sqlx::Error, host: &str, port: u16) -> String {
+    if let sqlx::Error::Io(io) = e {
+        return match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => format!(
+                "connection refused by {host}:{port}: no PostgreSQL server listens there ({io})"
+            ),
+            _ => format!("cannot reach {host}:{port}: {io}"),
+        };
+    }
+    format!("{host}:{port}: {e}")
+}
+
+/// Why a SQLite database could not be opened, saying where.
+#[cfg(feature = "sqlite")]
+fn sqlite_open_error(url: &str, file: &std::path::Path, e: sqlx::Error) -> Error {
+    let code = match &e {
+        sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    let dir = match file.parent() {
+        Some(d) if d.as_os_str().is_empty() => std::path::Path::new("."),
+        Some(d) => d,
+        None => std::path::Path::new("/"),
+    };
+    let reason = if !dir.is_dir() {
+        Some(format!("its directory {} does not exist", dir.display()))
+    } else if matches!(code.as_deref(), Some("1544" | "8" | "14")) {
+        Some(format!(
+            "its directory {} is not writable (SQLite creates the database and its -wal and -shm \
+             files there)",
+            dir.display()
+        ))
+    } else {
+        None
+    };
+    Error::Connect {
+        url: redact(url),
+        message: match reason {
+            Some(r) => format!(
+                "cannot open the SQLite database {}: {r} ({e})",
+                file.display()
+            ),
+            None => redact_with(&e.to_string(), url),
+        },
     }
 }
 
@@ -471,6 +608,15 @@ impl<'c> Ctx<'c> {
         target.into_ctx()
     }
 
+    /// The pool this context takes connections from, if it is not on a
+    /// borrowed connection (which may be inside a caller's transaction).
+    pub(crate) fn db(&self) -> Option<Db> {
+        match &self.inner {
+            Inner::Pool { db, .. } => Some(db.clone()),
+            Inner::Borrowed(_) => None,
+        }
+    }
+
     /// The engine behind this context.
     pub fn backend(&self) -> Backend {
         match &self.inner {
@@ -534,6 +680,29 @@ impl<'c> Ctx<'c> {
                         .collect()
                 })
                 .collect()
+        })
+    }
+
+    /// Runs a query and decodes each row as the model `M` on its own, so
+    /// one row that cannot be decoded fails alone: each comes with its key
+    /// (read from column `pk`) when that much could be read.
+    pub(crate) async fn fetch_models_each<M: CachedModel>(
+        &mut self,
+        sql: String,
+        values: &[Value],
+        pk: &str,
+    ) -> Result<Vec<(Option<i64>, Result<M>)>> {
+        on_backend!(self, values, |exec, args| {
+            let rows = sqlx::query_with(ident::sql(sql), args)
+                .fetch_all(exec)
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|row| {
+                    let key = row.try_get::<i64, _>(pk).ok();
+                    (key, M::from_row(row).map_err(Error::from))
+                })
+                .collect())
         })
     }
 
@@ -670,7 +839,7 @@ impl_cached_row!(PgRow, sqlx::types::Json<serde_json::Value>, |j| Ok::<
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, redact_with};
 
     #[test]
     fn passwords_are_hidden() {
@@ -680,5 +849,14 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("sqlite:x.db"), "sqlite:x.db");
+        assert_eq!(
+            redact("postgres://h/db?user=u&password=p%40ss&sslmode=disable"),
+            "postgres://h/db?user=u&password=***&sslmode=disable"
+        );
+        assert_eq!(
+            redact_with("bad password p@ss", "postgres://h/db?password=p%40ss"),
+            "bad password ***"
+        );
+        assert_eq!(redact("postgres://h/db?x=a@b"), "postgres://h/db?x=a@b");
     }
 }

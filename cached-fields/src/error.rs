@@ -119,6 +119,65 @@ pub enum Error {
         /// The panic's message.
         message: String,
     },
+    /// The user's calculate function did not finish in time.
+    #[error(
+        "calculating {table}.{field} for row {key} did not finish within {} ms: cancelled \
+         (raise the field's timeout_ms, or the worker's calculation timeout, if it needs longer)",
+        limit.as_millis()
+    )]
+    TimedOut {
+        /// The table.
+        table: String,
+        /// The cached field.
+        field: String,
+        /// The primary key of the row.
+        key: i64,
+        /// The limit it ran into.
+        limit: std::time::Duration,
+    },
+    /// A calculated value that the backend cannot store as it is.
+    #[error(
+        "calculating {table}.{field} for row {key} gave a value the database cannot store: {reason}"
+    )]
+    Unstorable {
+        /// The table.
+        table: String,
+        /// The cached field.
+        field: String,
+        /// The primary key of the row.
+        key: i64,
+        /// Why.
+        reason: String,
+    },
+    /// Storing a row's value keeps invalidating it again.
+    #[error(
+        "recalculating {table}.{field} for row {key} invalidates it again: {count} recalculations \
+         in a row were superseded by a new invalidation within {} s; the calculate function (or \
+         something it sets off) probably writes a column the field depends on",
+        window.as_secs()
+    )]
+    SelfInvalidating {
+        /// The table.
+        table: String,
+        /// The cached field.
+        field: String,
+        /// The primary key of the row.
+        key: i64,
+        /// Superseded recalculations in a row.
+        count: u32,
+        /// Within this long.
+        window: std::time::Duration,
+    },
+    /// A setting outside the range that can work.
+    #[error("invalid {option} {value}: accepted {accepted}")]
+    InvalidSetting {
+        /// The option, as the command line spells it.
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// The accepted range.
+        accepted: &'static str,
+    },
     /// The row does not exist (any more).
     #[error("row {key} of table {table:?} does not exist")]
     RowNotFound {

@@ -53,6 +53,7 @@
 pub mod db;
 pub mod depends;
 pub mod error;
+mod failures;
 pub mod ident;
 pub mod model;
 pub mod registry;

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -166,6 +167,10 @@ impl<M: Sync + 'static, T: CachedValue> ErasedCalc<M> for TypedCalc<M, T> {
     }
 }
 
+/// How long a calculation may take when neither its field nor the worker
+/// says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+
 type SlotFn<M> = Box<dyn (Fn(&M) -> &dyn CachedSlot) + Send + Sync>;
 
 /// One cached field of a model, validated.
@@ -177,6 +182,7 @@ pub struct Field<M> {
     calculate_many: Option<Box<dyn ErasedCalcMany<M>>>,
     after: Option<HookFn<M>>,
     depends_on: Vec<Dependency>,
+    timeout: Option<Duration>,
     slot: SlotFn<M>,
 }
 
@@ -210,6 +216,7 @@ impl<M: Sync + 'static> Field<M> {
             calculate_many: None,
             after: None,
             depends_on: Vec::new(),
+            timeout: None,
             slot: Box::new(move |m| slot(m) as &dyn CachedSlot),
         }
     }
@@ -231,6 +238,12 @@ impl<M> Field<M> {
     /// The declared dependencies.
     pub fn depends_on(&self) -> &[Dependency] {
         &self.depends_on
+    }
+    /// How long one calculation may take, if the field sets it (otherwise
+    /// the worker's [`calculation_timeout`](crate::Worker::calculation_timeout),
+    /// or [`DEFAULT_TIMEOUT`] for reads).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     pub(crate) fn slot<'m>(&self, m: &'m M) -> &'m dyn CachedSlot {
@@ -270,6 +283,7 @@ pub struct FieldBuilder<M> {
     calculate_many: Option<(SqlType, Box<dyn ErasedCalcMany<M>>)>,
     after: Option<HookFn<M>>,
     depends_on: Vec<String>,
+    timeout: Option<Duration>,
     slot: SlotFn<M>,
 }
 
@@ -338,6 +352,31 @@ impl<M> FieldBuilder<M> {
     /// Runs `hook` after each successful recalculation.
     pub fn after_recalculate(mut self, hook: HookFn<M>) -> Self {
         self.after = Some(hook);
+        self
+    }
+    /// How long one calculation of this field may take before it counts as
+    /// failed (recorded, retried with backoff) and the rest of its batch is
+    /// written without it. A calculation is cancelled at its next `.await`:
+    /// one that blocks its thread without awaiting cannot be (run such work
+    /// with `tokio::task::spawn_blocking`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cached_fields::{Cached, Ctx, BoxError, model::{Field, Model}};
+    /// use futures::future::BoxFuture;
+    ///
+    /// struct Item { id: i64, slow: Cached<i64> }
+    /// fn calc<'a>(m: &'a Item, _: &'a mut Ctx<'_>) -> BoxFuture<'a, Result<i64, BoxError>> {
+    ///     Box::pin(async move { Ok(m.id) })
+    /// }
+    /// let model = Model::<Item>::builder("items")
+    ///     .field(Field::builder("slow", |m: &Item| &m.slow, calc).timeout(Duration::from_secs(5)))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(model.fields()[0].timeout(), Some(Duration::from_secs(5)));
+    /// ```
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
         self
     }
     /// Records what the field depends on (columns of its row, related rows,
@@ -413,6 +452,7 @@ impl<M> FieldBuilder<M> {
             calculate_many,
             after: self.after,
             depends_on,
+            timeout: self.timeout,
             slot: self.slot,
         })
     }
@@ -606,6 +646,9 @@ struct State<T> {
     expires_after: Option<DateTime<Utc>>,
     version: i64,
     attempts: i32,
+    /// Flagged by this process's `flag_F_as_stale` (maybe inside a
+    /// transaction that was then rolled back), not as loaded.
+    flagged_here: bool,
 }
 
 /// `Cached::expires` when there is no expiry.
@@ -656,6 +699,7 @@ impl<T> Default for Cached<T> {
                 expires_after: None,
                 version: 0,
                 attempts: 0,
+                flagged_here: false,
             }),
         }
     }
@@ -748,7 +792,31 @@ impl<T> Cached<T> {
     /// Marks this in-memory copy stale (the generated `flag_F_as_stale` does).
     pub fn mark_stale(&self) {
         let mut s = self.lock();
+        if !s.needed {
+            s.flagged_here = true;
+        }
         s.needed = true;
+        self.publish(&s);
+    }
+
+    /// Whether this copy is stale only because this process flagged it: it
+    /// was loaded fresh, holds a value and has not expired. The flag may
+    /// have been rolled back with its transaction, so the database decides.
+    pub(crate) fn stale_only_here(&self) -> bool {
+        let s = self.lock();
+        s.needed
+            && s.flagged_here
+            && (s.settled || s.value.is_some())
+            && s.expires_after.is_none_or(|e| e > Utc::now())
+    }
+
+    /// The database says the row is not flagged, at `version`: this copy's
+    /// value is fresh again.
+    pub(crate) fn confirm_fresh(&self, version: i64) {
+        let mut s = self.lock();
+        s.needed = false;
+        s.flagged_here = false;
+        s.version = version;
         self.publish(&s);
     }
 }
@@ -769,6 +837,7 @@ impl<T: Clone> Cached<T> {
             expires_after: s.expires_after,
             version: s.version,
             attempts: s.attempts,
+            flagged_here: s.flagged_here,
         };
         (value, state)
     }
@@ -781,6 +850,7 @@ impl<T: Clone> Cached<T> {
         s.expires_after = fresh.expires_after;
         s.version = fresh.version;
         s.attempts = fresh.attempts;
+        s.flagged_here = fresh.flagged_here;
         self.set_value(&mut s, value);
     }
 }
@@ -817,22 +887,40 @@ impl<T: CachedValue> Cached<T> {
     }
 
     /// Decodes the holder from a row; used by the derived `FromRow`.
+    ///
+    /// A stored value that cannot be read as the declared type (written by
+    /// hand, or left in a column whose type was changed) is a cache miss,
+    /// not an error: the holder is stale, so the value is recalculated and
+    /// overwritten, and the row's other fields load as usual.
     pub fn decode<R>(row: &R, columns: &FieldColumns) -> Result<Self, sqlx::Error>
     where
         R: CachedRow,
         for<'a> &'a str: sqlx::ColumnIndex<R>,
     {
-        let value = match row.value_at(columns.value.as_str(), T::SQL_TYPE)? {
-            Value::Null(_) => T::from_null(),
-            v => Some(T::from_value(v).map_err(|e| sqlx::Error::ColumnDecode {
-                index: columns.value.to_string(),
-                source: Box::new(e),
-            })?),
+        let decoded = row
+            .value_at(columns.value.as_str(), T::SQL_TYPE)
+            .and_then(|v| match v {
+                Value::Null(_) => Ok(T::from_null()),
+                v => T::from_value(v)
+                    .map(Some)
+                    .map_err(|e| sqlx::Error::ColumnDecode {
+                        index: columns.value.to_string(),
+                        source: Box::new(e),
+                    }),
+            });
+        let (value, unreadable) = match decoded {
+            Ok(v) => (v, false),
+            Err(e) => {
+                tracing::warn!(column = %columns.value, error = %e,
+                    "a stored value cannot be read as its declared type: treated as stale");
+                (None, true)
+            }
         };
-        let needed = match row.value_at(columns.needed.as_str(), SqlType::Bool)? {
-            Value::Bool(b) => b,
-            _ => true,
-        };
+        let needed = unreadable
+            || match row.value_at(columns.needed.as_str(), SqlType::Bool)? {
+                Value::Bool(b) => b,
+                _ => true,
+            };
         let expires_after = match &columns.expires {
             Some(c) => match row.value_at(c.as_str(), SqlType::Timestamp)? {
                 Value::Timestamp(t) => Some(t),
@@ -855,6 +943,7 @@ impl<T: CachedValue> Cached<T> {
             expires_after,
             version,
             attempts,
+            flagged_here: false,
         }))
     }
 }
@@ -877,6 +966,7 @@ impl<T: CachedValue> CachedSlot for Cached<T> {
         };
         let mut s = self.lock();
         s.needed = false;
+        s.flagged_here = false;
         s.attempts = 0;
         // The write-back moved the row's version on by one.
         s.version += 1;
@@ -905,6 +995,7 @@ mod tests {
             expires_after: None,
             version: 1,
             attempts: 0,
+            flagged_here: false,
         })
     }
 

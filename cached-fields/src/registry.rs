@@ -60,6 +60,8 @@ impl<M: CachedModel> ModelOps for Ops<M> {
 /// One registered model.
 #[derive(Clone)]
 pub(crate) struct Entry {
+    /// The model's Rust type, for messages.
+    pub(crate) type_name: &'static str,
     pub(crate) spec: TableSpec,
     pub(crate) ops: Arc<dyn ModelOps>,
 }
@@ -111,13 +113,56 @@ impl Registry {
         Self::default()
     }
 
-    /// Adds model `M`, validating its declaration.
+    /// Adds model `M`, validating its declaration. A model registered
+    /// twice, or a second model on a table another model declares (whose
+    /// triggers and cached columns would clash), is an error naming both.
+    ///
+    /// ```
+    /// use cached_fields::{Cached, CachedModel, Ctx, BoxError, Registry};
+    ///
+    /// #[derive(Debug, CachedModel)]
+    /// #[cached_model(table = "items")]
+    /// struct Item {
+    ///     id: i64,
+    ///     doubled: Cached<i64>,
+    /// }
+    /// impl Item {
+    ///     async fn calculate_doubled(&self, _: &mut Ctx<'_>) -> Result<i64, BoxError> {
+    ///         Ok(self.id * 2)
+    ///     }
+    /// }
+    ///
+    /// let err = Registry::new().register::<Item>().unwrap().register::<Item>().unwrap_err();
+    /// assert!(err.to_string().contains("registered twice"), "{err}");
+    /// ```
     pub fn register<M: CachedModel>(mut self) -> Result<Self> {
         let model = M::model()?;
-        if self.entries.iter().any(|e| e.spec.table == *model.table()) {
-            return Ok(self);
+        let type_name = std::any::type_name::<M>();
+        if let Some(other) = self.entries.iter().find(|e| e.spec.table == *model.table()) {
+            let reason = if other.type_name == type_name {
+                format!("model {type_name} is registered twice")
+            } else {
+                let shared: Vec<&str> = model
+                    .fields()
+                    .iter()
+                    .filter(|f| other.spec.fields.iter().any(|o| o.name == *f.name()))
+                    .map(|f| f.name().as_str())
+                    .collect();
+                let what = if shared.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (both declare {})", shared.join(", "))
+                };
+                format!(
+                    "models {} and {type_name} both declare cached fields on this table{what}: \
+                     one model per table",
+                    other.type_name
+                )
+            };
+            return Err(crate::Error::declaration(model.table().as_str(), reason));
         }
         self.entries.push(Entry {
+            type_name,
             spec: TableSpec::of(model),
             ops: Arc::new(Ops::<M>(std::marker::PhantomData)),
         });

@@ -6,14 +6,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::FutureExt;
 
-use crate::db::{Ctx, Target};
+use crate::db::{Backend, Ctx, Target};
 use crate::depends::Dependency;
 use crate::error::{Error, Result};
-use crate::model::{Cached, CachedModel, Field, Model};
+use crate::model::{Cached, CachedModel, DEFAULT_TIMEOUT, Field, Model};
 use crate::statements::{self, FieldSql};
 use crate::value::{CachedValue, SqlType, Value};
 
@@ -93,6 +94,23 @@ where
     let model = M::model()?;
     let field = model.field(field)?;
     let mut ctx = target.into_ctx();
+    // Flagged only by this process: the flag may have been rolled back.
+    if slot.stale_only_here() {
+        let sql = field_sql(&ctx, model, field).flag_state();
+        let rows = ctx
+            .fetch_values(
+                sql,
+                &[Value::Int(m.primary_key())],
+                &[SqlType::Bool, SqlType::Int],
+            )
+            .await?;
+        if let Some([Value::Bool(false), Value::Int(version)]) = rows.first().map(Vec::as_slice) {
+            slot.confirm_fresh(*version);
+            if let Some(v) = slot.fresh() {
+                return Ok(v);
+            }
+        }
+    }
     let (value, _) = recalculate_loaded(&mut ctx, model, field, m, None).await?;
     T::from_value(value).map_err(|e| value_error(model, field, &e))
 }
@@ -312,44 +330,96 @@ pub(crate) enum Stored {
     Gone,
 }
 
-/// Runs the calculate function, catching panics, with a typed error.
+/// Runs the calculate function, catching panics, cancelled after `limit`,
+/// with a typed error; a value the backend cannot store is an error too.
 pub(crate) async fn compute<M: CachedModel>(
     ctx: &mut Ctx<'_>,
     model: &Model<M>,
     field: &Field<M>,
     m: &M,
+    limit: Duration,
 ) -> Result<Value> {
-    let outcome = std::panic::AssertUnwindSafe(field.calculate(m, ctx))
-        .catch_unwind()
-        .await;
-    calculated(model, field, m.primary_key(), outcome)
+    let key = m.primary_key();
+    let backend = ctx.backend();
+    let run = std::panic::AssertUnwindSafe(field.calculate(m, ctx)).catch_unwind();
+    let outcome = tokio::time::timeout(limit, run)
+        .await
+        .map_err(|_| timed_out(model, field, key, limit))?;
+    let value = calculated(model, field, key, outcome)?;
+    storable(backend, model, field, key, &value)?;
+    Ok(value)
 }
 
-/// Runs the field's batch calculate function on `rows`, catching panics;
-/// `None` when the field has none. An error names the first row's key.
+/// The time limit of one calculation of `field`: its own, else `default`.
+pub(crate) fn limit<M>(field: &Field<M>, default: Duration) -> Duration {
+    field.timeout().unwrap_or(default)
+}
+
+fn timed_out<M>(model: &Model<M>, field: &Field<M>, key: i64, limit: Duration) -> Error {
+    Error::TimedOut {
+        table: model.table().to_string(),
+        field: field.name().to_string(),
+        key,
+        limit,
+    }
+}
+
+/// Refuses a value the backend would not store as it is: SQLite stores a
+/// NaN as NULL, which reads back as "never calculated".
+fn storable<M>(
+    backend: Backend,
+    model: &Model<M>,
+    field: &Field<M>,
+    key: i64,
+    v: &Value,
+) -> Result<()> {
+    if backend == Backend::Sqlite && matches!(v, Value::Float(f) if f.is_nan()) {
+        return Err(Error::Unstorable {
+            table: model.table().to_string(),
+            field: field.name().to_string(),
+            key,
+            reason: "NaN (SQLite stores a NaN as NULL, which reads back as never calculated)"
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Runs the field's batch calculate function on `rows`, catching panics,
+/// cancelled after `limit`; `None` when the field has none. An error names
+/// the first row's key (or the row whose value cannot be stored).
 pub(crate) async fn compute_many<M: CachedModel>(
     ctx: &mut Ctx<'_>,
     model: &Model<M>,
     field: &Field<M>,
     rows: &[&M],
+    limit: Duration,
 ) -> Option<Result<Vec<Value>>> {
+    let backend = ctx.backend();
     let fut = field.calculate_many(rows, ctx)?;
     let key = rows.first().map_or(0, |m| m.primary_key());
-    let outcome = std::panic::AssertUnwindSafe(fut).catch_unwind().await;
+    let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
+    let outcome = match tokio::time::timeout(limit, run).await {
+        Ok(outcome) => outcome,
+        Err(_) => return Some(Err(timed_out(model, field, key, limit))),
+    };
     Some(calculated(model, field, key, outcome).and_then(|values| {
-        if values.len() == rows.len() {
-            return Ok(values);
+        if values.len() != rows.len() {
+            return Err(Error::Calculate {
+                table: model.table().to_string(),
+                field: field.name().to_string(),
+                key,
+                message: format!(
+                    "calculate_many returned {} values for {} rows",
+                    values.len(),
+                    rows.len()
+                ),
+            });
         }
-        Err(Error::Calculate {
-            table: model.table().to_string(),
-            field: field.name().to_string(),
-            key,
-            message: format!(
-                "calculate_many returned {} values for {} rows",
-                values.len(),
-                rows.len()
-            ),
-        })
+        for (m, v) in rows.iter().zip(&values) {
+            storable(backend, model, field, m.primary_key(), v)?;
+        }
+        Ok(values)
     }))
 }
 
@@ -394,8 +464,18 @@ pub(crate) async fn write_back<M: CachedModel>(
     read_at: DateTime<Utc>,
 ) -> Result<Stored> {
     let stored = store(ctx, model, field, m, &value, read_at, false).await?;
-    if let Stored::Fresh = stored {
-        after_store(ctx, model, field, m, value).await?;
+    if let Stored::Fresh = stored
+        && let Some(message) = after_store(ctx, model, field, m, value).await?
+        && let Some(db) = ctx.db()
+    {
+        crate::failures::record(
+            &db,
+            model.table().as_str(),
+            field.name().as_str(),
+            crate::failures::Kind::Hook,
+            &message,
+        )
+        .await;
     }
     Ok(stored)
 }
@@ -491,14 +571,16 @@ pub(crate) async fn store_many<M: CachedModel>(
         .collect())
 }
 
-/// After a value is stored (and committed): the in-memory copy, then the hook.
+/// After a value is stored (and committed): the in-memory copy, then the
+/// hook. Returns the hook's error message if it failed (the value stays
+/// stored: the hook's failure is counted, not the recalculation's).
 pub(crate) async fn after_store<M: CachedModel>(
     ctx: &mut Ctx<'_>,
     model: &Model<M>,
     field: &Field<M>,
     m: &M,
     value: Value,
-) -> Result<()> {
+) -> Result<Option<String>> {
     field
         .slot(m)
         .store_fresh(value)
@@ -508,8 +590,12 @@ pub(crate) async fn after_store<M: CachedModel>(
     {
         tracing::warn!(table = %model.table(), field = %field.name(), key = m.primary_key(),
             error = %e, "after-recalculation hook failed");
+        return Ok(Some(format!(
+            "after-recalculation hook failed for row {}: {e}",
+            m.primary_key()
+        )));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// What [`refresh_chain`] did.
@@ -611,7 +697,7 @@ async fn recalculate_loaded<M: CachedModel>(
     // Inputs are read from `row` (loaded at its version) and by the calculate
     // function from now on: any invalidation after the load bumps the version.
     let read_at = Utc::now();
-    let value = compute(ctx, model, field, row).await?;
+    let value = compute(ctx, model, field, row, limit(field, DEFAULT_TIMEOUT)).await?;
     match write_back(ctx, model, field, row, value.clone(), read_at).await? {
         Stored::Fresh => {
             if reloaded.is_some() {

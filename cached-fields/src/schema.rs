@@ -949,6 +949,37 @@ async fn run_all(ctx: &mut Ctx<'_>, statements: Vec<String>) -> Result<()> {
     Ok(())
 }
 
+/// Fails with [`Error::MissingColumns`] (which says to run `migrate`) when
+/// the table lacks a declared column, or [`Error::Declaration`] when there
+/// is no such table.
+pub(crate) async fn require_columns(ctx: &mut Ctx<'_>, spec: &TableSpec) -> Result<()> {
+    let have: HashSet<String> = table_columns(ctx, &spec.table).await?.into_iter().collect();
+    if have.is_empty() {
+        return Err(Error::declaration(
+            spec.table.as_str(),
+            format!(
+                "table {} does not exist: create it, then run `migrate`",
+                spec.table
+            ),
+        ));
+    }
+    let missing: Vec<String> = spec
+        .fields
+        .iter()
+        .flat_map(|f| f.columns.all())
+        .filter(|c| !have.contains(c.as_str()))
+        .map(ToString::to_string)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::MissingColumns {
+            table: spec.table.to_string(),
+            missing,
+        })
+    }
+}
+
 /// The declared columns `model` needs that its table lacks.
 pub(crate) async fn missing_columns<M>(ctx: &mut Ctx<'_>, model: &Model<M>) -> Result<Vec<String>> {
     let spec = TableSpec::of(model);

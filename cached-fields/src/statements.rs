@@ -238,14 +238,30 @@ impl<'a> FieldSql<'a> {
     }
 
     /// Puts this field of row `$1` off until `$2` while `upstream` is still
-    /// flagged (another worker is on it), or makes it due now if not.
+    /// flagged (another worker is on it), but no later than the end of the
+    /// upstream's lease or backoff; makes it due now if not.
     pub(crate) fn defer_behind(&self, upstream: &FieldColumns) -> String {
+        let up_next = upstream.next_attempt.quoted();
         format!(
-            "UPDATE {t} SET {next} = CASE WHEN {up_needed} THEN $2 ELSE NULL END WHERE {pk} = $1",
+            "UPDATE {t} SET {next} = CASE WHEN {up_needed} THEN \
+             (CASE WHEN {up_next} IS NOT NULL AND {le} THEN {up_next} ELSE $2 END) \
+             ELSE NULL END WHERE {pk} = $1",
             t = self.table,
             pk = self.pk,
             next = self.cols.next_attempt.quoted(),
             up_needed = upstream.needed.quoted(),
+            le = ts_le(self.backend, &up_next, "$2"),
+        )
+    }
+
+    /// The flag and version of row `$1`.
+    pub(crate) fn flag_state(&self) -> String {
+        format!(
+            "SELECT {needed}, {version} FROM {t} WHERE {pk} = $1",
+            needed = self.cols.needed.quoted(),
+            version = self.cols.version.quoted(),
+            t = self.table,
+            pk = self.pk,
         )
     }
 

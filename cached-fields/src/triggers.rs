@@ -373,8 +373,7 @@ pub(crate) fn guards(backend: Backend, spec: &TableSpec) -> Vec<SchemaObject> {
                 .iter()
                 .map(|f| {
                     let c = &f.columns;
-                    let (value, needed, version) =
-                        (c.value.quoted(), c.needed.quoted(), c.version.quoted());
+                    let (needed, version) = (c.needed.quoted(), c.version.quoted());
                     // The statement's own bookkeeping is ignored: it may be as stale.
                     let restore: String =
                         [&c.stale_since, &c.next_attempt, &c.attempts, &c.last_error]
@@ -382,10 +381,16 @@ pub(crate) fn guards(backend: Backend, spec: &TableSpec) -> Vec<SchemaObject> {
                             .map(|col| format!("    NEW.{q} := OLD.{q};\n", q = col.quoted()))
                             .collect();
                     let flag = flag_in_place(c);
+                    // The value is compared through jsonb: PL/pgSQL caches a
+                    // plan per column type, and a cached column retyped by
+                    // hand would make every later UPDATE of the table fail
+                    // in sessions that ran the old plan.
                     format!(
                         "  IF NEW.{version} IS DISTINCT FROM OLD.{version} + 1 AND \
-                         (OLD.{value} IS DISTINCT FROM NEW.{value} OR (OLD.{needed} AND NOT NEW.{needed})) THEN\n\
-                         {restore}  {flag}\n  END IF;\n"
+                         ((OLD.{needed} AND NOT NEW.{needed}) OR \
+                         to_jsonb(OLD) -> '{v}' IS DISTINCT FROM to_jsonb(NEW) -> '{v}') THEN\n\
+                         {restore}  {flag}\n  END IF;\n",
+                        v = c.value.as_str(),
                     )
                 })
                 .collect();

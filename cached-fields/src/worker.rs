@@ -1,9 +1,10 @@
 //! The worker: claims due rows (flagged, expired), recalculates them and
 //! writes the values back, as a task in the application or its own process.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::LazyLock;
-use std::time::Duration;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -12,7 +13,8 @@ use tokio::sync::Notify;
 
 use crate::db::{Ctx, Db};
 use crate::error::{Error, Result};
-use crate::model::CachedModel;
+use crate::failures;
+use crate::model::{CachedModel, DEFAULT_TIMEOUT};
 use crate::registry::Registry;
 use crate::runtime::{self, Stored};
 use crate::statements::{self, FieldSql};
@@ -34,6 +36,80 @@ pub(crate) struct Settings {
     pub(crate) poll: Duration,
     pub(crate) retry_base: Duration,
     pub(crate) retry_max: Duration,
+    /// How long one calculation may take unless its field says otherwise.
+    pub(crate) timeout: Duration,
+    /// What this worker remembers of recent rows (self-invalidation,
+    /// deferrals), shared by its clones.
+    pub(crate) rows: Arc<RowMemory>,
+}
+
+/// A row recalculated this many times in a row, each superseded by a new
+/// invalidation within [`LOOP_WINDOW`], is taken to invalidate itself.
+const LOOP_COUNT: u32 = 10;
+const LOOP_WINDOW: Duration = Duration::from_secs(5);
+
+/// A row deferred behind another worker's lease waits twice as long each
+/// time, from 50 ms up to this (never past that lease's end).
+const DEFER_MAX_MS: i64 = 5000;
+
+/// Per row of a field: superseded recalculations in a row (since when), and
+/// deferrals in a row.
+#[derive(Debug, Default)]
+pub(crate) struct RowMemory {
+    rows: Mutex<HashMap<(String, String, i64), RowTrack>>,
+}
+
+#[derive(Debug)]
+struct RowTrack {
+    superseded: u32,
+    since: Instant,
+    deferrals: u32,
+}
+
+impl RowMemory {
+    fn with<T>(&self, table: &str, field: &str, key: i64, f: impl FnOnce(&mut RowTrack) -> T) -> T {
+        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        if rows.len() > 10_000 {
+            rows.retain(|_, t| t.since.elapsed() < LOOP_WINDOW * 4);
+        }
+        let t = rows
+            .entry((table.to_owned(), field.to_owned(), key))
+            .or_insert_with(|| RowTrack {
+                superseded: 0,
+                since: Instant::now(),
+                deferrals: 0,
+            });
+        f(t)
+    }
+
+    fn forget(&self, table: &str, field: &str, key: i64) {
+        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        rows.remove(&(table.to_owned(), field.to_owned(), key));
+    }
+
+    /// Counts a superseded write-back; true when the row looks like it
+    /// invalidates itself.
+    fn superseded(&self, table: &str, field: &str, key: i64) -> bool {
+        self.with(table, field, key, |t| {
+            if t.superseded == 0 || t.since.elapsed() > LOOP_WINDOW {
+                t.superseded = 0;
+                t.since = Instant::now();
+            }
+            t.superseded += 1;
+            t.superseded >= LOOP_COUNT
+        })
+    }
+
+    /// How long to defer a row once more.
+    fn defer(&self, table: &str, field: &str, key: i64) -> i64 {
+        self.with(table, field, key, |t| {
+            let ms = DEFER_MS
+                .saturating_mul(1 << t.deferrals.min(10))
+                .min(DEFER_MAX_MS);
+            t.deferrals += 1;
+            ms
+        })
+    }
 }
 
 /// What one claimed batch came to.
@@ -61,6 +137,11 @@ pub struct Stats {
     pub deferred: u64,
     /// Claims that found nothing left to do.
     pub empty_claims: u64,
+    /// After-recalculation hooks that failed (their values were stored).
+    pub hook_failures: u64,
+    /// Batches of a field that failed as a whole (the field backs off; the
+    /// others go on).
+    pub field_failures: u64,
 }
 
 impl Stats {
@@ -72,10 +153,20 @@ impl Stats {
         self.deleted += o.deleted;
         self.deferred += o.deferred;
         self.empty_claims += o.empty_claims;
+        self.hook_failures += o.hook_failures;
+        self.field_failures += o.field_failures;
     }
 }
 
 /// Runs recalculations for the registered models.
+///
+/// A worker is a long-running service: a calculation that fails, panics,
+/// hangs past its timeout or keeps invalidating its own row fails alone
+/// (recorded on the row, retried with backoff); an error that stops a whole
+/// field (a column of the wrong type) is recorded against the field, which
+/// backs off while the others go on; a lost database is waited for. It
+/// returns only when asked to stop, after finishing the batch in hand, so
+/// it leaves no lease behind.
 ///
 /// ```no_run
 /// # async fn f(db: cached_fields::Db, registry: cached_fields::Registry) -> cached_fields::Result<()> {
@@ -89,7 +180,13 @@ pub struct Worker {
     db: Db,
     registry: Registry,
     settings: Settings,
+    /// Fields backing off after a field-level failure: (entry, field) →
+    /// (failures in a row, when to try again).
+    paused: Arc<Mutex<HashMap<(usize, usize), Backoff>>>,
 }
+
+/// Failures in a row, and when to try again.
+type Backoff = (u32, Instant);
 
 impl Worker {
     /// A worker for every model in `registry`.
@@ -104,42 +201,99 @@ impl Worker {
                 poll: Duration::from_millis(500),
                 retry_base: Duration::from_secs(1),
                 retry_max: Duration::from_secs(3600),
+                timeout: DEFAULT_TIMEOUT,
+                rows: Arc::default(),
             },
+            paused: Arc::default(),
         }
     }
 
-    /// Calculations run at once (default 8).
+    /// Calculations run at once (default 8; 1 to 10,000).
+    #[must_use]
     pub fn concurrency(mut self, n: usize) -> Self {
-        self.settings.concurrency = n.max(1);
+        self.settings.concurrency = n;
         self
     }
 
-    /// Rows claimed per statement (default 64).
+    /// Rows claimed per statement (default 64; 1 to 10,000).
+    #[must_use]
     pub fn batch_size(mut self, n: usize) -> Self {
-        self.settings.batch_size = n.max(1);
+        self.settings.batch_size = n;
         self
     }
 
     /// How long a claim lasts: a worker killed mid-batch leaves its rows to
-    /// others after this (default 30 s).
+    /// others after this (default 30 s; 1 s to 1 day).
+    #[must_use]
     pub fn lease(mut self, d: Duration) -> Self {
         self.settings.lease = d;
         self
     }
 
-    /// Longest idle wait between looks for due rows (default 500 ms);
-    /// notifications and expiries wake the worker sooner.
+    /// Longest idle wait between looks for due rows (default 500 ms; 1 ms
+    /// to 1 h); notifications and expiries wake the worker sooner.
+    #[must_use]
     pub fn poll_interval(mut self, d: Duration) -> Self {
         self.settings.poll = d;
         self
     }
 
     /// First retry delay after a failed calculation, doubled per failure up
-    /// to `max` (default 1 s, 1 h).
+    /// to `max` (default 1 s, 1 h; `base` at least 1 ms, `max` at least `base`).
+    #[must_use]
     pub fn retry_backoff(mut self, base: Duration, max: Duration) -> Self {
         self.settings.retry_base = base;
         self.settings.retry_max = max;
         self
+    }
+
+    /// How long one calculation may take when its field sets no
+    /// `timeout_ms` (default 20 s; at least 1 ms): past it the calculation
+    /// is cancelled and counts as failed, and the rest of its batch is
+    /// written without waiting for it. Keep it below the lease.
+    #[must_use]
+    pub fn calculation_timeout(mut self, d: Duration) -> Self {
+        self.settings.timeout = d;
+        self
+    }
+
+    /// Checks every setting, naming the first that cannot work.
+    pub fn validate(&self) -> Result<()> {
+        let s = &self.settings;
+        let bad = |option, value: String, accepted| {
+            Err(Error::InvalidSetting {
+                option,
+                value,
+                accepted,
+            })
+        };
+        if !(1..=10_000).contains(&s.concurrency) {
+            return bad("concurrency", s.concurrency.to_string(), "1 to 10000");
+        }
+        if !(1..=10_000).contains(&s.batch_size) {
+            return bad("batch size", s.batch_size.to_string(), "1 to 10000");
+        }
+        if s.lease < Duration::from_secs(1) || s.lease > Duration::from_secs(86_400) {
+            return bad("lease", format!("{:?}", s.lease), "1 s to 1 day");
+        }
+        if s.poll < Duration::from_millis(1) || s.poll > Duration::from_secs(3600) {
+            return bad("poll interval", format!("{:?}", s.poll), "1 ms to 1 h");
+        }
+        if s.retry_base < Duration::from_millis(1) || s.retry_max < s.retry_base {
+            return bad(
+                "retry backoff",
+                format!("{:?} .. {:?}", s.retry_base, s.retry_max),
+                "a base of at least 1 ms and a maximum no smaller than the base",
+            );
+        }
+        if s.timeout < Duration::from_millis(1) {
+            return bad(
+                "calculation timeout",
+                format!("{:?}", s.timeout),
+                "at least 1 ms",
+            );
+        }
+        Ok(())
     }
 
     /// Runs until SIGINT or SIGTERM, then returns the counts.
@@ -147,42 +301,39 @@ impl Worker {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Runs until `stop` completes (finishing the batch in hand).
+    /// Runs until `stop` completes, finishing the batch in hand first (a
+    /// batch is bounded by the calculation timeout), so that it leaves no
+    /// lease behind. Errors only on invalid settings: everything else is
+    /// contained and retried.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<Stats> {
+        self.validate()?;
         let mut stats = Stats::default();
         let listener = self.listen();
         let mut watcher = DataVersion::new(&self.db);
         tokio::pin!(stop);
         let mut failures = 0u32;
         loop {
+            if futures::poll!(&mut stop).is_ready() {
+                break;
+            }
             watcher.mark().await;
-            let pass = tokio::select! {
-                biased;
-                () = &mut stop => break,
-                r = self.pass() => r,
-            };
-            let wait = match pass {
+            let wait = match self.pass().await {
                 Ok((found, s)) => {
                     failures = 0;
                     stats.add(s);
+                    watcher.active(found);
                     if found {
                         continue;
                     }
                     self.idle_wait().await
                 }
-                Err(e) if e.is_retryable() => {
+                Err(e) => {
                     crate::db::note_fault();
                     failures += 1;
                     let d = Duration::from_millis(100 * 2u64.pow(failures.min(8)))
                         .min(Duration::from_secs(30));
                     tracing::warn!(error = %e, retry_in = ?d, "database unavailable; retrying");
                     d
-                }
-                Err(e) => {
-                    if let Some(l) = listener {
-                        l.abort();
-                    }
-                    return Err(e);
                 }
             };
             tokio::select! {
@@ -203,6 +354,7 @@ impl Worker {
     /// pauses (and anything else due within one), but not leases held by
     /// other workers, retries or expiries further off.
     pub async fn drain(&self) -> Result<Stats> {
+        self.validate()?;
         let mut stats = Stats::default();
         loop {
             let (found, s) = self.pass().await?;
@@ -224,8 +376,11 @@ impl Worker {
     /// The soonest instant any row of any field becomes due, if scheduled.
     async fn next_due(&self) -> Option<DateTime<Utc>> {
         let mut soonest: Option<DateTime<Utc>> = None;
-        for entry in &self.registry.entries {
+        for (e, entry) in self.registry.entries.iter().enumerate() {
             for field in 0..entry.spec.fields.len() {
+                if self.paused_until(e, field).is_some() {
+                    continue;
+                }
                 if let Ok(Some(t)) = entry.ops.next_due(&self.db, field).await {
                     soonest = Some(soonest.map_or(t, |s| s.min(t)));
                 }
@@ -234,21 +389,88 @@ impl Worker {
         soonest
     }
 
-    /// One batch for each field; whether any found work.
+    /// When a field backing off after a field-level failure may run again.
+    fn paused_until(&self, entry: usize, field: usize) -> Option<Instant> {
+        let paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+        paused
+            .get(&(entry, field))
+            .map(|(_, until)| *until)
+            .filter(|until| *until > Instant::now())
+    }
+
+    /// One batch for each field; whether any found work. A database fault
+    /// ends the pass (the caller waits and retries); any other error of a
+    /// field is recorded against it and the field backs off.
     async fn pass(&self) -> Result<(bool, Stats)> {
         let mut stats = Stats::default();
         let mut found = false;
-        for entry in &self.registry.entries {
+        for (e, entry) in self.registry.entries.iter().enumerate() {
             for &field in &entry.spec.order {
-                let r = entry.ops.process(&self.db, field, &self.settings).await?;
-                found |= r.claimed > 0;
-                stats.add(r.stats);
+                if self.paused_until(e, field).is_some() {
+                    continue;
+                }
+                match entry.ops.process(&self.db, field, &self.settings).await {
+                    Ok(r) => {
+                        found |= r.claimed > 0;
+                        stats.add(r.stats);
+                        self.field_recovered(e, field).await;
+                    }
+                    Err(err) if err.is_retryable() => return Err(err),
+                    Err(err) => {
+                        stats.field_failures += 1;
+                        self.field_failed(e, field, &err).await;
+                    }
+                }
             }
         }
         if !found {
             stats.empty_claims += 1;
         }
         Ok((found, stats))
+    }
+
+    /// Records a field-level failure and pauses the field with backoff.
+    async fn field_failed(&self, entry: usize, field: usize, err: &Error) {
+        let spec = &self.registry.entries[entry].spec;
+        let (table, name) = (spec.table.as_str(), spec.fields[field].name.as_str());
+        let attempts = {
+            let mut paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = paused.entry((entry, field)).or_insert((0, Instant::now()));
+            let delay = backoff(&self.settings, i32::try_from(slot.0).unwrap_or(i32::MAX));
+            slot.0 += 1;
+            slot.1 = Instant::now() + delay;
+            slot.0
+        };
+        tracing::error!(%table, field = %name, attempts, error = %err,
+            "the field failed as a whole; it backs off, the other fields go on");
+        failures::record(
+            &self.db,
+            table,
+            name,
+            failures::Kind::Field,
+            &err.to_string(),
+        )
+        .await;
+    }
+
+    /// Forgets a field's failures once a batch of it works again.
+    async fn field_recovered(&self, entry: usize, field: usize) {
+        let was = self
+            .paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(entry, field))
+            .is_some();
+        if was {
+            let spec = &self.registry.entries[entry].spec;
+            tracing::info!(table = %spec.table, field = %spec.fields[field].name, "the field works again");
+            failures::clear(
+                &self.db,
+                spec.table.as_str(),
+                spec.fields[field].name.as_str(),
+            )
+            .await;
+        }
     }
 
     /// How long to sleep: until the next expiry or end of lease/backoff, at
@@ -292,7 +514,10 @@ impl Worker {
 
 /// Notices commits by other SQLite connections and processes (the app, the
 /// `sqlite3` shell) through `PRAGMA data_version`, a cheap read; PostgreSQL
-/// has `LISTEN` instead.
+/// has `LISTEN` instead. It looks every 2 ms while there is work about (so
+/// a burst is followed closely), and every 20 ms once the database has been
+/// quiet for a second (so an idle worker costs well under 1 % of a core and
+/// the first write after a quiet spell is still seen within 20 ms).
 struct DataVersion {
     #[cfg(feature = "sqlite")]
     sqlite: Option<(
@@ -300,16 +525,27 @@ struct DataVersion {
         Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>,
     )>,
     last: Option<i64>,
+    busy_at: Instant,
 }
 
 impl DataVersion {
-    const EVERY: Duration = Duration::from_millis(2);
+    const BUSY: Duration = Duration::from_millis(2);
+    const QUIET: Duration = Duration::from_millis(20);
+    const QUIET_AFTER: Duration = Duration::from_secs(1);
 
     fn new(db: &Db) -> Self {
         DataVersion {
             #[cfg(feature = "sqlite")]
             sqlite: db.as_sqlite().map(|p| (p.clone(), None)),
             last: None,
+            busy_at: Instant::now(),
+        }
+    }
+
+    /// Notes whether the last pass found work.
+    fn active(&mut self, found: bool) {
+        if found {
+            self.busy_at = Instant::now();
         }
     }
 
@@ -341,10 +577,16 @@ impl DataVersion {
         #[cfg(feature = "sqlite")]
         if self.sqlite.is_some() {
             loop {
-                tokio::time::sleep(Self::EVERY).await;
+                let every = if self.busy_at.elapsed() < Self::QUIET_AFTER {
+                    Self::BUSY
+                } else {
+                    Self::QUIET
+                };
+                tokio::time::sleep(every).await;
                 let now = self.read().await;
                 if now.is_some() && now != self.last {
                     self.last = now;
+                    self.busy_at = Instant::now();
                     return;
                 }
             }
@@ -415,7 +657,10 @@ struct Computed<M> {
 }
 
 /// Claims one batch of due rows of field `field`, calculates them
-/// concurrently, and writes every result back in one transaction.
+/// concurrently, and writes every result back. A row that cannot be
+/// decoded, calculated or written fails alone (recorded, retried with
+/// backoff); every claimed row leaves this function written, failed or
+/// deferred, never still leased, unless the database itself is lost.
 pub(crate) async fn process_batch<M: CachedModel>(
     db: &Db,
     field_idx: usize,
@@ -434,14 +679,15 @@ pub(crate) async fn process_batch<M: CachedModel>(
         now + chrono::Duration::from_std(settings.lease).unwrap_or(chrono::Duration::seconds(30));
     let batch = i64::try_from(settings.batch_size).unwrap_or(64);
     let mut ctx = Ctx::from(db);
-    let rows: Vec<M> = runtime::with_schema_hint(
-        ctx.fetch_models::<M>(
+    let claimed = runtime::with_schema_hint(
+        ctx.fetch_models_each::<M>(
             sql.claim(model.select_list()),
             &[
                 Value::Timestamp(now),
                 Value::Timestamp(lease_until),
                 Value::Int(batch),
             ],
+            model.primary_key().as_str(),
         )
         .await,
         &mut ctx,
@@ -450,11 +696,27 @@ pub(crate) async fn process_batch<M: CachedModel>(
     .await?;
     drop(ctx);
     let mut report = BatchReport {
-        claimed: rows.len() as u64,
+        claimed: claimed.len() as u64,
         stats: Stats::default(),
     };
-    if rows.is_empty() {
+    if claimed.is_empty() {
         return Ok(report);
+    }
+    // A row that cannot be read as the model (a value of the wrong type in
+    // one of its columns) fails alone.
+    let mut rows = Vec::with_capacity(claimed.len());
+    let mut unreadable = Vec::new();
+    for (key, row) in claimed {
+        match (key, row) {
+            (_, Ok(m)) => rows.push(m),
+            (Some(key), Err(e)) if !e.is_retryable() => unreadable.push(Computed {
+                key,
+                attempts: 0,
+                chained: 0,
+                outcome: Outcome::Failed(e),
+            }),
+            (_, Err(e)) => return Err(e),
+        }
     }
     // First each row's chained fields (leased like a claim), then the
     // calculations: all rows in one call when the field has a batch form.
@@ -493,7 +755,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
     // A row whose calculation hit a database fault keeps its lease and is
     // taken again when it ends; the others are written.
     let mut fault = None;
-    let mut done: Vec<Computed<M>> = Vec::with_capacity(computed.len());
+    let mut done: Vec<Computed<M>> = unreadable;
     for c in computed {
         match c {
             Ok(c) => done.push(c),
@@ -505,32 +767,63 @@ pub(crate) async fn process_batch<M: CachedModel>(
     done.sort_by_key(|c| c.key); // one lock order for every writer
     let stored = match write_all(db, model, field, settings, &done).await {
         Ok(stored) => stored,
-        Err(e) if e.is_retryable() => {
-            // A deadlock or a lost connection: write row by row instead.
+        Err(e) => {
+            // A deadlock or a lost connection, or a value the column
+            // rejects (its type): row by row, each failing alone.
             tracing::debug!(error = %e, "batched write-back failed; writing row by row");
             let mut ctx = Ctx::from(db);
             let mut stored = Vec::with_capacity(done.len());
-            for c in &done {
-                stored.push(write_one(&mut ctx, model, field, settings, c).await?);
+            for c in &mut done {
+                match write_one(&mut ctx, model, field, settings, c).await {
+                    Ok(s) => stored.push(s),
+                    Err(e) if e.is_retryable() => return Err(e),
+                    Err(e) => {
+                        c.outcome = Outcome::Failed(e);
+                        stored.push(write_one(&mut ctx, model, field, settings, c).await?);
+                    }
+                }
             }
             stored
         }
-        Err(e) => return Err(e),
     };
     let mut ctx = Ctx::from(db);
+    let (table, name) = (model.table().as_str(), field.name().as_str());
     for (c, stored) in done.iter().zip(stored) {
         let s = &mut report.stats;
         s.recalculated += c.chained;
         match (&c.outcome, stored) {
             (Outcome::Value(row, value, _), Some(Stored::Fresh)) => {
-                runtime::after_store(&mut ctx, model, field, row, value.clone()).await?;
+                settings.rows.forget(table, name, c.key);
+                if let Some(message) =
+                    runtime::after_store(&mut ctx, model, field, row, value.clone()).await?
+                {
+                    s.hook_failures += 1;
+                    failures::record(db, table, name, failures::Kind::Hook, &message).await;
+                }
                 s.recalculated += 1;
                 if c.attempts > 0 {
                     s.retried += 1;
                 }
             }
-            (Outcome::Value(..), Some(Stored::Superseded)) => s.superseded += 1,
-            (Outcome::Failed(_), _) => s.failed += 1,
+            (Outcome::Value(..), Some(Stored::Superseded)) => {
+                s.superseded += 1;
+                if settings.rows.superseded(table, name, c.key) {
+                    settings.rows.forget(table, name, c.key);
+                    let e = Error::SelfInvalidating {
+                        table: table.to_owned(),
+                        field: name.to_owned(),
+                        key: c.key,
+                        count: LOOP_COUNT,
+                        window: LOOP_WINDOW,
+                    };
+                    record_failure(&mut ctx, model, field, settings, c, &e).await?;
+                    s.failed += 1;
+                }
+            }
+            (Outcome::Failed(_), _) => {
+                settings.rows.forget(table, name, c.key);
+                s.failed += 1;
+            }
             (Outcome::Deferred(_), _) => s.deferred += 1,
             _ => {
                 tracing::info!(table = %model.table(), field = %field.name(), key = c.key,
@@ -547,8 +840,8 @@ pub(crate) async fn process_batch<M: CachedModel>(
 
 /// Calculates the rows that are ready: in one call of the field's batch
 /// function when it has one (falling back to one call per row should the
-/// batch fail, so a bad row fails alone), else one call per row at the
-/// worker's concurrency.
+/// batch fail or time out, so a bad row fails alone), else one call per row
+/// at the worker's concurrency; each call is cancelled at the time limit.
 async fn calculate_all<M: CachedModel>(
     db: &Db,
     model: &crate::model::Model<M>,
@@ -556,6 +849,7 @@ async fn calculate_all<M: CachedModel>(
     settings: &Settings,
     prepared: Vec<Result<Computed<M>>>,
 ) -> Vec<Result<Computed<M>>> {
+    let limit = runtime::limit(field, settings.timeout);
     let ready: Vec<&M> = prepared
         .iter()
         .filter_map(|c| match c {
@@ -567,7 +861,7 @@ async fn calculate_all<M: CachedModel>(
         })
         .collect();
     let batch = if ready.len() > 1 {
-        runtime::compute_many(&mut Ctx::from(db), model, field, &ready).await
+        runtime::compute_many(&mut Ctx::from(db), model, field, &ready, limit).await
     } else {
         None
     };
@@ -604,10 +898,13 @@ async fn calculate_all<M: CachedModel>(
                 Outcome::Ready(row, read_at) => {
                     let value = match value {
                         Some(v) => Ok(v),
-                        None => runtime::compute(&mut Ctx::from(db), model, field, &row).await,
+                        None => {
+                            runtime::compute(&mut Ctx::from(db), model, field, &row, limit).await
+                        }
                     };
                     match value {
                         Ok(v) => Outcome::Value(row, v, read_at),
+                        Err(e) if e.is_retryable() => return Err(e),
                         Err(e) => Outcome::Failed(e),
                     }
                 }
@@ -678,6 +975,39 @@ async fn write_each<M: CachedModel>(
     Ok(out)
 }
 
+/// Records a failed attempt of row `c`: attempts + 1, the message, the next
+/// attempt after the backoff (which also ends its lease).
+async fn record_failure<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    model: &crate::model::Model<M>,
+    field: &crate::model::Field<M>,
+    settings: &Settings,
+    c: &Computed<M>,
+    e: &Error,
+) -> Result<()> {
+    let retry_at = Utc::now()
+        + chrono::Duration::from_std(backoff(settings, c.attempts))
+            .unwrap_or(chrono::Duration::seconds(1));
+    tracing::warn!(error = %e, attempt = c.attempts + 1, %retry_at, "recalculation failed");
+    let sql = FieldSql::new(
+        ctx.backend(),
+        model.table(),
+        model.primary_key(),
+        field.columns(),
+    )
+    .record_failure();
+    ctx.execute(
+        sql,
+        &[
+            Value::Text(e.to_string()),
+            Value::Timestamp(retry_at),
+            Value::Int(c.key),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Writes one result: the value (if still current), or the failure.
 async fn write_one<M: CachedModel>(
     ctx: &mut Ctx<'_>,
@@ -693,26 +1023,7 @@ async fn write_one<M: CachedModel>(
                 .map(Some)
         }
         Outcome::Failed(e) => {
-            let retry_at = Utc::now()
-                + chrono::Duration::from_std(backoff(settings, c.attempts))
-                    .unwrap_or(chrono::Duration::seconds(1));
-            tracing::warn!(error = %e, attempt = c.attempts + 1, %retry_at, "recalculation failed");
-            let sql = FieldSql::new(
-                ctx.backend(),
-                model.table(),
-                model.primary_key(),
-                field.columns(),
-            )
-            .record_failure();
-            ctx.execute(
-                sql,
-                &[
-                    Value::Text(e.to_string()),
-                    Value::Timestamp(retry_at),
-                    Value::Int(c.key),
-                ],
-            )
-            .await?;
+            record_failure(ctx, model, field, settings, c, e).await?;
             Ok(None)
         }
         Outcome::Deferred(upstream) => {
@@ -724,9 +1035,14 @@ async fn write_one<M: CachedModel>(
                 field.columns(),
             )
             .defer_behind(up);
-            // Briefly: the other worker usually stores the upstream value
-            // within milliseconds, and its lease may be long.
-            let retry_at = Utc::now() + chrono::Duration::milliseconds(DEFER_MS);
+            // Briefly at first (the other worker usually stores the upstream
+            // value within milliseconds), then twice as long each time, and
+            // never past the end of the upstream's lease or backoff: a
+            // killed worker's lease is waited out, not spun on.
+            let ms = settings
+                .rows
+                .defer(model.table().as_str(), field.name().as_str(), c.key);
+            let retry_at = Utc::now() + chrono::Duration::milliseconds(ms);
             ctx.execute(sql, &[Value::Int(c.key), Value::Timestamp(retry_at)])
                 .await?;
             Ok(None)
@@ -781,12 +1097,22 @@ pub struct FieldStatus {
     pub oldest_stale_secs: Option<f64>,
     /// The most-retried failure: key, attempts, message.
     pub last_error: Option<(i64, i64, String)>,
+    /// A failure of the field as a whole (a batch that could not run at
+    /// all): how many in a row, and the last message.
+    pub field_error: Option<(i64, String)>,
+    /// After-recalculation hooks that failed (their values were stored).
+    pub hook_failures: i64,
 }
 
 pub(crate) async fn status(db: &Db, registry: &Registry) -> Result<Vec<FieldStatus>> {
     let mut out = Vec::new();
     let mut ctx = Ctx::from(db);
     let now = Utc::now();
+    // Made-up figures from a schema that is not there would mislead.
+    for entry in &registry.entries {
+        crate::schema::require_columns(&mut ctx, &entry.spec).await?;
+    }
+    let recorded = failures::all(&mut ctx).await?;
     for entry in &registry.entries {
         let spec = &entry.spec;
         for &i in &spec.order {
@@ -827,7 +1153,14 @@ pub(crate) async fn status(db: &Db, registry: &Registry) -> Result<Vec<FieldStat
                 [Value::Int(k), Value::Int(a), Value::Null(_)] => Some((*k, *a, String::new())),
                 _ => None,
             });
+            let record = |kind| {
+                recorded.iter().find(|r| {
+                    r.kind == kind && r.table == spec.table.as_str() && r.field == name.as_str()
+                })
+            };
             out.push(FieldStatus {
+                field_error: record(failures::Kind::Field).map(|r| (r.count, r.last_error.clone())),
+                hook_failures: record(failures::Kind::Hook).map_or(0, |r| r.count),
                 table: spec.table.to_string(),
                 field: name.to_string(),
                 rows: int(r.first()),

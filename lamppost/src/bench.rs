@@ -481,8 +481,9 @@ pub(crate) async fn run(
     let existing = scalar(&db, "SELECT COUNT(*) FROM lampposts").await?;
     if existing > 0 && !reset {
         anyhow::bail!(
-            "{url} already has {existing} lampposts: bench needs an empty database, \
-             or --reset to delete every lamppost and pigeon in it"
+            "{} already has {existing} lampposts: bench needs an empty database, \
+             or --reset to delete every lamppost and pigeon in it",
+            cached_fields::db::redact_with(url, url)
         );
     }
     on_db!(&db, |p| {

@@ -70,18 +70,21 @@ enum Command {
     },
     /// Recalculate flagged and expired values until SIGINT/SIGTERM; prints a JSON line of counts at exit.
     Worker {
-        /// Calculations run at once.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        /// Rows claimed per statement.
-        #[arg(long, default_value_t = 64)]
-        batch_size: usize,
-        /// Seconds a claim lasts before another worker may take over a dead worker's rows.
-        #[arg(long, default_value_t = 30)]
+        /// Calculations run at once (1 to 10000).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        concurrency: u64,
+        /// Rows claimed per statement (1 to 10000).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        batch_size: u64,
+        /// Seconds a claim lasts before another worker may take over a dead worker's rows (1 to 86400).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         lease_secs: u64,
-        /// Longest idle wait between looks for work, in milliseconds.
-        #[arg(long, default_value_t = 500)]
+        /// Longest idle wait between looks for work, in milliseconds (1 to 3600000).
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
         poll_ms: u64,
+        /// Milliseconds one calculation may take before it counts as failed (at least 1).
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+        timeout_ms: u64,
     },
     /// Per cached field: rows, stale, expired, failing, oldest stale age, last error.
     Status {
@@ -128,10 +131,15 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     models::set_cost_us(cli.cost_us);
+    let url = cli.database_url.clone();
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Whatever quoted the URL, its password is not printed.
+            eprintln!(
+                "error: {}",
+                cached_fields::db::redact_with(&format!("{e:#}"), &url)
+            );
             std::process::ExitCode::FAILURE
         }
     }
@@ -195,12 +203,14 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             batch_size,
             lease_secs,
             poll_ms,
+            timeout_ms,
         } => {
             let stats = Worker::new(db.clone(), registry)
-                .concurrency(concurrency)
-                .batch_size(batch_size)
+                .concurrency(usize::try_from(concurrency)?)
+                .batch_size(usize::try_from(batch_size)?)
                 .lease(Duration::from_secs(lease_secs))
                 .poll_interval(Duration::from_millis(poll_ms))
+                .calculation_timeout(Duration::from_millis(timeout_ms))
                 .run()
                 .await?;
             println!("{}", serde_json::to_string(&stats)?);
@@ -349,6 +359,15 @@ async fn status(db: &Db, registry: &Registry, json: bool) -> anyhow::Result<()> 
         );
         if let Some((key, attempts, msg)) = &s.last_error {
             println!("  last error (row {key}, {attempts} attempts): {msg}");
+        }
+        if let Some((count, msg)) = &s.field_error {
+            println!("  the field failed as a whole ({count} times in a row): {msg}");
+        }
+        if s.hook_failures > 0 {
+            println!(
+                "  after-recalculation hook failed {} times",
+                s.hook_failures
+            );
         }
     }
     Ok(())

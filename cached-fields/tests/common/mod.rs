@@ -178,7 +178,7 @@ pub struct Item {
     pub input: i64,
     /// Names this row's gate and counter.
     pub tag: String,
-    /// `ok`, `fail` or `panic`.
+    /// `ok`, `fail`, `panic` or `hang` (never returns).
     pub mode: String,
     #[cached(temporal_triggers, calculate_many = Item::calculate_doubled_many)]
     pub doubled: Cached<i64>,
@@ -242,6 +242,7 @@ impl Item {
             match r.mode.as_str() {
                 "fail" => return Err(format!("batch refused: item {} would fail", r.id).into()),
                 "panic" => panic!("batch panicked on item {}", r.id),
+                "hang" => std::future::pending::<()>().await,
                 _ => out.push(r.input * 2),
             }
         }
@@ -259,6 +260,10 @@ impl Item {
         match self.mode.as_str() {
             "fail" => Err(format!("boom on item {}", self.id).into()),
             "panic" => panic!("kaboom on item {}", self.id),
+            "hang" => {
+                std::future::pending::<()>().await;
+                unreachable!()
+            }
             _ => Ok(self.input * 2),
         }
     }
