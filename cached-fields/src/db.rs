@@ -5,7 +5,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-use sqlx::{Arguments, Connection, Row};
+#[cfg(feature = "postgres")]
+use sqlx::Connection;
+use sqlx::{Arguments, Row};
 
 use crate::error::{Error, Result};
 use crate::ident;
@@ -391,6 +393,7 @@ impl Db {
     /// re-prepares; a read makes each reload it.
     pub(crate) async fn after_migrate(&self) -> Result<()> {
         #[cfg(feature = "sqlite")]
+        #[allow(irrefutable_let_patterns)] // a build with SQLite alone
         if let Db::Sqlite(pool) = self {
             let mut refreshed = Vec::new();
             while let Some(mut conn) = pool.try_acquire() {
@@ -582,24 +585,69 @@ impl<'c> Target<'c> for &'c mut sqlx::Transaction<'_, sqlx::Postgres> {
     }
 }
 
-/// Runs `$body` with `$exec` bound to the context's connection (taken from
+/// Runs `$query` with `$exec` bound to the context's connection (taken from
 /// the pool on first use and held: one connection per context, so nested
-/// work cannot exhaust the pool) and `$args` to the bound `$values`.
+/// work cannot exhaust the pool) and `$args` to the bound `$values`, then
+/// `$then` with its backend-specific output as `$out`. A statement the
+/// connection prepared before a column it returns was retyped is prepared
+/// again and run once more.
 macro_rules! on_backend {
-    ($ctx:expr, $values:expr, |$exec:ident, $args:ident| $body:expr) => {{
+    ($ctx:expr, $values:expr, |$exec:ident, $args:ident| $query:expr, |$out:ident| $then:expr) => {{
         match $ctx.conn().await? {
             #[cfg(feature = "sqlite")]
-            Conn::Sqlite($exec) => {
-                let $args = sqlite_args($values)?;
-                $body
+            Conn::Sqlite(conn) => {
+                let first = {
+                    let $exec = &mut *conn;
+                    let $args = sqlite_args($values)?;
+                    $query
+                };
+                let first = match first {
+                    Err(e) if stale_plan(&e) => {
+                        conn.clear_cached_statements().await?;
+                        let $exec = &mut *conn;
+                        let $args = sqlite_args($values)?;
+                        $query
+                    }
+                    r => r,
+                };
+                let $out = first?;
+                $then
             }
             #[cfg(feature = "postgres")]
-            Conn::Postgres($exec) => {
-                let $args = pg_args($values)?;
-                $body
+            Conn::Postgres(conn) => {
+                let first = {
+                    let $exec = &mut *conn;
+                    let $args = pg_args($values)?;
+                    $query
+                };
+                let first = match first {
+                    Err(e) if stale_plan(&e) => {
+                        conn.clear_cached_statements().await?;
+                        let $exec = &mut *conn;
+                        let $args = pg_args($values)?;
+                        $query
+                    }
+                    r => r,
+                };
+                let $out = first?;
+                $then
             }
         }
     }};
+}
+
+/// A statement prepared on this connection before a column it returns was
+/// retyped (PostgreSQL: "cached plan must not change result type"): it
+/// works once prepared again.
+fn stale_plan(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.code().as_deref() == Some("0A000")
+                && d.message()
+                    .contains("cached plan must not change result type")
+        }
+        _ => false,
+    }
 }
 
 impl<'c> Ctx<'c> {
@@ -652,12 +700,14 @@ impl<'c> Ctx<'c> {
 
     /// Runs a statement built by this crate; returns the rows affected.
     pub(crate) async fn execute(&mut self, sql: String, values: &[Value]) -> Result<u64> {
-        on_backend!(self, values, |exec, args| {
-            Ok(sqlx::query_with(ident::sql(sql), args)
+        on_backend!(
+            self,
+            values,
+            |exec, args| sqlx::query_with(ident::sql(sql.clone()), args)
                 .execute(exec)
-                .await?
-                .rows_affected())
-        })
+                .await,
+            |done| Ok(done.rows_affected())
+        )
     }
 
     /// Runs a query and reads each row's columns as `types`, in order.
@@ -667,11 +717,14 @@ impl<'c> Ctx<'c> {
         values: &[Value],
         types: &[SqlType],
     ) -> Result<Vec<Vec<Value>>> {
-        on_backend!(self, values, |exec, args| {
-            let rows = sqlx::query_with(ident::sql(sql), args)
+        on_backend!(
+            self,
+            values,
+            |exec, args| sqlx::query_with(ident::sql(sql.clone()), args)
                 .fetch_all(exec)
-                .await?;
-            rows.iter()
+                .await,
+            |rows| rows
+                .iter()
                 .map(|row| {
                     types
                         .iter()
@@ -680,7 +733,7 @@ impl<'c> Ctx<'c> {
                         .collect()
                 })
                 .collect()
-        })
+        )
     }
 
     /// Runs a query and decodes each row as the model `M` on its own, so
@@ -692,18 +745,20 @@ impl<'c> Ctx<'c> {
         values: &[Value],
         pk: &str,
     ) -> Result<Vec<(Option<i64>, Result<M>)>> {
-        on_backend!(self, values, |exec, args| {
-            let rows = sqlx::query_with(ident::sql(sql), args)
+        on_backend!(
+            self,
+            values,
+            |exec, args| sqlx::query_with(ident::sql(sql.clone()), args)
                 .fetch_all(exec)
-                .await?;
-            Ok(rows
+                .await,
+            |rows| Ok(rows
                 .iter()
                 .map(|row| {
                     let key = row.try_get::<i64, _>(pk).ok();
                     (key, M::from_row(row).map_err(Error::from))
                 })
                 .collect())
-        })
+        )
     }
 
     /// Runs a query and decodes each row as the model `M`.
@@ -712,11 +767,14 @@ impl<'c> Ctx<'c> {
         sql: String,
         values: &[Value],
     ) -> Result<Vec<M>> {
-        on_backend!(self, values, |exec, args| {
-            Ok(sqlx::query_as_with::<_, M, _>(ident::sql(sql), args)
+        on_backend!(
+            self,
+            values,
+            |exec, args| sqlx::query_as_with::<_, M, _>(ident::sql(sql.clone()), args)
                 .fetch_all(exec)
-                .await?)
-        })
+                .await,
+            |models| Ok(models)
+        )
     }
 }
 

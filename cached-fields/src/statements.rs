@@ -228,8 +228,11 @@ impl<'a> FieldSql<'a> {
     /// worker holds it): `$1` now, `$2` lease end, `$3` key. Returns the key
     /// when leased.
     pub(crate) fn claim_one(&self) -> String {
+        let settings = self.settings(true);
         format!(
-            "UPDATE {t} SET {next} = $2 WHERE {pk} = $3 AND {due} RETURNING {pk}",
+            "{with}UPDATE {t} SET {next} = $2{from} WHERE {pk} = $3 AND {due} RETURNING {pk}",
+            with = settings.with(),
+            from = settings.from(),
             t = self.table,
             pk = self.pk,
             next = self.cols.next_attempt.quoted(),
@@ -242,10 +245,13 @@ impl<'a> FieldSql<'a> {
     /// upstream's lease or backoff; makes it due now if not.
     pub(crate) fn defer_behind(&self, upstream: &FieldColumns) -> String {
         let up_next = upstream.next_attempt.quoted();
+        let settings = self.settings(true);
         format!(
-            "UPDATE {t} SET {next} = CASE WHEN {up_needed} THEN \
+            "{with}UPDATE {t} SET {next} = CASE WHEN {up_needed} THEN \
              (CASE WHEN {up_next} IS NOT NULL AND {le} THEN {up_next} ELSE $2 END) \
-             ELSE NULL END WHERE {pk} = $1",
+             ELSE NULL END{from} WHERE {pk} = $1",
+            with = settings.with(),
+            from = settings.from(),
             t = self.table,
             pk = self.pk,
             next = self.cols.next_attempt.quoted(),
@@ -268,8 +274,11 @@ impl<'a> FieldSql<'a> {
     /// Records a failed attempt. `$1` message, `$2` next attempt, `$3` key.
     pub(crate) fn record_failure(&self) -> String {
         let c = self.cols;
+        let settings = self.settings(true);
         format!(
-            "UPDATE {t} SET {attempts} = {attempts} + 1, {err} = $1, {next} = $2 WHERE {pk} = $3",
+            "{with}UPDATE {t} SET {attempts} = {attempts} + 1, {err} = $1, {next} = $2{from} WHERE {pk} = $3",
+            with = settings.with(),
+            from = settings.from(),
             t = self.table,
             pk = self.pk,
             attempts = c.attempts.quoted(),
@@ -455,7 +464,7 @@ impl StatementSettings {
     fn with(self) -> &'static str {
         if self.0 {
             "WITH cf_settings AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true), \
-             set_config('lock_timeout', '100ms', true)) "
+             set_config('lock_timeout', '100ms', true), set_config('cached_fields.worker', 'on', true)) "
         } else {
             ""
         }

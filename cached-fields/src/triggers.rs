@@ -22,6 +22,10 @@ const SQLITE_NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 /// text of a `CREATE` statement, comments included).
 pub(crate) const SQLITE_MARKER: &str = "/* cached-fields */";
 
+/// A transaction-local setting the worker's PostgreSQL statements set
+/// (`statements::StatementSettings`), so the guard trigger skips them.
+pub(crate) const WORKER_SETTING: &str = "cached_fields.worker";
+
 /// Marks a PostgreSQL trigger function's source as this library's.
 pub(crate) const PG_MARKER: &str = "-- cached-fields:";
 
@@ -115,7 +119,16 @@ fn postgres(
 ) -> SchemaObject {
     let (n, t) = (name.quoted(), table.quoted());
     let trigger = format!("CREATE OR REPLACE TRIGGER {n} {head} EXECUTE FUNCTION {n}()");
-    let source = format!("\n{PG_MARKER} {trigger}\nBEGIN\n{body}\nEND;\n");
+    // A body may declare variables: `DECLARE …;` on its first line.
+    let (declare, body) = match body.strip_prefix("DECLARE ") {
+        Some(rest) => rest
+            .split_once('\n')
+            .map_or((String::new(), rest.to_owned()), |(d, b)| {
+                (format!("DECLARE {d}\n"), b.to_owned())
+            }),
+        None => (String::new(), body),
+    };
+    let source = format!("\n{PG_MARKER} {trigger}\n{declare}BEGIN\n{body}\nEND;\n");
     SchemaObject {
         kind: ObjectKind::Trigger,
         table: table.clone(),
@@ -381,15 +394,20 @@ pub(crate) fn guards(backend: Backend, spec: &TableSpec) -> Vec<SchemaObject> {
                             .map(|col| format!("    NEW.{q} := OLD.{q};\n", q = col.quoted()))
                             .collect();
                     let flag = flag_in_place(c);
-                    // The value is compared through jsonb: PL/pgSQL caches a
-                    // plan per column type, and a cached column retyped by
-                    // hand would make every later UPDATE of the table fail
-                    // in sessions that ran the old plan.
+                    // Only a row left unflagged by a statement that is not
+                    // the write-back can be wrong: its flag cleared, or its
+                    // value changed. The value is compared through jsonb
+                    // (the row serialized once, when first needed): PL/pgSQL
+                    // caches a plan per column type, and a cached column
+                    // retyped by hand would make every later UPDATE of the
+                    // table fail in sessions that ran the old plan.
                     format!(
-                        "  IF NEW.{version} IS DISTINCT FROM OLD.{version} + 1 AND \
-                         ((OLD.{needed} AND NOT NEW.{needed}) OR \
-                         to_jsonb(OLD) -> '{v}' IS DISTINCT FROM to_jsonb(NEW) -> '{v}') THEN\n\
-                         {restore}  {flag}\n  END IF;\n",
+                        "  IF NOT NEW.{needed} AND NEW.{version} IS DISTINCT FROM OLD.{version} + 1 THEN\n\
+                         \x20   IF NOT OLD.{needed} THEN\n\
+                         \x20     IF cf_old IS NULL THEN cf_old := to_jsonb(OLD); cf_new := to_jsonb(NEW); END IF;\n\
+                         \x20   END IF;\n\
+                         \x20   IF OLD.{needed} OR cf_old -> '{v}' IS DISTINCT FROM cf_new -> '{v}' THEN\n\
+                         {restore}  {flag}\n    END IF;\n  END IF;\n",
                         v = c.value.as_str(),
                     )
                 })
@@ -397,8 +415,13 @@ pub(crate) fn guards(backend: Backend, spec: &TableSpec) -> Vec<SchemaObject> {
             vec![postgres(
                 &spec.table,
                 Ident::derived(&["cf_guard", spec.table.as_str()]),
-                format!("BEFORE UPDATE ON {t} FOR EACH ROW"),
-                format!("{body}  RETURN NEW;"),
+                // The worker's own statements (claims, leases, write-backs)
+                // mark themselves and skip it.
+                format!(
+                    "BEFORE UPDATE ON {t} FOR EACH ROW WHEN \
+                     (current_setting('{WORKER_SETTING}', true) IS DISTINCT FROM 'on')"
+                ),
+                format!("DECLARE cf_old jsonb; cf_new jsonb;\n{body}  RETURN NEW;"),
                 spec.fields.iter().map(|f| guarded(spec, f)).collect(),
             )]
         }

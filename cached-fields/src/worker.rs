@@ -488,6 +488,7 @@ impl Worker {
     /// On PostgreSQL, forwards trigger notifications to [`wake`].
     fn listen(&self) -> Option<tokio::task::JoinHandle<()>> {
         #[cfg(feature = "postgres")]
+        #[allow(irrefutable_let_patterns)] // a build with PostgreSQL alone
         if let Db::Postgres(pool) = &self.db {
             let pool = pool.clone();
             return Some(tokio::spawn(async move {
@@ -528,6 +529,7 @@ struct DataVersion {
     busy_at: Instant,
 }
 
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code, unused_variables))]
 impl DataVersion {
     const BUSY: Duration = Duration::from_millis(2);
     const QUIET: Duration = Duration::from_millis(20);

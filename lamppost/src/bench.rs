@@ -408,6 +408,62 @@ async fn wait_drained(db: &Db) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU time (user + system) a process has used, from `/proc`.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state is the
+    // 3rd field, utime the 14th and stime the 15th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // The kernel's USER_HZ: 100 on Linux.
+    Some(ticks / 100.0)
+}
+
+/// An idle worker process: its share of one core over 10 s with nothing to
+/// do, then how long the first invalidation after that quiet spell takes
+/// to be fresh.
+async fn idle(db: &Db, url: &str, ids: &[i64], cost_us: u64) -> anyhow::Result<serde_json::Value> {
+    let child = spawn_worker(url, cost_us)?;
+    // Let it start and settle into its quiet pace.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cpu0, t0) = (cpu_secs(child.id()), Instant::now());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (cpu1, wall) = (cpu_secs(child.id()), t0.elapsed().as_secs_f64());
+    let id = ids[0];
+    exec(
+        db,
+        "UPDATE lampposts SET weight = weight + 1 WHERE id = $1",
+        id,
+    )
+    .await?;
+    let t = Instant::now();
+    loop {
+        let fresh: bool = on_db!(db, |p| sqlx::query_scalar(
+            "SELECT NOT total_weight_recalculation_needed FROM lampposts WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_one(p)
+        .await?);
+        if fresh {
+            break;
+        }
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(30),
+            "no recalculation within 30 s"
+        );
+    }
+    let first_fresh_ms = t.elapsed().as_secs_f64() * 1e3;
+    stop_child(child)?;
+    let percent = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => Some(round((b - a) / wall * 100.0, 2)),
+        _ => None,
+    };
+    Ok(
+        json!({ "cpu_percent": percent, "seconds": round(wall, 1), "first_fresh_ms": round(first_fresh_ms, 1) }),
+    )
+}
+
 /// Peak RSS of a worker process draining every row.
 async fn memory(
     db: &Db,
@@ -457,13 +513,14 @@ async fn scale(db: &Db, url: &str, ids: &[i64], cost_us: u64) -> anyhow::Result<
 }
 
 /// The figures `bench` measures, in the order it measures them.
-pub(crate) const FIGURES: [&str; 8] = [
+pub(crate) const FIGURES: [&str; 9] = [
     "read",
     "flag",
     "drain",
     "latency",
     "coalescing",
     "write_overhead",
+    "idle",
     "memory",
     "scale",
 ];
@@ -513,6 +570,7 @@ pub(crate) async fn run(
             "latency" => latency(&db, url, &registry, &ids).await?,
             "coalescing" => coalescing(&db, url, &registry, ids[0]).await?,
             "write_overhead" => write_overhead(&db, &registry).await?,
+            "idle" => idle(&db, url, &ids, cost_us).await?,
             "memory" => memory(&db, url, &ids, cost_us).await?,
             "scale" => scale(&db, url, &ids, cost_us).await?,
             other => anyhow::bail!("no figure named {other}"),

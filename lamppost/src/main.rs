@@ -105,8 +105,9 @@ enum Command {
     Demo,
     /// Compare every stored value with its inputs; exit 1 listing flagged or disagreeing rows.
     Verify,
-    /// Measure reads, invalidations, drains, latency, coalescing, trigger overhead, memory and
-    /// scale-out, each beside its baseline; the last line is one JSON object (use a release build).
+    /// Measure reads, invalidations, drains, latency, coalescing, trigger overhead, idle cost,
+    /// memory and scale-out, each beside its baseline; the last line is one JSON object (use a
+    /// release build).
     Bench {
         /// Lampposts to seed (each with 3 pigeons).
         #[arg(long, default_value_t = 20_000)]
@@ -115,7 +116,7 @@ enum Command {
         #[arg(long)]
         reset: bool,
         /// Measure only these figures (comma-separated: read, flag, drain,
-        /// latency, coalescing, write_overhead, memory, scale).
+        /// latency, coalescing, write_overhead, idle, memory, scale).
         #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(bench::FIGURES))]
         only: Vec<String>,
     },

@@ -547,6 +547,7 @@ async fn bench_prints_every_figure_as_json() {
         "latency_ms",
         "coalescing",
         "write_overhead",
+        "idle",
         "memory",
         "scale",
     ] {
@@ -785,5 +786,108 @@ async fn concurrent_migrate_processes_both_succeed() {
             lamppost(&db.url, &["check"]);
             db.drop_db().await;
         }
+    }
+}
+
+/// Issue #9's acceptance run (PostgreSQL, where a column can be retyped):
+/// with `cached_slow_full_name` retyped by hand under a running worker,
+/// `total_weight` stays fresh through new writes, `status --json` shows
+/// `slow_full_name` failing with a message naming the column and type, and
+/// after `migrate` everything drains and verifies without a restart. On
+/// SQLite, a value of the wrong type in a cached column is recalculated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_field_fails_alone_under_a_running_worker() {
+    for db in backends("broken").await {
+        eprintln!("== broken on {}", db.url);
+        lamppost(
+            &db.url,
+            &["seed", "--lampposts", "30", "--pigeons-per", "2"],
+        );
+        let worker = spawn_worker(&db.url, &["--poll-ms", "100"]);
+        db.wait_drained(30).await;
+        db.exec_text(if db.is_postgres() {
+            "ALTER TABLE lampposts ALTER COLUMN cached_slow_full_name TYPE integer USING NULL"
+        } else {
+            "UPDATE lampposts SET cached_slow_full_name = x'00ff' WHERE id <= 5"
+        })
+        .await;
+        db.exec_text("UPDATE pigeons SET weight = weight + 3 WHERE lamppost_id <= 10")
+            .await;
+        db.exec_text("UPDATE lampposts SET first_name = 'Anna' WHERE id = 12")
+            .await;
+        let stale_totals = "SELECT COUNT(*) FROM lampposts WHERE total_weight_recalculation_needed";
+        let start = Instant::now();
+        while db.count(stale_totals).await > 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "total_weight still stale"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let wrong_totals = "SELECT COUNT(*) FROM lampposts l WHERE l.cached_total_weight <> \
+            l.weight + (SELECT COALESCE(SUM(p.weight), 0) FROM pigeons p WHERE p.lamppost_id = l.id)";
+        assert_eq!(db.count(wrong_totals).await, 0);
+        if db.is_postgres() {
+            let start = Instant::now();
+            let failing = loop {
+                let out = lamppost(&db.url, &["status", "--json"]);
+                let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+                let f = rows
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["field"] == "slow_full_name")
+                    .unwrap()
+                    .clone();
+                if f["failing"].as_i64().unwrap() > 0 {
+                    break f;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "slow_full_name never failing: {f}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            let msg = failing["last_error"][2].as_str().unwrap();
+            assert!(
+                msg.contains("cached_slow_full_name") && msg.contains("integer"),
+                "{msg}"
+            );
+            let out = lamppost(&db.url, &["migrate"]);
+            assert!(out.contains("cached_slow_full_name"), "{out}");
+        }
+        db.wait_drained(30).await;
+        lamppost(&db.url, &["verify"]);
+        stop_worker(worker);
+        db.drop_db().await;
+    }
+}
+
+/// Issue #9: bad input gets a clear error, at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_error() {
+    let start = Instant::now();
+    let (ok, out) = lamppost_status("postgres://postgres:hunter2@127.0.0.1:1/x", &["status"]);
+    assert!(
+        !ok && out.contains("refused") && out.contains("127.0.0.1:1"),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2"), "{out}");
+    eprintln!("refused connection reported in {:?}", start.elapsed());
+    for (option, value) in [
+        ("--concurrency", "0"),
+        ("--batch-size", "0"),
+        ("--lease-secs", "0"),
+        ("--poll-ms", "0"),
+    ] {
+        let (ok, out) = lamppost_status("sqlite::memory:", &["worker", option, value]);
+        assert!(!ok && out.contains(option), "{option} {value}: {out}");
+    }
+    let mut dbs = vec![TestDb::sqlite_with("unmigrated", false).await];
+    dbs.extend(TestDb::postgres_with("unmigrated", false).await);
+    for db in dbs {
+        let (ok, out) = lamppost_status(&db.url, &["status"]);
+        assert!(!ok && out.contains("migrate"), "{}: {out}", db.url);
+        db.drop_db().await;
     }
 }
