@@ -174,13 +174,27 @@ impl Db {
                 // An in-memory database exists per connection: keep exactly one.
                 let max = if memory { 1 } else { max_connections };
                 let file = opts.get_filename().to_owned();
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(max)
-                    .test_before_acquire(false)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .connect_with(opts)
-                    .await
-                    .map_err(|e| sqlite_open_error(url, &file, e))?;
+                // Switching a new file to WAL takes a lock the busy timeout
+                // does not wait for: two processes opening it at once (two
+                // `migrate`s) retry rather than fail.
+                let mut tries = 0;
+                let pool = loop {
+                    let r = SqlitePoolOptions::new()
+                        .max_connections(max)
+                        .test_before_acquire(false)
+                        .acquire_timeout(Duration::from_secs(30))
+                        .connect_with(opts.clone())
+                        .await;
+                    match r {
+                        Err(sqlx::Error::Database(d))
+                            if d.code().as_deref() == Some("5") && tries < 100 =>
+                        {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        r => break r.map_err(|e| sqlite_open_error(url, &file, e))?,
+                    }
+                };
                 return Ok(Db::Sqlite(pool));
             }
         }

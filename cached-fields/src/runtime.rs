@@ -233,7 +233,7 @@ pub async fn flag_many<'c, M: CachedModel>(
     let eager = and_recalculate.unwrap_or_else(eager_recalculation);
     let mut flagged = 0;
     for chunk in keys.chunks(FLAG_BATCH) {
-        let sql = field_sql(&ctx, model, field).flag(chunk.len());
+        let sql = field_sql(&ctx, model, field).flag(chunk.len(), ctx.db().is_some());
         let mut args = vec![
             Value::Bool(eager),
             Value::Timestamp(statements::parked()),

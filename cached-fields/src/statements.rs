@@ -134,25 +134,38 @@ impl<'a> FieldSql<'a> {
     /// aborted. None for an application's statements (which may run in its
     /// transaction), nor on SQLite.
     fn settings(&self, by_worker: bool) -> StatementSettings {
-        StatementSettings(by_worker && self.backend == Backend::Postgres)
+        if by_worker && self.backend == Backend::Postgres {
+            StatementSettings::Worker
+        } else {
+            StatementSettings::None
+        }
     }
 
     /// Sets the flag of `n` rows. `$1` eager (bool), `$2` and `$3` the two
     /// parked instants ([`parked`], [`parked_alt`]), `$4`… the keys. Eager:
     /// a parked row becomes due now, a lease or backoff stays; lazy: the row
     /// is parked for the next read, always at a different instant than it
-    /// was (see [`parked_alt`]).
-    pub(crate) fn flag(&self, n: usize) -> String {
+    /// was (see [`parked_alt`]). `own_connection`: the statement runs on a
+    /// connection of the library's (not in an application's transaction),
+    /// so it may carry the mark the guard trigger skips.
+    pub(crate) fn flag(&self, n: usize, own_connection: bool) -> String {
         let (t, pk, c) = (&self.table, &self.pk, self.cols);
+        let settings = if own_connection && self.backend == Backend::Postgres {
+            StatementSettings::Marked
+        } else {
+            StatementSettings::None
+        };
         let next = c.next_attempt.quoted();
         let parked = ts_le(self.backend, "$3", &next);
         let at_first = ts_le(self.backend, "$2", &next);
         let keys: Vec<String> = (4..n + 4).map(|i| format!("${i}")).collect();
         format!(
-            "UPDATE {t} SET {needed} = TRUE, {next} = CASE WHEN $1 THEN \
+            "{with}UPDATE {t} SET {needed} = TRUE, {next} = CASE WHEN $1 THEN \
              (CASE WHEN {next} IS NOT NULL AND {parked} THEN NULL ELSE {next} END) \
-             WHEN {next} IS NOT NULL AND {at_first} THEN $3 ELSE $2 END \
+             WHEN {next} IS NOT NULL AND {at_first} THEN $3 ELSE $2 END{from} \
              WHERE {pk} IN ({keys})",
+            with = settings.with(),
+            from = settings.from(),
             needed = c.needed.quoted(),
             keys = keys.join(", "),
         )
@@ -316,11 +329,34 @@ impl<'a> FieldSql<'a> {
         let (t, pk) = (&self.table, &self.pk);
         let next = self.cols.next_attempt.quoted();
         match self.backend {
-            Backend::Sqlite => format!(
-                "UPDATE {t} SET {next} = $2 WHERE {pk} IN \
-                 (SELECT {pk} FROM {t} WHERE {due} LIMIT $3) RETURNING {select_list}",
-                due = self.due()
-            ),
+            Backend::Sqlite => {
+                // As on PostgreSQL, one arm per index (flagged rows; passed
+                // expiries), so a claim never scans the table.
+                let c = self.cols;
+                let not_leased = format!(
+                    "({next} IS NULL OR {le})",
+                    le = ts_le(self.backend, &next, "$1")
+                );
+                let flagged = format!(
+                    "SELECT k FROM (SELECT {pk} AS k FROM {t} WHERE {needed} AND {not_leased} LIMIT $3)",
+                    needed = c.needed.quoted(),
+                );
+                let candidates = match &c.expires {
+                    Some(e) => {
+                        let e = e.quoted();
+                        format!(
+                            "{flagged} UNION SELECT k FROM (SELECT {pk} AS k FROM {t} WHERE {e} IS NOT NULL \
+                             AND {le} AND {not_leased} LIMIT $3)",
+                            le = ts_le(self.backend, &e, "$1"),
+                        )
+                    }
+                    None => flagged,
+                };
+                format!(
+                    "UPDATE {t} SET {next} = $2 WHERE {pk} IN (SELECT k FROM ({candidates}) LIMIT $3) \
+                     RETURNING {select_list}"
+                )
+            }
             Backend::Postgres => {
                 let list = if select_list == "*" {
                     format!("{t}.*")
@@ -374,10 +410,18 @@ impl<'a> FieldSql<'a> {
         match &c.expires {
             Some(x) => {
                 let x = x.quoted();
+                // The MIN of the indexed expression, then converted: a
+                // look at the index's first entry, not a scan.
+                let (indexed, e) = match self.backend {
+                    Backend::Sqlite => (
+                        format!("julianday({x})"),
+                        "((m - 2440587.5) * 86400.0)".to_owned(),
+                    ),
+                    Backend::Postgres => (x.clone(), epoch(self.backend, "m")),
+                };
                 format!(
-                    "SELECT MIN(t) FROM ({leases} UNION ALL SELECT MIN({e}) AS t FROM {t} \
-                     WHERE {x} IS NOT NULL) AS due",
-                    e = epoch(self.backend, &x),
+                    "SELECT MIN(t) FROM ({leases} UNION ALL SELECT {e} AS t FROM \
+                     (SELECT MIN({indexed}) AS m FROM {t} WHERE {x} IS NOT NULL) AS cf_first) AS due",
                     t = self.table,
                 )
             }
@@ -453,31 +497,53 @@ impl<'a> FieldSql<'a> {
     }
 }
 
-/// Whether a statement carries the worker's settings: a `WITH` that sets
-/// them for the statement's transaction (`set_config(…, true)`), and a
-/// `FROM` item that makes the statement evaluate it before it produces (and
+/// What settings a PostgreSQL statement carries: a `WITH` that sets them
+/// for the statement's transaction (`set_config(…, true)`), and a `FROM`
+/// item that makes the statement evaluate it before it produces (and
 /// locks) any row.
-#[derive(Debug, Clone, Copy)]
-struct StatementSettings(bool);
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatementSettings {
+    /// None (SQLite; an application's statement that may run in its own
+    /// transaction).
+    None,
+    /// The worker's: asynchronous commit, a 100 ms lock timeout, and the
+    /// mark the guard trigger skips.
+    Worker,
+    /// The mark alone: a library statement that never writes a cached
+    /// value, on a connection of its own (an autocommit statement).
+    Marked,
+}
 
 impl StatementSettings {
     fn with(self) -> &'static str {
-        if self.0 {
-            "WITH cf_settings AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true), \
-             set_config('lock_timeout', '100ms', true), set_config('cached_fields.worker', 'on', true)) "
-        } else {
-            ""
+        match self {
+            StatementSettings::None => "",
+            StatementSettings::Worker => {
+                "WITH cf_settings AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true), \
+                 set_config('lock_timeout', '100ms', true), set_config('cached_fields.worker', 'on', true)) "
+            }
+            StatementSettings::Marked => {
+                "WITH cf_settings AS MATERIALIZED (SELECT set_config('cached_fields.worker', 'on', true)) "
+            }
         }
     }
 
     /// The `FROM` item after others.
     fn also(self) -> &'static str {
-        if self.0 { ", cf_settings" } else { "" }
+        if self == StatementSettings::None {
+            ""
+        } else {
+            ", cf_settings"
+        }
     }
 
     /// The `FROM` item alone.
     fn from(self) -> &'static str {
-        if self.0 { " FROM cf_settings" } else { "" }
+        if self == StatementSettings::None {
+            ""
+        } else {
+            " FROM cf_settings"
+        }
     }
 }
 

@@ -415,11 +415,13 @@ pub(crate) fn guards(backend: Backend, spec: &TableSpec) -> Vec<SchemaObject> {
             vec![postgres(
                 &spec.table,
                 Ident::derived(&["cf_guard", spec.table.as_str()]),
-                // The worker's own statements (claims, leases, write-backs)
-                // mark themselves and skip it.
+                // The library's own statements (claims, leases, write-backs,
+                // flags on its own connections) mark themselves and skip it,
+                // as do the flags this library's triggers set (a statement
+                // from a trigger: depth 1 and more).
                 format!(
-                    "BEFORE UPDATE ON {t} FOR EACH ROW WHEN \
-                     (current_setting('{WORKER_SETTING}', true) IS DISTINCT FROM 'on')"
+                    "BEFORE UPDATE ON {t} FOR EACH ROW WHEN (pg_trigger_depth() = 0 AND \
+                     current_setting('{WORKER_SETTING}', true) IS DISTINCT FROM 'on')"
                 ),
                 format!("DECLARE cf_old jsonb; cf_new jsonb;\n{body}  RETURN NEW;"),
                 spec.fields.iter().map(|f| guarded(spec, f)).collect(),
