@@ -151,7 +151,8 @@ fn postgres(
     }
 }
 
-/// The statements that remove one of this library's triggers.
+/// The statements that remove one of this library's triggers (on
+/// PostgreSQL with its function, and a guard's helper if it has one).
 pub(crate) fn drop(backend: Backend, table: &Ident, name: &Ident) -> Vec<String> {
     let (t, n) = (table.quoted(), name.quoted());
     match backend {
@@ -159,8 +160,14 @@ pub(crate) fn drop(backend: Backend, table: &Ident, name: &Ident) -> Vec<String>
         Backend::Postgres => vec![
             format!("DROP TRIGGER IF EXISTS {n} ON {t}"),
             format!("DROP FUNCTION IF EXISTS {n}()"),
+            format!("DROP FUNCTION IF EXISTS {}", values_helper(name).quoted()),
         ],
     }
+}
+
+/// The SQL function a PostgreSQL guard trigger `name` compares values with.
+fn values_helper(name: &Ident) -> Ident {
+    Ident::derived(&[name.as_str(), "values"])
 }
 
 /// The instant from which `F_next_attempt_at` means parked (a lazy flag).
@@ -381,10 +388,32 @@ pub(crate) fn guards(backend: Backend, spec: &TableSpec) -> Vec<SchemaObject> {
             })
             .collect(),
         Backend::Postgres => {
+            let name = Ident::derived(&["cf_guard", spec.table.as_str()]);
+            // Which cached values a statement changed, from a SQL function
+            // of the old and new rows: it is planned anew for each
+            // statement, where PL/pgSQL would keep a plan per column type
+            // (a cached column retyped by hand would then make every later
+            // UPDATE of the table fail in sessions that ran the old plan).
+            // STRICT keeps it from being inlined into such a plan; its
+            // polymorphic arguments keep it from depending on the table
+            // (which can then be dropped without CASCADE).
+            let helper = values_helper(&name);
+            let compare: Vec<String> = spec
+                .fields
+                .iter()
+                .map(|f| format!("o.{v} IS DISTINCT FROM n.{v}", v = f.columns.value.quoted()))
+                .collect();
+            let create_helper = format!(
+                "CREATE OR REPLACE FUNCTION {h}(o anyelement, n anyelement) RETURNS boolean[] \
+                 LANGUAGE sql STABLE STRICT AS $cf$ SELECT ARRAY[{cols}] $cf$",
+                h = helper.quoted(),
+                cols = compare.join(", "),
+            );
             let body: String = spec
                 .fields
                 .iter()
-                .map(|f| {
+                .enumerate()
+                .map(|(i, f)| {
                     let c = &f.columns;
                     let (needed, version) = (c.needed.quoted(), c.version.quoted());
                     // The statement's own bookkeeping is ignored: it may be as stale.
@@ -396,25 +425,20 @@ pub(crate) fn guards(backend: Backend, spec: &TableSpec) -> Vec<SchemaObject> {
                     let flag = flag_in_place(c);
                     // Only a row left unflagged by a statement that is not
                     // the write-back can be wrong: its flag cleared, or its
-                    // value changed. The value is compared through jsonb
-                    // (the row serialized once, when first needed): PL/pgSQL
-                    // caches a plan per column type, and a cached column
-                    // retyped by hand would make every later UPDATE of the
-                    // table fail in sessions that ran the old plan.
+                    // value changed (compared once per row, when first needed).
                     format!(
                         "  IF NOT NEW.{needed} AND NEW.{version} IS DISTINCT FROM OLD.{version} + 1 THEN\n\
-                         \x20   IF NOT OLD.{needed} THEN\n\
-                         \x20     IF cf_old IS NULL THEN cf_old := to_jsonb(OLD); cf_new := to_jsonb(NEW); END IF;\n\
-                         \x20   END IF;\n\
-                         \x20   IF OLD.{needed} OR cf_old -> '{v}' IS DISTINCT FROM cf_new -> '{v}' THEN\n\
+                         \x20   IF NOT OLD.{needed} AND cf_changed IS NULL THEN cf_changed := {h}(OLD, NEW); END IF;\n\
+                         \x20   IF OLD.{needed} OR cf_changed[{n}] THEN\n\
                          {restore}  {flag}\n    END IF;\n  END IF;\n",
-                        v = c.value.as_str(),
+                        h = helper.quoted(),
+                        n = i + 1,
                     )
                 })
                 .collect();
-            vec![postgres(
+            let mut guard = postgres(
                 &spec.table,
-                Ident::derived(&["cf_guard", spec.table.as_str()]),
+                name,
                 // The library's own statements (claims, leases, write-backs,
                 // flags on its own connections) mark themselves and skip it,
                 // as do the flags this library's triggers set (a statement
@@ -423,9 +447,17 @@ pub(crate) fn guards(backend: Backend, spec: &TableSpec) -> Vec<SchemaObject> {
                     "BEFORE UPDATE ON {t} FOR EACH ROW WHEN (pg_trigger_depth() = 0 AND \
                      current_setting('{WORKER_SETTING}', true) IS DISTINCT FROM 'on')"
                 ),
-                format!("DECLARE cf_old jsonb; cf_new jsonb;\n{body}  RETURN NEW;"),
+                // The helper's text is part of this source, so `check` sees
+                // a change to it too.
+                format!(
+                    "DECLARE cf_changed boolean[];\n  -- {h}: {cols}\n{body}  RETURN NEW;",
+                    h = helper.quoted(),
+                    cols = compare.join(", ")
+                ),
                 spec.fields.iter().map(|f| guarded(spec, f)).collect(),
-            )]
+            );
+            guard.sql.insert(0, create_helper);
+            vec![guard]
         }
     }
 }
