@@ -389,14 +389,14 @@ pub(crate) fn guards(backend: Backend, spec: &TableSpec) -> Vec<SchemaObject> {
             .collect(),
         Backend::Postgres => {
             let name = Ident::derived(&["cf_guard", spec.table.as_str()]);
-            // Which cached values a statement changed, from a SQL function
-            // of the old and new rows: it is planned anew for each
-            // statement, where PL/pgSQL would keep a plan per column type
-            // (a cached column retyped by hand would then make every later
-            // UPDATE of the table fail in sessions that ran the old plan).
-            // STRICT keeps it from being inlined into such a plan; its
-            // polymorphic arguments keep it from depending on the table
-            // (which can then be dropped without CASCADE).
+            // Which cached values a statement changed: compared directly,
+            // but PL/pgSQL keeps a plan per column type, and once a cached
+            // column is retyped by hand that comparison fails in sessions
+            // that ran it before (every later UPDATE of the table would).
+            // Then a SQL function of the old and new rows answers instead:
+            // it is planned anew for each statement (STRICT keeps it from
+            // being inlined), and its polymorphic arguments keep it from
+            // depending on the table (which can be dropped without CASCADE).
             let helper = values_helper(&name);
             let compare: Vec<String> = spec
                 .fields
@@ -409,6 +409,16 @@ pub(crate) fn guards(backend: Backend, spec: &TableSpec) -> Vec<SchemaObject> {
                 h = helper.quoted(),
                 cols = compare.join(", "),
             );
+            let typed: Vec<String> = spec
+                .fields
+                .iter()
+                .map(|f| {
+                    format!(
+                        "OLD.{v} IS DISTINCT FROM NEW.{v}",
+                        v = f.columns.value.quoted()
+                    )
+                })
+                .collect();
             let body: String = spec
                 .fields
                 .iter()
@@ -428,11 +438,16 @@ pub(crate) fn guards(backend: Backend, spec: &TableSpec) -> Vec<SchemaObject> {
                     // value changed (compared once per row, when first needed).
                     format!(
                         "  IF NOT NEW.{needed} AND NEW.{version} IS DISTINCT FROM OLD.{version} + 1 THEN\n\
-                         \x20   IF NOT OLD.{needed} AND cf_changed IS NULL THEN cf_changed := {h}(OLD, NEW); END IF;\n\
+                         \x20   IF NOT OLD.{needed} AND cf_changed IS NULL THEN\n\
+                         \x20     BEGIN cf_changed := ARRAY[{typed}];\n\
+                         \x20     EXCEPTION WHEN datatype_mismatch THEN cf_changed := {h}(OLD, NEW);\n\
+                         \x20     END;\n\
+                         \x20   END IF;\n\
                          \x20   IF OLD.{needed} OR cf_changed[{n}] THEN\n\
                          {restore}  {flag}\n    END IF;\n  END IF;\n",
                         h = helper.quoted(),
                         n = i + 1,
+                        typed = typed.join(", "),
                     )
                 })
                 .collect();

@@ -619,3 +619,41 @@ async fn depending_on_the_foreign_key_itself_is_accepted() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hand_retyped_cached_column_breaks_no_session() {
+    on_both("retyped_session", |db, _| async move {
+        setup(&db, 2).await;
+        let Db::Postgres(pool) = &db else {
+            // SQLite cannot retype a column (see the wrong-type test).
+            return;
+        };
+        // A session that has run the guard's comparison before the change.
+        let mut c = pool.acquire().await.unwrap();
+        sqlx::query("UPDATE posts SET note = 'before' WHERE id = 1")
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        exec(
+            &db,
+            "ALTER TABLE posts ALTER COLUMN cached_label TYPE integer USING NULL",
+        )
+        .await;
+        // Its writes still work, and a stale save is still caught.
+        sqlx::query("UPDATE posts SET note = 'after' WHERE id = 1")
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        assert_eq!(flagged(&db).await, Vec::<i64>::new());
+        sqlx::query("UPDATE posts SET cached_total = 12345 WHERE id = 2")
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        drop(c);
+        assert_eq!(flagged(&db).await, vec![2]);
+        registry().migrate(&db).await.unwrap();
+        drain(&db).await;
+        assert_consistent(&db).await;
+    })
+    .await;
+}
