@@ -483,3 +483,32 @@ async fn a_flag_rolled_back_with_its_transaction_costs_no_recalculation() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_worker_leaves_no_lease_behind() {
+    on_both("stoplease", |db, _| async move {
+        common::setup(&db).await;
+        common::insert(&db, 5, "stoplease").await;
+        let gate = common::gate("stoplease");
+        let running = common::start(
+            common::worker(&db)
+                .lease(Duration::from_secs(60))
+                .calculation_timeout(Duration::from_millis(300)),
+        );
+        // The worker is inside a calculation when it is asked to stop.
+        within(10, "a calculation to start", gate.entered.acquire()).await.unwrap().forget();
+        let stats = within(10, "the worker to stop", running.stop()).await;
+        assert_eq!(stats.failed, 5, "{stats:?}");
+        common::ungate("stoplease");
+        // Each claimed row was written back as failed, its 60 s lease
+        // replaced by a short backoff: another worker takes it soon.
+        let leased = match db.backend() {
+            Backend::Sqlite => "SELECT COUNT(*) FROM items WHERE julianday(doubled_next_attempt_at) > julianday('now', '+10 seconds')",
+            _ => "SELECT COUNT(*) FROM items WHERE doubled_next_attempt_at > now() + interval '10 seconds'",
+        };
+        assert_eq!(scalar(&db, leased).await, 0);
+        let s = within(20, "another worker", common::worker(&db).drain()).await.unwrap();
+        assert_eq!(s.recalculated, 0, "still backing off: {s:?}");
+    })
+    .await;
+}
