@@ -8,36 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cached_fields::{Backend, BoxError, Cached, CachedModel, Ctx, Db, Error, Registry, Worker};
-use common::{exec, exec_text, on_both};
+use common::{exec, exec_text, on_both, pk, scalar, text};
 
 /// Fails the test instead of hanging when `f` does not finish in `secs`.
 async fn within<T>(secs: u64, what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(secs), f)
         .await
         .unwrap_or_else(|_| panic!("{what} did not finish within {secs} s"))
-}
-
-async fn scalar(db: &Db, q: &str) -> i64 {
-    let q = q.to_owned();
-    on_pool!(db, |p| sqlx::query_scalar(sqlx::AssertSqlSafe(q.clone()))
-        .fetch_one(p)
-        .await
-        .unwrap_or_else(|e| panic!("{q}: {e}")))
-}
-
-async fn text(db: &Db, q: &str) -> String {
-    let q = q.to_owned();
-    on_pool!(db, |p| sqlx::query_scalar(sqlx::AssertSqlSafe(q.clone()))
-        .fetch_one(p)
-        .await
-        .unwrap_or_else(|e| panic!("{q}: {e}")))
-}
-
-fn pk(db: &Db) -> &'static str {
-    match db.backend() {
-        Backend::Sqlite => "INTEGER PRIMARY KEY",
-        _ => "BIGINT PRIMARY KEY",
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -231,23 +231,7 @@ async fn latency(
             id,
         )
         .await?;
-        let t = Instant::now();
-        loop {
-            let fresh: bool = on_db!(&reader, |p| sqlx::query_scalar(
-                "SELECT NOT total_weight_recalculation_needed FROM lampposts WHERE id = $1"
-            )
-            .bind(id)
-            .fetch_one(p)
-            .await?);
-            if fresh {
-                break;
-            }
-            anyhow::ensure!(
-                t.elapsed() < Duration::from_secs(30),
-                "no recalculation within 30 s"
-            );
-        }
-        samples.push(t.elapsed().as_secs_f64() * 1e3);
+        samples.push(until_fresh(&reader, id).await?);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     reader.close().await;
@@ -408,6 +392,27 @@ async fn wait_drained(db: &Db) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Milliseconds until lamppost `id`'s total weight is no longer flagged,
+/// polling through `reader` (at most 30 s).
+async fn until_fresh(reader: &Db, id: i64) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    loop {
+        let fresh: bool = on_db!(reader, |p| sqlx::query_scalar(
+            "SELECT NOT total_weight_recalculation_needed FROM lampposts WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_one(p)
+        .await?);
+        if fresh {
+            return Ok(t.elapsed().as_secs_f64() * 1e3);
+        }
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(30),
+            "no recalculation within 30 s"
+        );
+    }
+}
+
 /// CPU time (user + system) a process has used, from `/proc`.
 fn cpu_secs(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -437,23 +442,7 @@ async fn idle(db: &Db, url: &str, ids: &[i64], cost_us: u64) -> anyhow::Result<s
         id,
     )
     .await?;
-    let t = Instant::now();
-    loop {
-        let fresh: bool = on_db!(db, |p| sqlx::query_scalar(
-            "SELECT NOT total_weight_recalculation_needed FROM lampposts WHERE id = $1"
-        )
-        .bind(id)
-        .fetch_one(p)
-        .await?);
-        if fresh {
-            break;
-        }
-        anyhow::ensure!(
-            t.elapsed() < Duration::from_secs(30),
-            "no recalculation within 30 s"
-        );
-    }
-    let first_fresh_ms = t.elapsed().as_secs_f64() * 1e3;
+    let first_fresh_ms = until_fresh(db, id).await?;
     stop_child(child)?;
     let percent = match (cpu0, cpu1) {
         (Some(a), Some(b)) => Some(round((b - a) / wall * 100.0, 2)),

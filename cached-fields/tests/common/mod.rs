@@ -136,6 +136,32 @@ pub async fn exec_text(db: &Db, sql: String) {
     ))
 }
 
+/// An integer from a query with no binds.
+pub async fn scalar(db: &Db, q: &str) -> i64 {
+    let q = q.to_owned();
+    on_pool!(db, |p| sqlx::query_scalar(sqlx::AssertSqlSafe(q.clone()))
+        .fetch_one(p)
+        .await
+        .unwrap_or_else(|e| panic!("{q}: {e}")))
+}
+
+/// A text from a query with no binds.
+pub async fn text(db: &Db, q: &str) -> String {
+    let q = q.to_owned();
+    on_pool!(db, |p| sqlx::query_scalar(sqlx::AssertSqlSafe(q.clone()))
+        .fetch_one(p)
+        .await
+        .unwrap_or_else(|e| panic!("{q}: {e}")))
+}
+
+/// The primary-key column type of a table made for a test.
+pub fn pk(db: &Db) -> &'static str {
+    match db.backend() {
+        Backend::Sqlite => "INTEGER PRIMARY KEY",
+        _ => "BIGINT PRIMARY KEY",
+    }
+}
+
 /// Executes literal SQL on whichever backend.
 pub async fn exec(db: &Db, sql: &'static str) {
     on_pool!(db, |p| drop(sqlx::query(sql).execute(p).await.unwrap()))
