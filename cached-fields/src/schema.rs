@@ -438,7 +438,6 @@ fn texts(rows: Vec<Vec<Value>>) -> Vec<Vec<String>> {
             r.into_iter()
                 .map(|v| match v {
                     Value::Text(s) => s,
-                    Value::Int(i) => i.to_string(),
                     _ => String::new(),
                 })
                 .collect()
@@ -953,8 +952,8 @@ async fn run_all(ctx: &mut Ctx<'_>, statements: Vec<String>) -> Result<()> {
 /// the table lacks a declared column, or [`Error::Declaration`] when there
 /// is no such table.
 pub(crate) async fn require_columns(ctx: &mut Ctx<'_>, spec: &TableSpec) -> Result<()> {
-    let have: HashSet<String> = table_columns(ctx, &spec.table).await?.into_iter().collect();
-    if have.is_empty() {
+    let (exists, missing) = missing_in(ctx, spec).await?;
+    if !exists {
         return Err(Error::declaration(
             spec.table.as_str(),
             format!(
@@ -963,13 +962,6 @@ pub(crate) async fn require_columns(ctx: &mut Ctx<'_>, spec: &TableSpec) -> Resu
             ),
         ));
     }
-    let missing: Vec<String> = spec
-        .fields
-        .iter()
-        .flat_map(|f| f.columns.all())
-        .filter(|c| !have.contains(c.as_str()))
-        .map(ToString::to_string)
-        .collect();
     if missing.is_empty() {
         Ok(())
     } else {
@@ -980,15 +972,20 @@ pub(crate) async fn require_columns(ctx: &mut Ctx<'_>, spec: &TableSpec) -> Resu
     }
 }
 
-/// The declared columns `model` needs that its table lacks.
-pub(crate) async fn missing_columns<M>(ctx: &mut Ctx<'_>, model: &Model<M>) -> Result<Vec<String>> {
-    let spec = TableSpec::of(model);
+/// Whether `spec`'s table exists, and the declared columns it lacks.
+async fn missing_in(ctx: &mut Ctx<'_>, spec: &TableSpec) -> Result<(bool, Vec<String>)> {
     let have: HashSet<String> = table_columns(ctx, &spec.table).await?.into_iter().collect();
-    Ok(spec
+    let missing = spec
         .fields
         .iter()
         .flat_map(|f| f.columns.all())
         .filter(|c| !have.contains(c.as_str()))
         .map(ToString::to_string)
-        .collect())
+        .collect();
+    Ok((!have.is_empty(), missing))
+}
+
+/// The declared columns `model` needs that its table lacks.
+pub(crate) async fn missing_columns<M>(ctx: &mut Ctx<'_>, model: &Model<M>) -> Result<Vec<String>> {
+    Ok(missing_in(ctx, &TableSpec::of(model)).await?.1)
 }
