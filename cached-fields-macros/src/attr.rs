@@ -168,7 +168,8 @@ pub(crate) fn parse(input: &DeriveInput) -> Result<ModelAttrs> {
                     depends_on: Vec::new(),
                     timeout_ms: None,
                 };
-                if let Some(a) = cached_attr {
+                // A bare `#[cached]` (no arguments) declares the defaults.
+                if let Some(a) = cached_attr.filter(|a| !matches!(a.meta, syn::Meta::Path(_))) {
                     a.parse_nested_meta(|meta| {
                         let p = &meta.path;
                         if p.is_ident("calculate") {

@@ -74,6 +74,20 @@ impl Dependency {
                 )
             })
         };
+        // More than one hop (`a(b).c(d).e`, `lamppost.street.name`).
+        let nested = match text_trim.split_once('(') {
+            None => text_trim.contains('.'),
+            Some((_, rest)) => rest
+                .split_once(')')
+                .is_some_and(|(_, col)| col.strip_prefix('.').unwrap_or(col).contains(['.', '('])),
+        };
+        if nested {
+            return Err(bad(
+                text,
+                "nested dependency paths are not supported yet: depend on a column of this row, \
+                 another cached field, or table(foreign_key).column one foreign key away",
+            ));
+        }
         match text_trim.split_once('(') {
             None => {
                 let name = ident(text_trim, "column")?;
@@ -167,6 +181,22 @@ mod tests {
         ));
         let r = Dependency::parse(" pigeons(lamppost_id).weight ", &f).unwrap();
         assert_eq!(r.to_string(), "pigeons(lamppost_id).weight");
+    }
+
+    #[test]
+    fn nested_paths_say_nesting_is_not_supported_yet() {
+        for nested in [
+            "pigeons(lamppost_id).streets(id).name",
+            "lamppost.street.name",
+            "street.name",
+        ] {
+            let e = Dependency::parse(nested, &[]).unwrap_err().to_string();
+            assert!(
+                e.contains("nested dependency paths are not supported yet"),
+                "{e}"
+            );
+            assert!(e.contains(&format!("{nested:?}")), "{e}");
+        }
     }
 
     #[test]

@@ -489,3 +489,30 @@ async fn a_stopped_worker_leaves_no_lease_behind() {
     })
     .await;
 }
+
+/// A bare `#[cached]` declares a field with every default.
+#[derive(Debug, Clone, CachedModel)]
+#[cached_model(table = "bare")]
+struct Bare {
+    id: i64,
+    #[cached]
+    v: Cached<i64>,
+}
+
+impl Bare {
+    async fn calculate_v(&self, _: &mut Ctx<'_>) -> Result<i64, BoxError> {
+        Ok(self.id)
+    }
+}
+
+#[test]
+fn a_bare_cached_attribute_declares_the_defaults() {
+    let registry = Registry::new().register::<Bare>().unwrap();
+    let specs = registry.specs();
+    let f = &specs[0].fields[0];
+    assert_eq!(
+        (f.name.as_str(), f.columns.value.as_str()),
+        ("v", "cached_v")
+    );
+    assert!(f.depends_on.is_empty() && f.columns.expires.is_none());
+}
