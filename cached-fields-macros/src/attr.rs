@@ -23,6 +23,8 @@ pub(crate) struct CachedField {
     pub(crate) expires_column: Option<LitStr>,
     pub(crate) depends_on: Vec<LitStr>,
     pub(crate) timeout_ms: Option<syn::LitInt>,
+    /// `lazy` (Some(true)) or `eager` (Some(false)).
+    pub(crate) lazy: Option<bool>,
 }
 
 /// The parsed model.
@@ -167,6 +169,7 @@ pub(crate) fn parse(input: &DeriveInput) -> Result<ModelAttrs> {
                     expires_column: None,
                     depends_on: Vec::new(),
                     timeout_ms: None,
+                    lazy: None,
                 };
                 // A bare `#[cached]` (no arguments) declares the defaults.
                 if let Some(a) = cached_attr.filter(|a| !matches!(a.meta, syn::Meta::Path(_))) {
@@ -180,6 +183,11 @@ pub(crate) fn parse(input: &DeriveInput) -> Result<ModelAttrs> {
                             c.after = Some(meta.value()?.parse()?);
                         } else if p.is_ident("temporal_triggers") {
                             c.temporal = true;
+                        } else if p.is_ident("lazy") || p.is_ident("eager") {
+                            if c.lazy.is_some() {
+                                return Err(meta.error("declare `lazy` or `eager` once"));
+                            }
+                            c.lazy = Some(p.is_ident("lazy"));
                         } else if p.is_ident("timeout_ms") {
                             let l: syn::LitInt = meta.value()?.parse()?;
                             if l.base10_parse::<u64>()? == 0 {
@@ -209,7 +217,7 @@ pub(crate) fn parse(input: &DeriveInput) -> Result<ModelAttrs> {
                         } else {
                             return Err(meta.error(
                                 "expected one of: calculate, calculate_many, after_recalculate, temporal_triggers, \
-                                 timeout_ms, cached_column, recalculation_needed_column, expires_after_column, \
+                                 lazy, eager, timeout_ms, cached_column, recalculation_needed_column, expires_after_column, \
                                  depends_on(...)",
                             ));
                         }

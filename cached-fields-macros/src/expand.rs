@@ -97,6 +97,14 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
             });
             decl = quote!(#decl.after_recalculate(#hook_fn));
         }
+        if let Some(lazy) = c.lazy {
+            let mode = if lazy {
+                quote!(#krate::Recalculate::Lazily)
+            } else {
+                quote!(#krate::Recalculate::Eagerly)
+            };
+            decl = quote!(#decl.recalculate(#mode));
+        }
         if let Some(ms) = &c.timeout_ms {
             decl = quote!(#decl.timeout(::std::time::Duration::from_millis(#ms)));
         }
@@ -135,10 +143,10 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
             #vis async fn #flag_with<'c>(
                 &self,
                 db: impl #krate::Target<'c>,
-                and_recalculate: bool,
+                and_recalculate: impl ::core::convert::Into<#krate::Recalculate>,
             ) -> #krate::Result<()> {
                 #krate::runtime::flag::<Self>(
-                    self.#pk, #f_str, ::core::option::Option::Some(and_recalculate), db,
+                    self.#pk, #f_str, ::core::option::Option::Some(and_recalculate.into()), db,
                 ).await?;
                 self.#f.mark_stale();
                 ::core::result::Result::Ok(())

@@ -73,7 +73,7 @@ pub use model::{Cached, CachedModel};
 #[doc(inline)]
 pub use registry::Registry;
 #[doc(inline)]
-pub use runtime::{Expiry, eager_recalculation, set_eager_recalculation};
+pub use runtime::{Expiry, Recalculate, eager_recalculation, set_eager_recalculation};
 #[doc(inline)]
 pub use value::{CachedValue, Json, SqlType, Value};
 #[doc(inline)]

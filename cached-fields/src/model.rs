@@ -13,6 +13,7 @@ use crate::db::{CachedRow, Ctx};
 use crate::depends::{self, Dependency};
 use crate::error::{BoxError, Error, Result};
 use crate::ident::Ident;
+use crate::runtime::Recalculate;
 use crate::value::{CachedValue, SqlType, Value, ValueError};
 
 /// A calculate function: computes the field's value for one row.
@@ -183,6 +184,7 @@ pub struct Field<M> {
     after: Option<HookFn<M>>,
     depends_on: Vec<Dependency>,
     timeout: Option<Duration>,
+    mode: Option<Recalculate>,
     slot: SlotFn<M>,
 }
 
@@ -217,6 +219,7 @@ impl<M: Sync + 'static> Field<M> {
             after: None,
             depends_on: Vec::new(),
             timeout: None,
+            mode: None,
             slot: Box::new(move |m| slot(m) as &dyn CachedSlot),
         }
     }
@@ -244,6 +247,11 @@ impl<M> Field<M> {
     /// or [`DEFAULT_TIMEOUT`] for reads).
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+    /// Who recalculates the field when it is flagged, if declared
+    /// (otherwise the global switch decides).
+    pub fn mode(&self) -> Option<Recalculate> {
+        self.mode
     }
 
     pub(crate) fn slot<'m>(&self, m: &'m M) -> &'m dyn CachedSlot {
@@ -284,6 +292,7 @@ pub struct FieldBuilder<M> {
     after: Option<HookFn<M>>,
     depends_on: Vec<String>,
     timeout: Option<Duration>,
+    mode: Option<Recalculate>,
     slot: SlotFn<M>,
 }
 
@@ -379,6 +388,14 @@ impl<M> FieldBuilder<M> {
         self.timeout = Some(limit);
         self
     }
+    /// Declares who recalculates the field when it is flagged:
+    /// [`Recalculate::Lazily`] makes it a lazy field, recalculated by the
+    /// next read and never by the worker (the seed's lazy mode, per field);
+    /// [`Recalculate::Eagerly`], eager whatever the global switch says.
+    pub fn recalculate(mut self, mode: Recalculate) -> Self {
+        self.mode = Some(mode);
+        self
+    }
     /// Records what the field depends on (columns of its row, related rows,
     /// other cached fields).
     pub fn depends_on<S: AsRef<str>>(mut self, deps: impl IntoIterator<Item = S>) -> Self {
@@ -453,6 +470,7 @@ impl<M> FieldBuilder<M> {
             after: self.after,
             depends_on,
             timeout: self.timeout,
+            mode: self.mode,
             slot: self.slot,
         })
     }

@@ -37,6 +37,44 @@ pub fn eager_recalculation() -> bool {
     EAGER.load(Ordering::Relaxed)
 }
 
+/// Who recalculates a flagged value: the worker (eagerly) or the next read
+/// (lazily). For one flag, a per-call choice (`flag_F_as_stale_and_recalculate`)
+/// wins over the field's declared mode, which wins over the global switch
+/// ([`set_eager_recalculation`]). A field declared lazy (`#[cached(lazy)]`)
+/// is never recalculated by the worker, whatever flagged it: its reads do.
+/// A `bool` converts: `true` is eager, as in django-cached-field's
+/// `and_recalculate`.
+///
+/// ```
+/// use cached_fields::Recalculate;
+/// assert_eq!(Recalculate::from(false), Recalculate::Lazily);
+/// assert!(Recalculate::Eagerly.is_eager());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Recalculate {
+    /// The worker recalculates it in the background.
+    Eagerly,
+    /// The next read recalculates it; the worker leaves it alone.
+    Lazily,
+}
+
+impl Recalculate {
+    /// Whether the worker recalculates.
+    pub fn is_eager(self) -> bool {
+        self == Recalculate::Eagerly
+    }
+}
+
+impl From<bool> for Recalculate {
+    fn from(eager: bool) -> Self {
+        if eager {
+            Recalculate::Eagerly
+        } else {
+            Recalculate::Lazily
+        }
+    }
+}
+
 /// An instant for `expire_F_after`: a timestamp, or a date (midnight UTC).
 ///
 /// ```
@@ -204,7 +242,7 @@ fn value_error<M>(model: &Model<M>, field: &Field<M>, e: &crate::value::ValueErr
 pub async fn flag<'c, M: CachedModel>(
     key: i64,
     field: &str,
-    and_recalculate: Option<bool>,
+    and_recalculate: Option<Recalculate>,
     target: impl Target<'c>,
 ) -> Result<()> {
     if flag_many::<M>(&[key], field, and_recalculate, target).await? == 0 {
@@ -224,13 +262,15 @@ const FLAG_BATCH: usize = 500;
 pub async fn flag_many<'c, M: CachedModel>(
     keys: &[i64],
     field: &str,
-    and_recalculate: Option<bool>,
+    and_recalculate: Option<Recalculate>,
     target: impl Target<'c>,
 ) -> Result<u64> {
     let model = M::model()?;
     let field = model.field(field)?;
     let mut ctx = target.into_ctx();
-    let eager = and_recalculate.unwrap_or_else(eager_recalculation);
+    let eager = and_recalculate
+        .or(field.mode())
+        .map_or_else(eager_recalculation, Recalculate::is_eager);
     let mut flagged = 0;
     for chunk in keys.chunks(FLAG_BATCH) {
         let sql = field_sql(&ctx, model, field).flag(chunk.len(), ctx.db().is_some());

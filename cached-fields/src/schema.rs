@@ -26,6 +26,8 @@ pub struct FieldSpec {
     pub columns: FieldColumns,
     /// What it depends on.
     pub depends_on: Vec<Dependency>,
+    /// Who recalculates it when flagged, if declared.
+    pub mode: Option<crate::Recalculate>,
 }
 
 /// The schema-relevant part of a model: its table and its fields.
@@ -55,6 +57,7 @@ impl TableSpec {
                     sql_type: f.sql_type(),
                     columns: f.columns().clone(),
                     depends_on: f.depends_on().to_vec(),
+                    mode: f.mode(),
                 })
                 .collect(),
             order: model.order().to_vec(),

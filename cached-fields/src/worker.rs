@@ -381,7 +381,7 @@ impl Worker {
         let mut soonest: Option<DateTime<Utc>> = None;
         for (e, entry) in self.registry.entries.iter().enumerate() {
             for field in 0..entry.spec.fields.len() {
-                if self.paused_until(e, field).is_some() {
+                if self.skips(e, field) {
                     continue;
                 }
                 if let Ok(Some(t)) = entry.ops.next_due(&self.db, field).await {
@@ -392,13 +392,18 @@ impl Worker {
         soonest
     }
 
-    /// When a field backing off after a field-level failure may run again.
-    fn paused_until(&self, entry: usize, field: usize) -> Option<Instant> {
+    /// Whether this worker leaves a field alone now: it is declared lazy
+    /// (its reads recalculate it), or it backs off after a field-level
+    /// failure.
+    fn skips(&self, entry: usize, field: usize) -> bool {
+        let spec = &self.registry.entries[entry].spec;
+        if spec.fields[field].mode == Some(crate::Recalculate::Lazily) {
+            return true;
+        }
         let paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
         paused
             .get(&(entry, field))
-            .map(|(_, until)| *until)
-            .filter(|until| *until > Instant::now())
+            .is_some_and(|(_, until)| *until > Instant::now())
     }
 
     /// One batch for each field; whether any found work. A database fault
@@ -409,7 +414,7 @@ impl Worker {
         let mut found = false;
         for (e, entry) in self.registry.entries.iter().enumerate() {
             for &field in &entry.spec.order {
-                if self.paused_until(e, field).is_some() {
+                if self.skips(e, field) {
                     continue;
                 }
                 match entry.ops.process(&self.db, field, &self.settings).await {

@@ -516,3 +516,76 @@ fn a_bare_cached_attribute_declares_the_defaults() {
     );
     assert!(f.depends_on.is_empty() && f.columns.expires.is_none());
 }
+
+/// A field declared lazy: reads recalculate it, the worker never does.
+#[derive(Debug, Clone, CachedModel)]
+#[cached_model(table = "lazies")]
+struct Lazy {
+    id: i64,
+    n: i64,
+    #[cached(lazy, depends_on("n"))]
+    v: Cached<i64>,
+}
+
+impl Lazy {
+    async fn calculate_v(&self, _: &mut Ctx<'_>) -> Result<i64, BoxError> {
+        Ok(self.n * 10)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_field_declared_lazy_is_left_to_reads() {
+    on_both("lazyfield", |db, _| async move {
+        exec_text(
+            &db,
+            format!("CREATE TABLE lazies (id {}, n BIGINT NOT NULL)", pk(&db)),
+        )
+        .await;
+        exec(&db, "INSERT INTO lazies (id, n) VALUES (1, 1), (2, 2)").await;
+        let registry = Registry::new().register::<Lazy>().unwrap();
+        registry.migrate(&db).await.unwrap();
+        let worker = Worker::new(db.clone(), registry.clone());
+        assert_eq!(
+            worker.drain().await.unwrap().recalculated,
+            0,
+            "the worker leaves it"
+        );
+        let load = |id: i64| {
+            let db = db.clone();
+            async move {
+                on_pool!(&db, |p| sqlx::query_as::<_, Lazy>(
+                    "SELECT * FROM lazies WHERE id = $1"
+                )
+                .bind(id)
+                .fetch_one(p)
+                .await
+                .unwrap())
+            }
+        };
+        let one = load(1).await;
+        assert_eq!(one.v(&db).await.unwrap(), 10, "a read recalculates it");
+        // A per-call choice wins over the declaration; a bool still works.
+        one.flag_v_as_stale_and_recalculate(&db, cached_fields::Recalculate::Eagerly)
+            .await
+            .unwrap();
+        assert_eq!(
+            worker.drain().await.unwrap().recalculated,
+            0,
+            "declared lazy: still the reads' job"
+        );
+        one.flag_v_as_stale_and_recalculate(&db, false)
+            .await
+            .unwrap();
+        exec(&db, "UPDATE lazies SET n = 5 WHERE id = 2").await;
+        assert_eq!(load(2).await.v(&db).await.unwrap(), 50);
+        assert_eq!(
+            scalar(
+                &db,
+                "SELECT COUNT(*) FROM lazies WHERE v_recalculation_needed"
+            )
+            .await,
+            1
+        );
+    })
+    .await;
+}

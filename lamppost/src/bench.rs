@@ -55,7 +55,13 @@ async fn ids(db: &Db) -> anyhow::Result<Vec<i64>> {
 
 async fn flag_all(db: &Db, ids: &[i64]) -> anyhow::Result<()> {
     for field in ["total_weight", "slow_full_name"] {
-        cached_fields::runtime::flag_many::<Lamppost>(ids, field, Some(true), db).await?;
+        cached_fields::runtime::flag_many::<Lamppost>(
+            ids,
+            field,
+            Some(cached_fields::Recalculate::Eagerly),
+            db,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -105,11 +111,23 @@ async fn flag(db: &Db, ids: &[i64]) -> anyhow::Result<serde_json::Value> {
     let n = ids.len().min(2000);
     let t = Instant::now();
     for id in &ids[..n] {
-        cached_fields::runtime::flag::<Lamppost>(*id, "total_weight", Some(true), db).await?;
+        cached_fields::runtime::flag::<Lamppost>(
+            *id,
+            "total_weight",
+            Some(cached_fields::Recalculate::Eagerly),
+            db,
+        )
+        .await?;
     }
     let single = n as f64 / t.elapsed().as_secs_f64();
     let t = Instant::now();
-    cached_fields::runtime::flag_many::<Lamppost>(ids, "total_weight", Some(true), db).await?;
+    cached_fields::runtime::flag_many::<Lamppost>(
+        ids,
+        "total_weight",
+        Some(cached_fields::Recalculate::Eagerly),
+        db,
+    )
+    .await?;
     let batched = ids.len() as f64 / t.elapsed().as_secs_f64();
     Ok(json!({ "single_per_s": round(single, 0), "batched_per_s": round(batched, 0) }))
 }
