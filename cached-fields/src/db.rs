@@ -27,6 +27,7 @@ use sqlx::sqlite::{
 
 /// Which database engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Backend {
     /// SQLite, the embedded default.
     Sqlite,

@@ -280,6 +280,7 @@ impl<M> Field<M> {
 }
 
 /// Declares one cached field; see [`Field::builder`].
+#[must_use = "a field builder declares nothing until passed to ModelBuilder::field"]
 pub struct FieldBuilder<M> {
     name: String,
     sql_type: SqlType,
@@ -557,6 +558,7 @@ impl<M> Model<M> {
 }
 
 /// Declares a model; see [`Model::builder`].
+#[must_use = "a model builder declares nothing until built"]
 pub struct ModelBuilder<M> {
     table: String,
     primary_key: String,

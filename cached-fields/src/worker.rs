@@ -124,6 +124,7 @@ pub(crate) struct BatchReport {
 
 /// Counts of a worker's run, printed as JSON by `lamppost worker`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Values recalculated and stored (chained fields a row needed first included).
     pub recalculated: u64,
@@ -1130,6 +1131,7 @@ pub(crate) async fn next_due<M: CachedModel>(
 
 /// One field's figures, for `status`.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct FieldStatus {
     /// The table.
     pub table: String,

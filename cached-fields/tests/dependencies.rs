@@ -341,7 +341,7 @@ async fn check_finds_dropped_changed_and_obsolete_triggers_and_migrate_repairs_t
                 "CREATE TRIGGER cf_old_thing AFTER UPDATE ON birds BEGIN /* cached-fields */ SELECT 1; END".to_owned(),
                 format!("DROP TRIGGER {dep}"),
             ),
-            Backend::Postgres => (
+            _ => (
                 format!("DROP TRIGGER {ins} ON birds"),
                 "CREATE FUNCTION cf_old_thing() RETURNS trigger LANGUAGE plpgsql AS $$\n-- cached-fields: old\nBEGIN RETURN NULL; END$$; \
                  CREATE TRIGGER cf_old_thing AFTER UPDATE ON birds FOR EACH STATEMENT EXECUTE FUNCTION cf_old_thing()".to_owned(),
@@ -463,7 +463,7 @@ async fn the_sql_script_alone_builds_the_schema_check_expects() {
                 "CREATE TABLE posts (id INTEGER PRIMARY KEY, weight BIGINT NOT NULL, title TEXT NOT NULL)",
                 "CREATE TABLE birds (id INTEGER PRIMARY KEY, post_id BIGINT NOT NULL REFERENCES posts(id), weight BIGINT NOT NULL)",
             ),
-            Backend::Postgres => (
+            _ => (
                 "CREATE TABLE posts (id BIGINT PRIMARY KEY, weight BIGINT NOT NULL, title TEXT NOT NULL)",
                 "CREATE TABLE birds (id BIGINT PRIMARY KEY, post_id BIGINT NOT NULL REFERENCES posts(id), weight BIGINT NOT NULL)",
             ),

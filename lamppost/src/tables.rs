@@ -35,6 +35,7 @@ pub(crate) async fn create(db: &Db) -> anyhow::Result<()> {
     let stmts = match db.backend() {
         Backend::Sqlite => SQLITE,
         Backend::Postgres => POSTGRES,
+        other => anyhow::bail!("lamppost has no tables for {other:?}"),
     };
     match db {
         Db::Sqlite(p) => {

@@ -318,6 +318,7 @@ pub async fn setup(db: &Db) {
             )
             .await
         }
+        other => unreachable!("no test tables for {other:?}"),
     }
     registry().migrate(db).await.unwrap();
 }
