@@ -430,6 +430,12 @@ async fn connection_errors_say_what_is_wrong_and_hide_passwords() {
         msg.contains("does not exist") && msg.contains(&dir.display().to_string()),
         "{msg}"
     );
+    // A directory no one can write, root included (the tests may run as root).
+    let err = Db::connect("sqlite:/proc/cf_test.db")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/proc is not writable"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
