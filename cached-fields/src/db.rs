@@ -5,9 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-#[cfg(feature = "postgres")]
-use sqlx::Connection;
-use sqlx::{Arguments, Row};
+use sqlx::{Arguments, Connection, Row};
 
 use crate::error::{Error, Result};
 use crate::ident;
@@ -608,45 +606,33 @@ impl<'c> Target<'c> for &'c mut sqlx::Transaction<'_, sqlx::Postgres> {
 /// again and run once more.
 macro_rules! on_backend {
     ($ctx:expr, $values:expr, |$exec:ident, $args:ident| $query:expr, |$out:ident| $then:expr) => {{
+        // Runs the query on `conn` with arguments from `to_args`, once more
+        // after preparing it again if the plan went stale.
+        macro_rules! run {
+            ($conn:ident, $to_args:ident) => {{
+                let first = {
+                    let $exec = &mut *$conn;
+                    let $args = $to_args($values)?;
+                    $query
+                };
+                let result = match first {
+                    Err(e) if stale_plan(&e) => {
+                        $conn.clear_cached_statements().await?;
+                        let $exec = &mut *$conn;
+                        let $args = $to_args($values)?;
+                        $query
+                    }
+                    r => r,
+                };
+                let $out = result?;
+                $then
+            }};
+        }
         match $ctx.conn().await? {
             #[cfg(feature = "sqlite")]
-            Conn::Sqlite(conn) => {
-                let first = {
-                    let $exec = &mut *conn;
-                    let $args = sqlite_args($values)?;
-                    $query
-                };
-                let first = match first {
-                    Err(e) if stale_plan(&e) => {
-                        conn.clear_cached_statements().await?;
-                        let $exec = &mut *conn;
-                        let $args = sqlite_args($values)?;
-                        $query
-                    }
-                    r => r,
-                };
-                let $out = first?;
-                $then
-            }
+            Conn::Sqlite(conn) => run!(conn, sqlite_args),
             #[cfg(feature = "postgres")]
-            Conn::Postgres(conn) => {
-                let first = {
-                    let $exec = &mut *conn;
-                    let $args = pg_args($values)?;
-                    $query
-                };
-                let first = match first {
-                    Err(e) if stale_plan(&e) => {
-                        conn.clear_cached_statements().await?;
-                        let $exec = &mut *conn;
-                        let $args = pg_args($values)?;
-                        $query
-                    }
-                    r => r,
-                };
-                let $out = first?;
-                $then
-            }
+            Conn::Postgres(conn) => run!(conn, pg_args),
         }
     }};
 }
