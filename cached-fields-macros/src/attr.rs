@@ -31,6 +31,7 @@ pub(crate) struct CachedField {
 pub(crate) struct ModelAttrs {
     pub(crate) table: LitStr,
     pub(crate) primary_key: syn::Ident,
+    pub(crate) primary_key_ty: Type,
     pub(crate) plain: Vec<Plain>,
     pub(crate) cached: Vec<CachedField>,
 }
@@ -247,9 +248,20 @@ pub(crate) fn parse(input: &DeriveInput) -> Result<ModelAttrs> {
                 )
             })?,
     };
+    let primary_key_ty = plain
+        .iter()
+        .find(|p| p.ident == primary_key)
+        .map(|p| p.ty.clone())
+        .ok_or_else(|| {
+            Error::new(
+                primary_key.span(),
+                "the primary key cannot be a cached field",
+            )
+        })?;
     Ok(ModelAttrs {
         table,
         primary_key,
+        primary_key_ty,
         plain,
         cached,
     })

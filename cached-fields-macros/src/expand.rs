@@ -14,6 +14,7 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
     let p = quote!(#krate::__private);
     let table = &m.table;
     let pk = &m.primary_key;
+    let pk_ty = &m.primary_key_ty;
     let pk_str = pk.to_string();
     let plain_cols: Vec<String> = m
         .plain
@@ -43,7 +44,8 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
                 ctx: &'a mut #krate::Ctx<'c>,
             ) -> #p::BoxFuture<'a, ::core::result::Result<#ty, #krate::BoxError>> {
                 ::std::boxed::Box::pin(async move {
-                    #calc_path(m, ctx)
+                    let conn = #p::from_ctx(ctx).await?;
+                    #calc_path(m, conn)
                         .await
                         .map_err(|e| -> #krate::BoxError { ::core::convert::Into::into(e) })
                 })
@@ -73,7 +75,8 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
                     ctx: &'a mut #krate::Ctx<'c>,
                 ) -> #p::BoxFuture<'a, ::core::result::Result<::std::vec::Vec<#ty>, #krate::BoxError>> {
                     ::std::boxed::Box::pin(async move {
-                        #many(rows, ctx)
+                        let conn = #p::from_ctx(ctx).await?;
+                        #many(rows, conn)
                             .await
                             .map_err(|e| -> #krate::BoxError { ::core::convert::Into::into(e) })
                     })
@@ -89,7 +92,8 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
                     ctx: &'a mut #krate::Ctx<'c>,
                 ) -> #p::BoxFuture<'a, ::core::result::Result<(), #krate::BoxError>> {
                     ::std::boxed::Box::pin(async move {
-                        #hook(m, ctx)
+                        let conn = #p::from_ctx(ctx).await?;
+                        #hook(m, conn)
                             .await
                             .map_err(|e| -> #krate::BoxError { ::core::convert::Into::into(e) })
                     })
@@ -135,7 +139,9 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
             }
             #[doc = #doc_flag]
             #vis async fn #flag<'c>(&self, db: impl #krate::Target<'c>) -> #krate::Result<()> {
-                #krate::runtime::flag::<Self>(self.#pk, #f_str, ::core::option::Option::None, db).await?;
+                #krate::runtime::flag::<Self>(
+                    #krate::CachedModel::primary_key(self), #f_str, ::core::option::Option::None, db,
+                ).await?;
                 self.#f.mark_stale();
                 ::core::result::Result::Ok(())
             }
@@ -146,18 +152,20 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
                 and_recalculate: impl ::core::convert::Into<#krate::Recalculate>,
             ) -> #krate::Result<()> {
                 #krate::runtime::flag::<Self>(
-                    self.#pk, #f_str, ::core::option::Option::Some(and_recalculate.into()), db,
+                    #krate::CachedModel::primary_key(self), #f_str, ::core::option::Option::Some(and_recalculate.into()), db,
                 ).await?;
                 self.#f.mark_stale();
                 ::core::result::Result::Ok(())
             }
             #[doc = #doc_recalc]
             #vis async fn #recalc<'c>(&self, db: impl #krate::Target<'c>) -> #krate::Result<#ty> {
-                let fresh = #krate::runtime::recalculate::<Self>(self.#pk, #f_str, db).await?;
+                let fresh = #krate::runtime::recalculate::<Self>(
+                    #krate::CachedModel::primary_key(self), #f_str, db,
+                ).await?;
                 self.#f.replace_with(&fresh.#f);
                 fresh.#f.stored().ok_or_else(|| #krate::Error::RowNotFound {
                     table: #table.to_owned(),
-                    key: self.#pk,
+                    key: #krate::CachedModel::primary_key(self),
                 })
             }
         });
@@ -210,6 +218,7 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
                         .get_or_init(|| {
                             #krate::model::Model::<#name>::builder(#table)
                                 .primary_key(#pk_str)
+                                .key::<#pk_ty>()
                                 .columns([#(#plain_cols),*])
                                 #(.field(#field_decls))*
                                 .build()
@@ -217,8 +226,8 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
                         .as_ref()
                         .map_err(::core::clone::Clone::clone)
                 }
-                fn primary_key(&self) -> i64 {
-                    self.#pk
+                fn primary_key(&self) -> #krate::Key {
+                    #krate::PrimaryKey::key(&self.#pk)
                 }
             }
 

@@ -5,10 +5,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use futures::future::BoxFuture;
 use sqlx::{Arguments, Connection, Row};
 
 use crate::error::{Error, Result};
 use crate::ident;
+use crate::key::Key;
 use crate::model::CachedModel;
 use crate::value::{SqlType, Value};
 
@@ -42,6 +44,30 @@ impl Backend {
     } else {
         "postgres"
     };
+}
+
+impl Backend {
+    /// The backend a database URL names, if this build has it.
+    ///
+    /// ```
+    /// use cached_fields::Backend;
+    /// assert_eq!(Backend::of_url("sqlite::memory:").unwrap(), Backend::Sqlite);
+    /// assert!(Backend::of_url("mysql://localhost").is_err());
+    /// ```
+    pub fn of_url(url: &str) -> Result<Backend> {
+        if url.starts_with("sqlite:") && cfg!(feature = "sqlite") {
+            return Ok(Backend::Sqlite);
+        }
+        if (url.starts_with("postgres://") || url.starts_with("postgresql://"))
+            && cfg!(feature = "postgres")
+        {
+            return Ok(Backend::Postgres);
+        }
+        Err(Error::UnsupportedUrl {
+            url: redact(url),
+            enabled: Backend::ENABLED,
+        })
+    }
 }
 
 /// A pool of connections to one database: the handle an application keeps.
@@ -598,6 +624,75 @@ impl<'c> Target<'c> for &'c mut sqlx::Transaction<'_, sqlx::Postgres> {
     }
 }
 
+/// What a calculate function (or batch function, or hook) the derive
+/// wires up may take as its connection argument: the library's `&mut Ctx`
+/// (any backend), or one backend's own connection — `&mut
+/// sqlx::SqliteConnection`, `&mut sqlx::PgConnection` — for an application
+/// that uses that backend only, with no match on a backend enum.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> cached_fields::Result<()> {
+/// use cached_fields::{Ctx, Db, db::FromCtx};
+/// let db = Db::connect("sqlite::memory:").await?;
+/// let mut ctx = Ctx::from(&db);
+/// let conn = <&mut sqlx::SqliteConnection>::from_ctx(&mut ctx).await?;
+/// let one: i64 = sqlx::query_scalar("SELECT 1").fetch_one(conn).await?;
+/// assert_eq!(one, 1);
+/// # Ok(()) }
+/// ```
+pub trait FromCtx<'a, 'c: 'a>: Sized + Send + 'a {
+    /// This argument, from the context the library runs the function in;
+    /// [`Error::WrongBackend`] when the context is on another backend.
+    fn from_ctx(ctx: &'a mut Ctx<'c>) -> BoxFuture<'a, Result<Self>>;
+}
+
+impl<'a, 'c: 'a> FromCtx<'a, 'c> for &'a mut Ctx<'c> {
+    fn from_ctx(ctx: &'a mut Ctx<'c>) -> BoxFuture<'a, Result<Self>> {
+        Box::pin(async move { Ok(ctx) })
+    }
+}
+
+/// The derive's call of [`FromCtx::from_ctx`], with the argument type
+/// inferred from the user's function.
+#[doc(hidden)]
+pub fn from_ctx<'a, 'c: 'a, C: FromCtx<'a, 'c>>(ctx: &'a mut Ctx<'c>) -> BoxFuture<'a, Result<C>> {
+    C::from_ctx(ctx)
+}
+
+#[cfg(feature = "sqlite")]
+impl<'a, 'c: 'a> FromCtx<'a, 'c> for &'a mut SqliteConnection {
+    fn from_ctx(ctx: &'a mut Ctx<'c>) -> BoxFuture<'a, Result<Self>> {
+        Box::pin(async move {
+            let actual = ctx.backend();
+            match ctx.conn().await? {
+                Conn::Sqlite(c) => Ok(c),
+                #[allow(unreachable_patterns)]
+                _ => Err(Error::WrongBackend {
+                    wanted: "SQLite",
+                    actual,
+                }),
+            }
+        })
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl<'a, 'c: 'a> FromCtx<'a, 'c> for &'a mut PgConnection {
+    fn from_ctx(ctx: &'a mut Ctx<'c>) -> BoxFuture<'a, Result<Self>> {
+        Box::pin(async move {
+            let actual = ctx.backend();
+            match ctx.conn().await? {
+                Conn::Postgres(c) => Ok(c),
+                #[allow(unreachable_patterns)]
+                _ => Err(Error::WrongBackend {
+                    wanted: "PostgreSQL",
+                    actual,
+                }),
+            }
+        })
+    }
+}
+
 /// Runs `$query` with `$exec` bound to the context's connection (taken from
 /// the pool on first use and held: one connection per context, so nested
 /// work cannot exhaust the pool) and `$args` to the bound `$values`, then
@@ -745,7 +840,8 @@ impl<'c> Ctx<'c> {
         sql: String,
         values: &[Value],
         pk: &str,
-    ) -> Result<Vec<(Option<i64>, Result<M>)>> {
+        key_type: SqlType,
+    ) -> Result<Vec<(Option<Key>, Result<M>)>> {
         on_backend!(
             self,
             values,
@@ -755,7 +851,10 @@ impl<'c> Ctx<'c> {
             |rows| Ok(rows
                 .iter()
                 .map(|row| {
-                    let key = row.try_get::<i64, _>(pk).ok();
+                    let key = row
+                        .value_at(pk, key_type)
+                        .ok()
+                        .and_then(|v| Key::from_value(&v));
                     (key, M::from_row(row).map_err(Error::from))
                 })
                 .collect())
@@ -793,6 +892,8 @@ fn sqlite_args(values: &[Value]) -> Result<sqlx::sqlite::SqliteArguments> {
             Value::Time(x) => args.add(*x),
             Value::Timestamp(x) => args.add(*x),
             Value::Json(x) => args.add(x.to_string()),
+            #[cfg(feature = "uuid")]
+            Value::Uuid(x) => args.add(*x),
         };
         r.map_err(|e| Error::from(sqlx::Error::Encode(e)))?;
     }
@@ -813,6 +914,8 @@ fn pg_args(values: &[Value]) -> Result<sqlx::postgres::PgArguments> {
                 SqlType::Time => args.add(Option::<NaiveTime>::None),
                 SqlType::Timestamp => args.add(Option::<DateTime<Utc>>::None),
                 SqlType::Json => args.add(Option::<sqlx::types::Json<serde_json::Value>>::None),
+                #[cfg(feature = "uuid")]
+                SqlType::Uuid => args.add(Option::<uuid::Uuid>::None),
             },
             Value::Int(x) => args.add(*x),
             Value::Float(x) => args.add(*x),
@@ -822,6 +925,8 @@ fn pg_args(values: &[Value]) -> Result<sqlx::postgres::PgArguments> {
             Value::Time(x) => args.add(*x),
             Value::Timestamp(x) => args.add(*x),
             Value::Json(x) => args.add(sqlx::types::Json(x.clone())),
+            #[cfg(feature = "uuid")]
+            Value::Uuid(x) => args.add(*x),
         };
         r.map_err(|e| Error::from(sqlx::Error::Encode(e)))?;
     }
@@ -848,7 +953,20 @@ macro_rules! impl_cached_row {
                     v.map_or(Value::Null(ty), f)
                 }
                 Ok(match ty {
-                    SqlType::Int => wrap(self.try_get::<Option<i64>, _>(index)?, ty, Value::Int),
+                    // An `INTEGER` (i32) key column reads as i64 too.
+                    SqlType::Int => match self.try_get::<Option<i64>, _>(index) {
+                        Ok(v) => wrap(v, ty, Value::Int),
+                        Err(e) => match self.try_get::<Option<i32>, _>(index) {
+                            Ok(v) => wrap(v, ty, |x| Value::Int(i64::from(x))),
+                            Err(_) => return Err(e),
+                        },
+                    },
+                    #[cfg(feature = "uuid")]
+                    SqlType::Uuid => wrap(
+                        self.try_get::<Option<uuid::Uuid>, _>(index)?,
+                        ty,
+                        Value::Uuid,
+                    ),
                     SqlType::Float => {
                         wrap(self.try_get::<Option<f64>, _>(index)?, ty, Value::Float)
                     }

@@ -1,5 +1,6 @@
 //! The one error type at the library boundary.
 
+use crate::key::Key;
 use std::sync::Arc;
 
 /// An error from a user's calculate function or hook.
@@ -103,7 +104,7 @@ pub enum Error {
         /// The cached field.
         field: String,
         /// The primary key of the row.
-        key: i64,
+        key: Key,
         /// The error's message.
         message: String,
     },
@@ -115,7 +116,7 @@ pub enum Error {
         /// The cached field.
         field: String,
         /// The primary key of the row.
-        key: i64,
+        key: Key,
         /// The panic's message.
         message: String,
     },
@@ -131,7 +132,7 @@ pub enum Error {
         /// The cached field.
         field: String,
         /// The primary key of the row.
-        key: i64,
+        key: Key,
         /// The limit it ran into.
         limit: std::time::Duration,
     },
@@ -145,7 +146,7 @@ pub enum Error {
         /// The cached field.
         field: String,
         /// The primary key of the row.
-        key: i64,
+        key: Key,
         /// Why.
         reason: String,
     },
@@ -162,7 +163,7 @@ pub enum Error {
         /// The cached field.
         field: String,
         /// The primary key of the row.
-        key: i64,
+        key: Key,
         /// Superseded recalculations in a row.
         count: u32,
         /// Within this long.
@@ -184,7 +185,7 @@ pub enum Error {
         /// The table.
         table: String,
         /// The primary key.
-        key: i64,
+        key: Key,
     },
     /// The field was declared without `temporal_triggers`, so it has no expiry column.
     #[error("{table}.{field} has no expiry: declare it with temporal_triggers")]
@@ -193,6 +194,16 @@ pub enum Error {
         table: String,
         /// The cached field.
         field: String,
+    },
+    /// Code written for one backend's connection ran on another: a
+    /// calculate function that takes a `PgConnection` while the database is
+    /// SQLite, say.
+    #[error("this code needs a {wanted} connection, but the database is {actual:?}")]
+    WrongBackend {
+        /// The backend the code was written for.
+        wanted: &'static str,
+        /// The backend of the database it ran on.
+        actual: crate::db::Backend,
     },
     /// The database or driver reported an error.
     #[error("database error: {0}")]

@@ -50,11 +50,15 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
+pub mod cli;
 pub mod db;
 pub mod depends;
 pub mod error;
 mod failures;
 pub mod ident;
+pub mod key;
 pub mod model;
 pub mod registry;
 pub mod runtime;
@@ -68,6 +72,8 @@ pub mod worker;
 pub use db::{Backend, CachedRow, Conn, Ctx, Db, Target};
 #[doc(inline)]
 pub use error::{BoxError, Error, Result};
+#[doc(inline)]
+pub use key::{Key, PrimaryKey};
 #[doc(inline)]
 pub use model::{Cached, CachedModel};
 #[doc(inline)]
@@ -86,6 +92,7 @@ pub use cached_fields_macros::CachedModel;
 /// Items the derive's generated code uses; not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::db::from_ctx;
     pub use futures::future::BoxFuture;
     pub use sqlx;
 }

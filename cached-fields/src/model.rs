@@ -13,6 +13,7 @@ use crate::db::{CachedRow, Ctx};
 use crate::depends::{self, Dependency};
 use crate::error::{BoxError, Error, Result};
 use crate::ident::Ident;
+use crate::key::Key;
 use crate::runtime::Recalculate;
 use crate::value::{CachedValue, SqlType, Value, ValueError};
 
@@ -58,7 +59,7 @@ pub trait CachedModel: FromBackendRows + Send + Sync + Unpin + Sized + 'static {
     /// The model's declaration, built once.
     fn model() -> Result<&'static Model<Self>>;
     /// The row's primary key.
-    fn primary_key(&self) -> i64;
+    fn primary_key(&self) -> Key;
 }
 
 /// The columns of one cached field.
@@ -500,6 +501,7 @@ impl<M> FieldBuilder<M> {
 pub struct Model<M> {
     table: Ident,
     primary_key: Ident,
+    key_type: SqlType,
     fields: Vec<Field<M>>,
     order: Vec<usize>,
     select_list: String,
@@ -521,6 +523,7 @@ impl<M> Model<M> {
         ModelBuilder {
             table: table.to_owned(),
             primary_key: "id".to_owned(),
+            key_type: SqlType::Int,
             columns: None,
             fields: Vec::new(),
         }
@@ -532,6 +535,10 @@ impl<M> Model<M> {
     /// The primary-key column.
     pub fn primary_key(&self) -> &Ident {
         &self.primary_key
+    }
+    /// How the primary key is bound and read (see [`PrimaryKey`](crate::PrimaryKey)).
+    pub fn key_type(&self) -> SqlType {
+        self.key_type
     }
     /// The cached fields, in declaration order.
     pub fn fields(&self) -> &[Field<M>] {
@@ -562,6 +569,7 @@ impl<M> Model<M> {
 pub struct ModelBuilder<M> {
     table: String,
     primary_key: String,
+    key_type: SqlType,
     columns: Option<Vec<String>>,
     fields: Vec<FieldBuilder<M>>,
 }
@@ -578,6 +586,19 @@ impl<M> ModelBuilder<M> {
     /// The primary-key column (default `id`; an integer).
     pub fn primary_key(mut self, column: &str) -> Self {
         self.primary_key = column.to_owned();
+        self
+    }
+    /// The primary key's Rust type, when it is not `i64`: one of the
+    /// [`PrimaryKey`](crate::PrimaryKey) types.
+    ///
+    /// ```
+    /// use cached_fields::{SqlType, model::Model};
+    /// struct Doc;
+    /// let model = Model::<Doc>::builder("docs").primary_key("slug").key::<String>().build().unwrap();
+    /// assert_eq!(model.key_type(), SqlType::Text);
+    /// ```
+    pub fn key<K: crate::PrimaryKey>(mut self) -> Self {
+        self.key_type = K::SQL_TYPE;
         self
     }
     /// The plain columns the struct reads (the derive lists its fields).
@@ -648,6 +669,7 @@ impl<M> ModelBuilder<M> {
         Ok(Model {
             table,
             primary_key,
+            key_type: self.key_type,
             fields,
             order,
             select_list,

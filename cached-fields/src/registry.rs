@@ -8,6 +8,7 @@ use futures::future::BoxFuture;
 
 use crate::db::Db;
 use crate::error::Result;
+use crate::key::Key;
 use crate::model::CachedModel;
 use crate::schema::{self, Migration, Problem, TableSpec};
 use crate::worker::{self, BatchReport, Settings};
@@ -25,7 +26,7 @@ pub(crate) trait ModelOps: Send + Sync {
         db: &'a Db,
         field: usize,
     ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>>>;
-    fn recalculate<'a>(&'a self, db: &'a Db, field: usize, key: i64) -> BoxFuture<'a, Result<()>>;
+    fn recalculate<'a>(&'a self, db: &'a Db, field: usize, key: Key) -> BoxFuture<'a, Result<()>>;
 }
 
 struct Ops<M>(std::marker::PhantomData<fn() -> M>);
@@ -46,7 +47,7 @@ impl<M: CachedModel> ModelOps for Ops<M> {
     ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>>> {
         Box::pin(worker::next_due::<M>(db, field))
     }
-    fn recalculate<'a>(&'a self, db: &'a Db, field: usize, key: i64) -> BoxFuture<'a, Result<()>> {
+    fn recalculate<'a>(&'a self, db: &'a Db, field: usize, key: Key) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let model = M::model()?;
             let name = model.fields()[field].name().as_str();
@@ -111,6 +112,15 @@ impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The primary-key type of the model on `table`.
+    pub fn key_type(&self, table: &str) -> Result<crate::SqlType> {
+        self.entries
+            .iter()
+            .find(|e| e.spec.table.as_str() == table)
+            .map(|e| e.spec.key_type)
+            .ok_or_else(|| crate::Error::declaration(table, "no model is registered on this table"))
     }
 
     /// Adds model `M`, validating its declaration. A model registered

@@ -14,6 +14,7 @@ use futures::FutureExt;
 use crate::db::{Backend, Ctx, Target};
 use crate::depends::Dependency;
 use crate::error::{Error, Result};
+use crate::key::Key;
 use crate::model::{Cached, CachedModel, DEFAULT_TIMEOUT, Field, Model};
 use crate::statements::{self, FieldSql};
 use crate::value::{CachedValue, SqlType, Value};
@@ -138,7 +139,7 @@ where
         let rows = ctx
             .fetch_values(
                 sql,
-                &[Value::Int(m.primary_key())],
+                &[m.primary_key().to_value()],
                 &[SqlType::Bool, SqlType::Int],
             )
             .await?;
@@ -240,12 +241,13 @@ fn value_error<M>(model: &Model<M>, field: &Field<M>, e: &crate::value::ValueErr
 /// `Some(false)` to the next read (lazy). Inside a transaction, no worker
 /// sees the flag before commit.
 pub async fn flag<'c, M: CachedModel>(
-    key: i64,
+    key: impl Into<Key>,
     field: &str,
     and_recalculate: Option<Recalculate>,
     target: impl Target<'c>,
 ) -> Result<()> {
-    if flag_many::<M>(&[key], field, and_recalculate, target).await? == 0 {
+    let key = key.into();
+    if flag_many::<M>(std::slice::from_ref(&key), field, and_recalculate, target).await? == 0 {
         return Err(Error::RowNotFound {
             table: M::model()?.table().to_string(),
             key,
@@ -260,7 +262,7 @@ const FLAG_BATCH: usize = 500;
 /// Flags the field of many rows, a few hundred per statement; returns how
 /// many rows exist among `keys`. See [`flag`].
 pub async fn flag_many<'c, M: CachedModel>(
-    keys: &[i64],
+    keys: &[Key],
     field: &str,
     and_recalculate: Option<Recalculate>,
     target: impl Target<'c>,
@@ -279,7 +281,7 @@ pub async fn flag_many<'c, M: CachedModel>(
             Value::Timestamp(statements::parked()),
             Value::Timestamp(statements::parked_alt()),
         ];
-        args.extend(chunk.iter().map(|k| Value::Int(*k)));
+        args.extend(chunk.iter().map(Key::to_value));
         flagged += with_schema_hint(ctx.execute(sql, &args).await, &mut ctx, model).await?;
     }
     crate::worker::wake();
@@ -290,14 +292,14 @@ pub async fn flag_many<'c, M: CachedModel>(
 /// invalidation arrived meanwhile. Returns the model as reloaded, with the
 /// new value.
 pub async fn recalculate<'c, M: CachedModel>(
-    key: i64,
+    key: impl Into<Key>,
     field: &str,
     target: impl Target<'c>,
 ) -> Result<M> {
     let model = M::model()?;
     let field = model.field(field)?;
     let mut ctx = target.into_ctx();
-    let m = load(&mut ctx, model, key).await?;
+    let m = load(&mut ctx, model, key.into()).await?;
     recalculate_loaded(&mut ctx, model, field, &m, None).await?;
     Ok(m)
 }
@@ -327,7 +329,7 @@ pub async fn expire_after<'c, M: CachedModel>(
         model.primary_key().quoted()
     );
     let n = with_schema_hint(
-        ctx.execute(sql, &[Value::Timestamp(when), Value::Int(key)])
+        ctx.execute(sql, &[Value::Timestamp(when), key.to_value()])
             .await,
         &mut ctx,
         model,
@@ -345,10 +347,10 @@ pub async fn expire_after<'c, M: CachedModel>(
 }
 
 /// Loads one row as the model.
-pub async fn load<M: CachedModel>(ctx: &mut Ctx<'_>, model: &Model<M>, key: i64) -> Result<M> {
+pub async fn load<M: CachedModel>(ctx: &mut Ctx<'_>, model: &Model<M>, key: Key) -> Result<M> {
     let sql = statements::load_rows(model.select_list(), model.table(), model.primary_key(), 1);
     let rows = with_schema_hint(
-        ctx.fetch_models::<M>(sql, &[Value::Int(key)]).await,
+        ctx.fetch_models::<M>(sql, &[key.to_value()]).await,
         ctx,
         model,
     )
@@ -384,9 +386,9 @@ pub(crate) async fn compute<M: CachedModel>(
     let run = std::panic::AssertUnwindSafe(field.calculate(m, ctx)).catch_unwind();
     let outcome = tokio::time::timeout(limit, run)
         .await
-        .map_err(|_| timed_out(model, field, key, limit))?;
-    let value = calculated(model, field, key, outcome)?;
-    storable(backend, model, field, key, &value)?;
+        .map_err(|_| timed_out(model, field, &key, limit))?;
+    let value = calculated(model, field, &key, outcome)?;
+    storable(backend, model, field, &key, &value)?;
     Ok(value)
 }
 
@@ -395,11 +397,11 @@ pub(crate) fn limit<M>(field: &Field<M>, default: Duration) -> Duration {
     field.timeout().unwrap_or(default)
 }
 
-fn timed_out<M>(model: &Model<M>, field: &Field<M>, key: i64, limit: Duration) -> Error {
+fn timed_out<M>(model: &Model<M>, field: &Field<M>, key: &Key, limit: Duration) -> Error {
     Error::TimedOut {
         table: model.table().to_string(),
         field: field.name().to_string(),
-        key,
+        key: key.clone(),
         limit,
     }
 }
@@ -410,14 +412,14 @@ fn storable<M>(
     backend: Backend,
     model: &Model<M>,
     field: &Field<M>,
-    key: i64,
+    key: &Key,
     v: &Value,
 ) -> Result<()> {
     if backend == Backend::Sqlite && matches!(v, Value::Float(f) if f.is_nan()) {
         return Err(Error::Unstorable {
             table: model.table().to_string(),
             field: field.name().to_string(),
-            key,
+            key: key.clone(),
             reason: "NaN (SQLite stores a NaN as NULL, which reads back as never calculated)"
                 .to_owned(),
         });
@@ -437,13 +439,13 @@ pub(crate) async fn compute_many<M: CachedModel>(
 ) -> Option<Result<Vec<Value>>> {
     let backend = ctx.backend();
     let fut = field.calculate_many(rows, ctx)?;
-    let key = rows.first().map_or(0, |m| m.primary_key());
+    let key = rows.first().map_or(Key::Int(0), |m| m.primary_key());
     let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
     let outcome = match tokio::time::timeout(limit, run).await {
         Ok(outcome) => outcome,
-        Err(_) => return Some(Err(timed_out(model, field, key, limit))),
+        Err(_) => return Some(Err(timed_out(model, field, &key, limit))),
     };
-    Some(calculated(model, field, key, outcome).and_then(|values| {
+    Some(calculated(model, field, &key, outcome).and_then(|values| {
         if values.len() != rows.len() {
             return Err(Error::Calculate {
                 table: model.table().to_string(),
@@ -457,7 +459,7 @@ pub(crate) async fn compute_many<M: CachedModel>(
             });
         }
         for (m, v) in rows.iter().zip(&values) {
-            storable(backend, model, field, m.primary_key(), v)?;
+            storable(backend, model, field, &m.primary_key(), v)?;
         }
         Ok(values)
     }))
@@ -468,7 +470,7 @@ pub(crate) async fn compute_many<M: CachedModel>(
 fn calculated<M, T>(
     model: &Model<M>,
     field: &Field<M>,
-    key: i64,
+    key: &Key,
     outcome: std::thread::Result<std::result::Result<T, crate::error::BoxError>>,
 ) -> Result<T> {
     match outcome {
@@ -476,13 +478,13 @@ fn calculated<M, T>(
         Ok(Err(e)) => Err(Error::Calculate {
             table: model.table().to_string(),
             field: field.name().to_string(),
-            key,
+            key: key.clone(),
             message: e.to_string(),
         }),
         Err(panic) => Err(Error::Panicked {
             table: model.table().to_string(),
             field: field.name().to_string(),
-            key,
+            key: key.clone(),
             message: panic
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
@@ -553,16 +555,13 @@ pub(crate) async fn store_many<M: CachedModel>(
     let sql = field_sql(ctx, model, field);
     let mut args = vec![Value::Timestamp(read_at)];
     for (m, value) in rows {
-        args.push(Value::Int(m.primary_key()));
+        args.push(m.primary_key().to_value());
         args.push(Value::Int(field.slot(*m).snapshot().version));
         args.push((*value).clone());
     }
-    let keys = |rows: Vec<Vec<Value>>| -> std::collections::HashSet<i64> {
+    let keys = |rows: Vec<Vec<Value>>| -> std::collections::HashSet<Key> {
         rows.into_iter()
-            .filter_map(|r| match r.first() {
-                Some(Value::Int(k)) => Some(*k),
-                _ => None,
-            })
+            .filter_map(|r| r.first().and_then(Key::from_value))
             .collect()
     };
     let fresh = keys(
@@ -570,7 +569,7 @@ pub(crate) async fn store_many<M: CachedModel>(
             ctx.fetch_values(
                 sql.write_back_many(rows.len(), by_worker),
                 &args,
-                &[SqlType::Int],
+                &[model.key_type()],
             )
             .await,
             ctx,
@@ -582,7 +581,7 @@ pub(crate) async fn store_many<M: CachedModel>(
         .iter()
         .map(|(m, _)| m.primary_key())
         .filter(|k| !fresh.contains(k))
-        .map(Value::Int)
+        .map(|k| k.to_value())
         .collect();
     let present = if lost.is_empty() {
         Default::default()
@@ -591,7 +590,7 @@ pub(crate) async fn store_many<M: CachedModel>(
             ctx.fetch_values(
                 sql.release_many(lost.len(), by_worker),
                 &lost,
-                &[SqlType::Int],
+                &[model.key_type()],
             )
             .await?,
         )
@@ -628,7 +627,7 @@ pub(crate) async fn after_store<M: CachedModel>(
     if let Some(hook) = field.after()
         && let Err(e) = hook(m, ctx).await
     {
-        tracing::warn!(table = %model.table(), field = %field.name(), key = m.primary_key(),
+        tracing::warn!(table = %model.table(), field = %field.name(), key = %m.primary_key(),
             error = %e, "after-recalculation hook failed");
         return Ok(Some(format!(
             "after-recalculation hook failed for row {}: {e}",
@@ -678,10 +677,10 @@ pub(crate) async fn refresh_chain<M: CachedModel>(
             let args = [
                 Value::Timestamp(now),
                 Value::Timestamp(until),
-                Value::Int(m.primary_key()),
+                m.primary_key().to_value(),
             ];
             if ctx
-                .fetch_values(sql, &args, &[SqlType::Int])
+                .fetch_values(sql, &args, &[model.key_type()])
                 .await?
                 .is_empty()
             {
@@ -746,11 +745,11 @@ async fn recalculate_loaded<M: CachedModel>(
             }
         }
         Stored::Superseded => {
-            tracing::debug!(table = %model.table(), field = %field.name(), key = m.primary_key(),
+            tracing::debug!(table = %model.table(), field = %field.name(), key = %m.primary_key(),
                 "invalidated while recalculating: left flagged");
         }
         Stored::Gone => {
-            tracing::info!(table = %model.table(), field = %field.name(), key = m.primary_key(),
+            tracing::info!(table = %model.table(), field = %field.name(), key = %m.primary_key(),
                 "row deleted before its recalculation was stored");
         }
     }

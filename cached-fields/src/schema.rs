@@ -37,6 +37,8 @@ pub struct TableSpec {
     pub table: Ident,
     /// The primary-key column.
     pub primary_key: Ident,
+    /// How the primary key is bound and read.
+    pub key_type: SqlType,
     /// The cached fields, in declaration order.
     pub fields: Vec<FieldSpec>,
     /// Field indexes in dependency order.
@@ -49,6 +51,7 @@ impl TableSpec {
         TableSpec {
             table: model.table().clone(),
             primary_key: model.primary_key().clone(),
+            key_type: model.key_type(),
             fields: model
                 .fields()
                 .iter()

@@ -471,8 +471,8 @@ impl<'a> FieldSql<'a> {
     }
 
     /// Keys of rows that are stale (flagged or expired) at `$1`, or every key
-    /// when `all`. `$2` limit, `$3` keys greater than.
-    pub(crate) fn keys(&self, all: bool) -> String {
+    /// when `all`. `$2` limit; with `after`, `$3` keys greater than.
+    pub(crate) fn keys(&self, all: bool, after: bool) -> String {
         let cond = if all {
             "TRUE".to_owned()
         } else {
@@ -489,8 +489,13 @@ impl<'a> FieldSql<'a> {
                 None => format!("({} OR $1 IS NULL)", c.needed.quoted()),
             }
         };
+        let after = if after {
+            format!(" AND {} > $3", self.pk)
+        } else {
+            String::new()
+        };
         format!(
-            "SELECT {pk} FROM {t} WHERE {cond} AND {pk} > $3 ORDER BY {pk} LIMIT $2",
+            "SELECT {pk} FROM {t} WHERE {cond}{after} ORDER BY {pk} LIMIT $2",
             pk = self.pk,
             t = self.table,
         )

@@ -25,6 +25,11 @@ pub enum SqlType {
     Timestamp,
     /// JSON document.
     Json,
+    /// UUID (`UUID` on PostgreSQL, a 16-byte `BLOB` on SQLite, as sqlx
+    /// binds one).
+    #[cfg(feature = "uuid")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "uuid")))]
+    Uuid,
 }
 
 impl SqlType {
@@ -48,6 +53,10 @@ impl SqlType {
             SqlType::Timestamp => "TIMESTAMP",
             SqlType::Json if pg => "JSONB",
             SqlType::Json => "TEXT",
+            #[cfg(feature = "uuid")]
+            SqlType::Uuid if pg => "UUID",
+            #[cfg(feature = "uuid")]
+            SqlType::Uuid => "BLOB",
         }
     }
 
@@ -62,6 +71,8 @@ impl SqlType {
             SqlType::Time => "time",
             SqlType::Timestamp => "timestamp",
             SqlType::Json => "JSON",
+            #[cfg(feature = "uuid")]
+            SqlType::Uuid => "UUID",
         }
     }
 }
@@ -88,6 +99,10 @@ pub enum Value {
     Timestamp(DateTime<Utc>),
     /// A JSON document.
     Json(serde_json::Value),
+    /// A UUID.
+    #[cfg(feature = "uuid")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "uuid")))]
+    Uuid(uuid::Uuid),
 }
 
 /// Why a [`Value`] could not become the field's type.
@@ -159,6 +174,8 @@ simple_value!(String, Text, Text);
 simple_value!(NaiveDate, Date, Date);
 simple_value!(NaiveTime, Time, Time);
 simple_value!(DateTime<Utc>, Timestamp, Timestamp);
+#[cfg(feature = "uuid")]
+simple_value!(uuid::Uuid, Uuid, Uuid);
 
 macro_rules! narrow_int {
     ($t:ty) => {

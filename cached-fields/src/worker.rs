@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use crate::db::{Ctx, Db};
 use crate::error::{Error, Result};
 use crate::failures;
+use crate::key::Key;
 use crate::model::{CachedModel, DEFAULT_TIMEOUT};
 use crate::registry::Registry;
 use crate::runtime::{self, Stored};
@@ -56,7 +57,7 @@ const DEFER_MAX_MS: i64 = 5000;
 /// deferrals in a row.
 #[derive(Debug, Default)]
 pub(crate) struct RowMemory {
-    rows: Mutex<HashMap<(String, String, i64), RowTrack>>,
+    rows: Mutex<HashMap<(String, String, Key), RowTrack>>,
 }
 
 #[derive(Debug)]
@@ -67,13 +68,19 @@ struct RowTrack {
 }
 
 impl RowMemory {
-    fn with<T>(&self, table: &str, field: &str, key: i64, f: impl FnOnce(&mut RowTrack) -> T) -> T {
+    fn with<T>(
+        &self,
+        table: &str,
+        field: &str,
+        key: &Key,
+        f: impl FnOnce(&mut RowTrack) -> T,
+    ) -> T {
         let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
         if rows.len() > 10_000 {
             rows.retain(|_, t| t.since.elapsed() < LOOP_WINDOW * 4);
         }
         let t = rows
-            .entry((table.to_owned(), field.to_owned(), key))
+            .entry((table.to_owned(), field.to_owned(), key.clone()))
             .or_insert_with(|| RowTrack {
                 superseded: 0,
                 since: Instant::now(),
@@ -82,17 +89,17 @@ impl RowMemory {
         f(t)
     }
 
-    fn forget(&self, table: &str, field: &str, key: i64) {
+    fn forget(&self, table: &str, field: &str, key: &Key) {
         let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
         // The common case, on every stored value: nothing to forget.
         if !rows.is_empty() {
-            rows.remove(&(table.to_owned(), field.to_owned(), key));
+            rows.remove(&(table.to_owned(), field.to_owned(), key.clone()));
         }
     }
 
     /// Counts a superseded write-back; true when the row looks like it
     /// invalidates itself.
-    fn superseded(&self, table: &str, field: &str, key: i64) -> bool {
+    fn superseded(&self, table: &str, field: &str, key: &Key) -> bool {
         self.with(table, field, key, |t| {
             if t.superseded == 0 || t.since.elapsed() > LOOP_WINDOW {
                 t.superseded = 0;
@@ -104,7 +111,7 @@ impl RowMemory {
     }
 
     /// How long to defer a row once more.
-    fn defer(&self, table: &str, field: &str, key: i64) -> i64 {
+    fn defer(&self, table: &str, field: &str, key: &Key) -> i64 {
         self.with(table, field, key, |t| {
             let ms = DEFER_MS
                 .saturating_mul(1 << t.deferrals.min(10))
@@ -700,7 +707,7 @@ enum Outcome<M> {
 }
 
 struct Computed<M> {
-    key: i64,
+    key: Key,
     attempts: i32,
     /// Fields this row's chain needed first, recalculated and stored inline.
     chained: u64,
@@ -739,6 +746,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
                 Value::Int(batch),
             ],
             model.primary_key().as_str(),
+            model.key_type(),
         )
         .await,
         &mut ctx,
@@ -815,7 +823,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
             }
         }
     }
-    done.sort_by_key(|c| c.key); // one lock order for every writer
+    done.sort_by(|a, b| a.key.cmp(&b.key)); // one lock order for every writer
     let stored = match write_all(db, model, field, settings, &done).await {
         Ok(stored) => stored,
         Err(e) => {
@@ -844,7 +852,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
         s.recalculated += c.chained;
         match (&c.outcome, stored) {
             (Outcome::Value(row, value, _), Some(Stored::Fresh)) => {
-                settings.rows.forget(table, name, c.key);
+                settings.rows.forget(table, name, &c.key);
                 if let Some(message) =
                     runtime::after_store(&mut ctx, model, field, row, value.clone()).await?
                 {
@@ -858,12 +866,12 @@ pub(crate) async fn process_batch<M: CachedModel>(
             }
             (Outcome::Value(..), Some(Stored::Superseded)) => {
                 s.superseded += 1;
-                if settings.rows.superseded(table, name, c.key) {
-                    settings.rows.forget(table, name, c.key);
+                if settings.rows.superseded(table, name, &c.key) {
+                    settings.rows.forget(table, name, &c.key);
                     let e = Error::SelfInvalidating {
                         table: table.to_owned(),
                         field: name.to_owned(),
-                        key: c.key,
+                        key: c.key.clone(),
                         count: LOOP_COUNT,
                         window: LOOP_WINDOW,
                     };
@@ -872,12 +880,12 @@ pub(crate) async fn process_batch<M: CachedModel>(
                 }
             }
             (Outcome::Failed(_), _) => {
-                settings.rows.forget(table, name, c.key);
+                settings.rows.forget(table, name, &c.key);
                 s.failed += 1;
             }
             (Outcome::Deferred(_), _) => s.deferred += 1,
             _ => {
-                tracing::info!(table = %model.table(), field = %field.name(), key = c.key,
+                tracing::info!(table = %model.table(), field = %field.name(), key = %c.key,
                     "row deleted before its recalculation was stored; skipped");
                 s.deleted += 1;
             }
@@ -1052,7 +1060,7 @@ async fn record_failure<M: CachedModel>(
         &[
             Value::Text(e.to_string()),
             Value::Timestamp(retry_at),
-            Value::Int(c.key),
+            c.key.to_value(),
         ],
     )
     .await?;
@@ -1092,9 +1100,9 @@ async fn write_one<M: CachedModel>(
             // killed worker's lease is waited out, not spun on.
             let ms = settings
                 .rows
-                .defer(model.table().as_str(), field.name().as_str(), c.key);
+                .defer(model.table().as_str(), field.name().as_str(), &c.key);
             let retry_at = Utc::now() + chrono::Duration::milliseconds(ms);
-            ctx.execute(sql, &[Value::Int(c.key), Value::Timestamp(retry_at)])
+            ctx.execute(sql, &[c.key.to_value(), Value::Timestamp(retry_at)])
                 .await?;
             Ok(None)
         }
@@ -1148,7 +1156,7 @@ pub struct FieldStatus {
     /// Seconds since the longest-waiting flagged row became stale.
     pub oldest_stale_secs: Option<f64>,
     /// The most-retried failure: key, attempts, message.
-    pub last_error: Option<(i64, i64, String)>,
+    pub last_error: Option<(Key, i64, String)>,
     /// A failure of the field as a whole (a batch that could not run at
     /// all): how many in a row, and the last message.
     pub field_error: Option<(i64, String)>,
@@ -1197,12 +1205,18 @@ pub(crate) async fn status(db: &Db, registry: &Registry) -> Result<Vec<FieldStat
                 .fetch_values(
                     sql.last_failure(),
                     &[],
-                    &[SqlType::Int, SqlType::Int, SqlType::Text],
+                    &[spec.key_type, SqlType::Int, SqlType::Text],
                 )
                 .await?;
             let last_error = last.first().and_then(|r| match &r[..] {
-                [Value::Int(k), Value::Int(a), Value::Text(m)] => Some((*k, *a, m.clone())),
-                [Value::Int(k), Value::Int(a), Value::Null(_)] => Some((*k, *a, String::new())),
+                [k, Value::Int(a), m] => Some((
+                    Key::from_value(k)?,
+                    *a,
+                    match m {
+                        Value::Text(m) => m.clone(),
+                        _ => String::new(),
+                    },
+                )),
                 _ => None,
             });
             let record = |kind| {
@@ -1233,11 +1247,11 @@ pub async fn recalculate_keys(
     registry: &Registry,
     table: &str,
     field: &str,
-    keys: &[i64],
+    keys: &[Key],
 ) -> Result<()> {
     let (entry, idx) = registry.find(table, field)?;
     for k in keys {
-        match entry.ops.recalculate(db, idx, *k).await {
+        match entry.ops.recalculate(db, idx, k.clone()).await {
             Ok(()) | Err(Error::RowNotFound { .. }) => {}
             Err(e) => return Err(e),
         }
@@ -1245,16 +1259,17 @@ pub async fn recalculate_keys(
     Ok(())
 }
 
-/// Keys of one field's rows, stale ones only or all, after `after`, at most `limit`.
+/// Keys of one field's rows in key order, stale ones only or all, after
+/// `after` (from the first when `None`), at most `limit`.
 pub async fn keys(
     db: &Db,
     registry: &Registry,
     table: &str,
     field: &str,
     all: bool,
-    after: i64,
+    after: Option<&Key>,
     limit: i64,
-) -> Result<Vec<i64>> {
+) -> Result<Vec<Key>> {
     let (entry, idx) = registry.find(table, field)?;
     let sql = FieldSql::new(
         db.backend(),
@@ -1262,23 +1277,14 @@ pub async fn keys(
         &entry.spec.primary_key,
         &entry.spec.fields[idx].columns,
     )
-    .keys(all);
+    .keys(all, after.is_some());
+    let mut args = vec![Value::Timestamp(Utc::now()), Value::Int(limit)];
+    args.extend(after.map(Key::to_value));
     let rows = Ctx::from(db)
-        .fetch_values(
-            sql,
-            &[
-                Value::Timestamp(Utc::now()),
-                Value::Int(limit),
-                Value::Int(after),
-            ],
-            &[SqlType::Int],
-        )
+        .fetch_values(sql, &args, &[entry.spec.key_type])
         .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|r| match r.first() {
-            Some(Value::Int(k)) => Some(*k),
-            _ => None,
-        })
+        .filter_map(|r| r.first().and_then(Key::from_value))
         .collect())
 }

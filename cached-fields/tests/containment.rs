@@ -37,7 +37,7 @@ async fn a_calculation_that_never_returns_fails_alone_after_the_timeout() {
         }
         let status = common::registry().status(&db).await.unwrap();
         let (key, attempts, msg) = status[0].last_error.clone().unwrap();
-        assert_eq!((key, attempts), (3, 1));
+        assert_eq!((key, attempts), (cached_fields::Key::Int(3), 1));
         assert!(msg.contains("did not finish within 300 ms"), "{msg}");
         // Fixed, it recovers by itself at the next attempt.
         exec(&db, "UPDATE items SET mode = 'ok' WHERE id = 3").await;

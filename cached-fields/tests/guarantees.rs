@@ -412,7 +412,13 @@ async fn recalculate_reloads_and_stores() {
         assert_eq!(it.doubled.stored(), Some(14));
         assert_all_fresh(&db).await;
         let gone = cached_fields::runtime::recalculate::<Item>(99, "doubled", &db).await;
-        assert!(matches!(gone, Err(Error::RowNotFound { key: 99, .. })));
+        assert!(matches!(
+            gone,
+            Err(Error::RowNotFound {
+                key: cached_fields::Key::Int(99),
+                ..
+            })
+        ));
     })
     .await;
 }

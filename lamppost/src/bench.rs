@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cached_fields::{Db, Registry, Worker};
+use cached_fields::{Db, Key, Registry, Worker};
 use futures::StreamExt;
 use serde_json::json;
 
@@ -54,9 +54,10 @@ async fn ids(db: &Db) -> anyhow::Result<Vec<i64>> {
 }
 
 async fn flag_all(db: &Db, ids: &[i64]) -> anyhow::Result<()> {
+    let keys: Vec<Key> = ids.iter().map(|&id| Key::from(id)).collect();
     for field in ["total_weight", "slow_full_name"] {
         cached_fields::runtime::flag_many::<Lamppost>(
-            ids,
+            &keys,
             field,
             Some(cached_fields::Recalculate::Eagerly),
             db,
@@ -112,7 +113,7 @@ async fn flag(db: &Db, ids: &[i64]) -> anyhow::Result<serde_json::Value> {
     let t = Instant::now();
     for id in &ids[..n] {
         cached_fields::runtime::flag::<Lamppost>(
-            *id,
+            Key::from(*id),
             "total_weight",
             Some(cached_fields::Recalculate::Eagerly),
             db,
@@ -120,9 +121,10 @@ async fn flag(db: &Db, ids: &[i64]) -> anyhow::Result<serde_json::Value> {
         .await?;
     }
     let single = n as f64 / t.elapsed().as_secs_f64();
+    let keys: Vec<Key> = ids.iter().map(|&id| Key::from(id)).collect();
     let t = Instant::now();
     cached_fields::runtime::flag_many::<Lamppost>(
-        ids,
+        &keys,
         "total_weight",
         Some(cached_fields::Recalculate::Eagerly),
         db,
@@ -350,7 +352,7 @@ async fn write_overhead(db: &Db, registry: &Registry) -> anyhow::Result<serde_js
     }
     let without_own = run(db, own, rows).await?;
     let without_related = run(db, related, pigeons).await?;
-    crate::migrate(db, registry).await?;
+    crate::migrate(db).await?;
     anyhow::ensure!(
         registry.check(db).await?.is_empty(),
         "migrate did not restore the triggers"
@@ -541,7 +543,7 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     let db = Db::connect(url).await?;
     let registry = models::registry()?;
-    crate::migrate(&db, &registry).await?;
+    crate::migrate(&db).await?;
     let existing = scalar(&db, "SELECT COUNT(*) FROM lampposts").await?;
     if existing > 0 && !reset {
         anyhow::bail!(

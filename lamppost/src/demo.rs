@@ -51,7 +51,7 @@ pub(crate) async fn run(cost_us: u64) -> anyhow::Result<()> {
     let registry = models::registry()?;
 
     println!("1. A fresh SQLite database at {}", path.display());
-    crate::migrate(&db, &registry).await?;
+    crate::migrate(&db).await?;
     println!("   `migrate` created lampposts and pigeons, added cached_total_weight,");
     println!("   total_weight_recalculation_needed, cached_slow_full_name,");
     println!("   slow_full_name_recalculation_needed and slow_full_name_expires_after,");

@@ -1,13 +1,9 @@
 //! `lamppost`: the reference app of cached-fields — django-cached-field's
 //! lamppost example, runnable on SQLite (default) or PostgreSQL.
 
-use std::io::IsTerminal;
-use std::time::Duration;
-
-use anyhow::Context;
-use cached_fields::{Db, Registry, Worker};
+use cached_fields::Db;
+use cached_fields::cli::App;
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 
 mod bench;
 mod demo;
@@ -50,15 +46,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create or upgrade the tables, cached columns, indexes and triggers (idempotent).
-    Migrate {
-        /// Print the cached-fields SQL for this backend instead of applying it
-        /// (for your own migration files).
-        #[arg(long)]
-        sql: bool,
-    },
-    /// Compare the database with the declarations; exit 1 listing what is missing or outdated.
-    Check,
+    #[command(flatten)]
+    Library(cached_fields::cli::Command),
     /// Insert lampposts, each with some pigeons.
     Seed {
         /// How many lampposts.
@@ -68,43 +57,8 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         pigeons_per: u64,
     },
-    /// Recalculate flagged and expired values until SIGINT/SIGTERM; prints a JSON line of counts at exit.
-    Worker {
-        /// Calculations run at once (1 to 10000).
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-        concurrency: u64,
-        /// Rows claimed per statement (1 to 10000).
-        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-        batch_size: u64,
-        /// Seconds a claim lasts before another worker may take over a dead worker's rows (1 to 86400).
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-        lease_secs: u64,
-        /// Longest idle wait between looks for work, in milliseconds (1 to 3600000).
-        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
-        poll_ms: u64,
-        /// Milliseconds one calculation may take before it counts as failed (at least 1).
-        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
-        timeout_ms: u64,
-    },
-    /// Per cached field: rows, stale, expired, failing, oldest stale age, last error.
-    Status {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Recalculate now, in this process (progress bar on a terminal).
-    Recalc {
-        /// Every row.
-        #[arg(long, conflicts_with = "stale")]
-        all: bool,
-        /// Only flagged or expired rows (the default).
-        #[arg(long)]
-        stale: bool,
-    },
     /// The seed README's story, narrated, on a fresh embedded database.
     Demo,
-    /// Compare every stored value with its inputs; exit 1 listing flagged or disagreeing rows.
-    Verify,
     /// Measure reads, invalidations, drains, latency, coalescing, trigger overhead, idle cost,
     /// memory and scale-out, each beside its baseline; the last line is one JSON object (use a
     /// release build).
@@ -146,105 +100,39 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// The library's commands for lamppost's registry, its tables and its comparison.
+pub(crate) fn app() -> anyhow::Result<App> {
+    Ok(App::new("lamppost", models::registry()?)
+        .create_tables(|db| Box::pin(async move { Ok(tables::create(db).await?) }))
+        .verify(|db| Box::pin(async move { Ok(verify(db).await?) })))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
-    let registry = models::registry()?;
-    if let Command::Bench { rows, reset, only } = cli.command {
-        bench::run(&cli.database_url, rows, cli.cost_us, reset, &only).await?;
-        return Ok(std::process::ExitCode::SUCCESS);
-    }
-    if let Command::Demo = cli.command {
-        demo::run(cli.cost_us).await?;
-        return Ok(std::process::ExitCode::SUCCESS);
-    }
-    if let Command::Migrate { sql: true } = cli.command {
-        let backend = if cli.database_url.starts_with("postgres") {
-            cached_fields::Backend::Postgres
-        } else {
-            cached_fields::Backend::Sqlite
-        };
-        print!("{}", registry.sql(backend));
-        return Ok(std::process::ExitCode::SUCCESS);
-    }
-    let db = Db::connect(&cli.database_url).await?;
     match cli.command {
-        Command::Migrate { sql: true } => unreachable!("handled above"),
-        Command::Migrate { sql: false } => {
-            let done = migrate(&db, &registry).await?;
-            if done.is_empty() {
-                println!("schema up to date");
-            }
-            for p in &done.changes {
-                println!("applied: {p}");
-            }
-            for f in &done.flagged {
-                println!("{f}");
-            }
+        Command::Library(command) => Ok(app()?.run(command, &cli.database_url).await?),
+        Command::Bench { rows, reset, only } => {
+            bench::run(&cli.database_url, rows, cli.cost_us, reset, &only).await?;
+            Ok(std::process::ExitCode::SUCCESS)
         }
-        Command::Check => {
-            let problems = registry.check(&db).await?;
-            if problems.is_empty() {
-                println!("schema matches the declarations");
-            } else {
-                for p in &problems {
-                    println!("{p}");
-                }
-                eprintln!(
-                    "{} problem(s): run `lamppost migrate` to fix",
-                    problems.len()
-                );
-                return Ok(std::process::ExitCode::FAILURE);
-            }
+        Command::Demo => {
+            demo::run(cli.cost_us).await?;
+            Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Seed {
             lampposts,
             pigeons_per,
-        } => seed(&db, lampposts, pigeons_per).await?,
-        Command::Worker {
-            concurrency,
-            batch_size,
-            lease_secs,
-            poll_ms,
-            timeout_ms,
         } => {
-            let stats = Worker::new(db.clone(), registry)
-                .concurrency(usize::try_from(concurrency)?)
-                .batch_size(usize::try_from(batch_size)?)
-                .lease(Duration::from_secs(lease_secs))
-                .poll_interval(Duration::from_millis(poll_ms))
-                .calculation_timeout(Duration::from_millis(timeout_ms))
-                .run()
-                .await?;
-            println!("{}", serde_json::to_string(&stats)?);
+            let db = Db::connect(&cli.database_url).await?;
+            seed(&db, lampposts, pigeons_per).await?;
+            db.close().await;
+            Ok(std::process::ExitCode::SUCCESS)
         }
-        Command::Status { json } => status(&db, &registry, json).await?,
-        Command::Recalc { all, stale: _ } => recalc(&db, &registry, all).await?,
-        Command::Verify => {
-            let bad = verify(&db).await?;
-            if !bad.is_empty() {
-                for line in &bad {
-                    println!("{line}");
-                }
-                eprintln!(
-                    "{} row(s) flagged or disagreeing with their inputs",
-                    bad.len()
-                );
-                return Ok(std::process::ExitCode::FAILURE);
-            }
-            println!("every cached value is fresh and agrees with its row");
-        }
-        Command::Demo | Command::Bench { .. } => unreachable!("handled above"),
     }
-    db.close().await;
-    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// Creates the app's tables and installs the library's schema.
-pub(crate) async fn migrate(
-    db: &Db,
-    registry: &Registry,
-) -> anyhow::Result<cached_fields::schema::Migration> {
-    tables::create(db).await?;
-    Ok(registry.migrate(db).await?)
+pub(crate) async fn migrate(db: &Db) -> anyhow::Result<cached_fields::schema::Migration> {
+    Ok(app()?.migrate(db).await?)
 }
 
 /// Rows whose cached values are flagged or disagree with what their inputs give.
@@ -289,7 +177,7 @@ const COUNTRIES: &[&str] = &[
 
 /// Inserts `n` lampposts with `per` pigeons each; new rows start flagged.
 pub(crate) async fn seed(db: &Db, n: u64, per: u64) -> anyhow::Result<()> {
-    let bar = progress(n, "seeding");
+    let bar = cached_fields::cli::progress(n, "seeding");
     let mut done = 0;
     while done < n {
         let chunk = (n - done).min(500);
@@ -319,82 +207,5 @@ pub(crate) async fn seed(db: &Db, n: u64, per: u64) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     println!("seeded {n} lampposts with {per} pigeons each");
-    Ok(())
-}
-
-fn progress(len: u64, msg: &'static str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len).with_message(msg);
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
-    {
-        bar.set_style(style);
-    }
-    bar
-}
-
-async fn status(db: &Db, registry: &Registry, json: bool) -> anyhow::Result<()> {
-    let rows = registry.status(db).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    println!(
-        "{:<28} {:>8} {:>8} {:>8} {:>8} {:>12}",
-        "field", "rows", "stale", "expired", "failing", "oldest stale"
-    );
-    for s in &rows {
-        let oldest = s
-            .oldest_stale_secs
-            .map_or_else(|| "-".to_owned(), |x| format!("{x:.1}s"));
-        println!(
-            "{:<28} {:>8} {:>8} {:>8} {:>8} {:>12}",
-            format!("{}.{}", s.table, s.field),
-            s.rows,
-            s.stale,
-            s.expired,
-            s.failing,
-            oldest
-        );
-        if let Some((key, attempts, msg)) = &s.last_error {
-            println!("  last error (row {key}, {attempts} attempts): {msg}");
-        }
-        if let Some((count, msg)) = &s.field_error {
-            println!("  the field failed as a whole ({count} times in a row): {msg}");
-        }
-        if s.hook_failures > 0 {
-            println!(
-                "  after-recalculation hook failed {} times",
-                s.hook_failures
-            );
-        }
-    }
-    Ok(())
-}
-
-async fn recalc(db: &Db, registry: &Registry, all: bool) -> anyhow::Result<()> {
-    let status = registry.status(db).await?;
-    for s in status {
-        let total = if all { s.rows } else { s.stale + s.expired };
-        let bar = progress(u64::try_from(total).unwrap_or(0), "recalculating");
-        let mut after = i64::MIN;
-        let mut done = 0u64;
-        loop {
-            let keys =
-                cached_fields::worker::keys(db, registry, &s.table, &s.field, all, after, 500)
-                    .await
-                    .with_context(|| format!("listing rows of {}.{}", s.table, s.field))?;
-            let Some(&last) = keys.last() else { break };
-            cached_fields::worker::recalculate_keys(db, registry, &s.table, &s.field, &keys)
-                .await?;
-            done += keys.len() as u64;
-            bar.set_position(done);
-            after = last;
-        }
-        bar.finish_and_clear();
-        println!("{}.{}: recalculated {done} row(s)", s.table, s.field);
-    }
     Ok(())
 }

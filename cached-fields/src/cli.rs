@@ -1,0 +1,470 @@
+//! The operations command line, for any application's [`Registry`]:
+//! `migrate [--sql]`, `check`, `status [--json]`, `worker`, `recalc`,
+//! `verify`. An application gets all of them with one call
+//! ([`App::main`]), or embeds [`Command`] among its own subcommands and
+//! calls [`App::run`].
+//!
+//! ```no_run
+//! use cached_fields::{BoxError, Cached, CachedModel, Registry, cli::App};
+//!
+//! #[derive(Debug, CachedModel)]
+//! #[cached_model(table = "notes")]
+//! struct Note {
+//!     id: i64,
+//!     body: String,
+//!     #[cached(depends_on("body"))]
+//!     words: Cached<i64>,
+//! }
+//! impl Note {
+//!     async fn calculate_words(&self, _: &mut sqlx::SqliteConnection) -> Result<i64, BoxError> {
+//!         Ok(self.body.split_whitespace().count() as i64)
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     let registry = Registry::new().register::<Note>().expect("a valid declaration");
+//!     App::new("notes", registry).default_database_url("sqlite:notes.db").main().await
+//! }
+//! ```
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use futures::future::BoxFuture;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::db::{Backend, Db, redact_with};
+use crate::error::{BoxError, Error};
+use crate::key::Key;
+use crate::registry::Registry;
+use crate::worker::Worker;
+
+/// The library's commands, to embed among an application's own with
+/// `#[command(flatten)]`.
+#[derive(Debug, Clone, Subcommand)]
+#[non_exhaustive]
+pub enum Command {
+    /// Create or upgrade the cached columns, indexes and triggers (idempotent; the
+    /// application's own tables first, if it creates them).
+    Migrate {
+        /// Print the cached-fields SQL for this backend instead of applying it
+        /// (for your own migration files).
+        #[arg(long)]
+        sql: bool,
+    },
+    /// Compare the database with the declarations; exit 1 listing what is missing or outdated.
+    Check,
+    /// Recalculate flagged and expired values until SIGINT/SIGTERM; prints a JSON line of counts at exit.
+    Worker(WorkerArgs),
+    /// Per cached field: rows, stale, expired, failing, oldest stale age, last error.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recalculate now, in this process (progress bar on a terminal).
+    Recalc {
+        /// Every row.
+        #[arg(long, conflicts_with = "stale")]
+        all: bool,
+        /// Only flagged or expired rows (the default).
+        #[arg(long)]
+        stale: bool,
+        /// Only this cached field (`table.field`).
+        #[arg(long)]
+        field: Option<String>,
+        /// Only these rows (needs --field).
+        #[arg(long, requires = "field", value_delimiter = ',')]
+        key: Vec<String>,
+    },
+    /// Check that no value is flagged or expired and, where the application supplies
+    /// the comparison, that every stored value agrees with its inputs; exit 1 listing
+    /// the rows that do not.
+    Verify,
+}
+
+/// The worker's settings, as `worker` options.
+#[derive(Debug, Clone, Args)]
+#[non_exhaustive]
+pub struct WorkerArgs {
+    /// Calculations run at once (1 to 10000).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub concurrency: u64,
+    /// Rows claimed per statement (1 to 10000).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch_size: u64,
+    /// Seconds a claim lasts before another worker may take over a dead worker's rows (1 to 86400).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub lease_secs: u64,
+    /// Longest idle wait between looks for work, in milliseconds (1 to 3600000).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub poll_ms: u64,
+    /// Milliseconds one calculation may take before it counts as failed (at least 1).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_ms: u64,
+}
+
+/// The option every command takes.
+#[derive(Debug, Clone, Args)]
+#[non_exhaustive]
+pub struct DatabaseArgs {
+    /// Database URL: sqlite:FILE or postgres://… (or the environment's DATABASE_URL).
+    #[arg(long, global = true, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+/// The command line of an application that has only the library's commands.
+#[derive(Debug, Parser)]
+struct OnlyLibrary {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// The library failed.
+    #[error(transparent)]
+    Library(#[from] Error),
+    /// The application's own step (creating its tables, its comparison) failed.
+    #[error("{what}: {source}")]
+    App {
+        /// Which step.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// An argument is not valid (a field that is not declared, a key of the wrong type).
+    #[error("{0}")]
+    Usage(String),
+    /// Printing JSON failed.
+    #[error("cannot print JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A step the application supplies: it gets the database and may fail.
+pub type AppStep<T> = for<'a> fn(&'a Db) -> BoxFuture<'a, Result<T, BoxError>>;
+
+/// An application's registry and the steps only it knows, from which the
+/// library runs its commands.
+#[derive(Debug, Clone)]
+pub struct App {
+    name: String,
+    registry: Registry,
+    default_url: Option<String>,
+    create_tables: Option<AppStep<()>>,
+    verify: Option<AppStep<Vec<String>>>,
+}
+
+impl App {
+    /// An application called `name` (in messages) with its `registry`.
+    pub fn new(name: &str, registry: Registry) -> Self {
+        App {
+            name: name.to_owned(),
+            registry,
+            default_url: None,
+            create_tables: None,
+            verify: None,
+        }
+    }
+
+    /// The database URL when neither `--database-url` nor `DATABASE_URL` gives one.
+    #[must_use]
+    pub fn default_database_url(mut self, url: &str) -> Self {
+        self.default_url = Some(url.to_owned());
+        self
+    }
+
+    /// Creates the application's own tables; `migrate` runs it first.
+    #[must_use]
+    pub fn create_tables(mut self, step: AppStep<()>) -> Self {
+        self.create_tables = Some(step);
+        self
+    }
+
+    /// Compares stored values with their inputs; `verify` prints each line
+    /// it returns (one per disagreeing row) and fails when there are any.
+    #[must_use]
+    pub fn verify(mut self, step: AppStep<Vec<String>>) -> Self {
+        self.verify = Some(step);
+        self
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The database URL `database` gives, else the application's default.
+    pub fn database_url(&self, database: &DatabaseArgs) -> Result<String, CliError> {
+        database
+            .database_url
+            .clone()
+            .or_else(|| self.default_url.clone())
+            .ok_or_else(|| {
+                CliError::Usage("no database: pass --database-url or set DATABASE_URL".to_owned())
+            })
+    }
+
+    /// Parses the process's arguments as the library's commands, runs the
+    /// one given, prints any error (without the URL's password) and returns
+    /// the exit code.
+    pub async fn main(self) -> ExitCode {
+        let mut cmd = OnlyLibrary::command().name(self.name.clone());
+        if let Some(url) = &self.default_url {
+            let url = url.clone();
+            cmd = cmd.mut_arg("database_url", |a| a.default_value(url));
+        }
+        let matches = cmd.get_matches();
+        let cli = match OnlyLibrary::from_arg_matches(&matches) {
+            Ok(cli) => cli,
+            Err(e) => e.exit(),
+        };
+        let url = match self.database_url(&cli.database) {
+            Ok(url) => url,
+            Err(e) => return report(&e, ""),
+        };
+        match self.run(cli.command, &url).await {
+            Ok(code) => code,
+            Err(e) => report(&e, &url),
+        }
+    }
+
+    /// Runs one of the library's commands on the database at `url`.
+    pub async fn run(&self, command: Command, url: &str) -> Result<ExitCode, CliError> {
+        if let Command::Migrate { sql: true } = command {
+            print!("{}", self.registry.sql(Backend::of_url(url)?));
+            return Ok(ExitCode::SUCCESS);
+        }
+        let db = Db::connect(url).await?;
+        let code = self.run_on(command, &db).await;
+        db.close().await;
+        code
+    }
+
+    /// Runs one of the library's commands on `db`.
+    pub async fn run_on(&self, command: Command, db: &Db) -> Result<ExitCode, CliError> {
+        let registry = &self.registry;
+        match command {
+            Command::Migrate { sql: true } => print!("{}", registry.sql(db.backend())),
+            Command::Migrate { sql: false } => {
+                let done = self.migrate(db).await?;
+                if done.is_empty() {
+                    println!("schema up to date");
+                }
+                for p in &done.changes {
+                    println!("applied: {p}");
+                }
+                for f in &done.flagged {
+                    println!("{f}");
+                }
+            }
+            Command::Check => {
+                let problems = registry.check(db).await?;
+                if !problems.is_empty() {
+                    for p in &problems {
+                        println!("{p}");
+                    }
+                    eprintln!(
+                        "{} problem(s): run `{} migrate` to fix",
+                        problems.len(),
+                        self.name
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                println!("schema matches the declarations");
+            }
+            Command::Worker(w) => {
+                let stats = Worker::new(db.clone(), registry.clone())
+                    .concurrency(usize::try_from(w.concurrency).unwrap_or(usize::MAX))
+                    .batch_size(usize::try_from(w.batch_size).unwrap_or(usize::MAX))
+                    .lease(Duration::from_secs(w.lease_secs))
+                    .poll_interval(Duration::from_millis(w.poll_ms))
+                    .calculation_timeout(Duration::from_millis(w.timeout_ms))
+                    .run()
+                    .await?;
+                println!("{}", serde_json::to_string(&stats)?);
+            }
+            Command::Status { json } => status(db, registry, json).await?,
+            Command::Recalc {
+                all,
+                stale: _,
+                field,
+                key,
+            } => recalc(db, registry, all, field.as_deref(), &key).await?,
+            Command::Verify => return self.verify_all(db).await,
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// The application's tables, then the library's schema.
+    pub async fn migrate(&self, db: &Db) -> Result<crate::schema::Migration, CliError> {
+        if let Some(create) = self.create_tables {
+            create(db).await.map_err(|source| CliError::App {
+                what: "creating the application's tables",
+                source,
+            })?;
+        }
+        Ok(self.registry.migrate(db).await?)
+    }
+
+    async fn verify_all(&self, db: &Db) -> Result<ExitCode, CliError> {
+        let mut bad = Vec::new();
+        for s in self.registry.status(db).await? {
+            if s.stale + s.expired > 0 {
+                bad.push(format!(
+                    "{}.{}: {} row(s) flagged, {} expired",
+                    s.table, s.field, s.stale, s.expired
+                ));
+            }
+        }
+        if let Some(compare) = self.verify {
+            bad.extend(compare(db).await.map_err(|source| CliError::App {
+                what: "comparing stored values with their inputs",
+                source,
+            })?);
+        }
+        if bad.is_empty() {
+            println!("every cached value is fresh and agrees with its row");
+            return Ok(ExitCode::SUCCESS);
+        }
+        for line in &bad {
+            println!("{line}");
+        }
+        eprintln!(
+            "{} problem(s): values flagged or disagreeing with their inputs",
+            bad.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Prints `e` (whose message includes its cause) without any secret of
+/// `url`; the failure exit code.
+fn report(e: &CliError, url: &str) -> ExitCode {
+    eprintln!("error: {}", redact_with(&e.to_string(), url));
+    ExitCode::FAILURE
+}
+
+/// A progress bar on a terminal, nothing elsewhere.
+pub fn progress(len: u64, msg: &'static str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len).with_message(msg);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+async fn status(db: &Db, registry: &Registry, json: bool) -> Result<(), CliError> {
+    let rows = registry.status(db).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<28} {:>8} {:>8} {:>8} {:>8} {:>12}",
+        "field", "rows", "stale", "expired", "failing", "oldest stale"
+    );
+    for s in &rows {
+        let oldest = s
+            .oldest_stale_secs
+            .map_or_else(|| "-".to_owned(), |x| format!("{x:.1}s"));
+        println!(
+            "{:<28} {:>8} {:>8} {:>8} {:>8} {:>12}",
+            format!("{}.{}", s.table, s.field),
+            s.rows,
+            s.stale,
+            s.expired,
+            s.failing,
+            oldest
+        );
+        if let Some((key, attempts, msg)) = &s.last_error {
+            println!("  last error (row {key}, {attempts} attempts): {msg}");
+        }
+        if let Some((count, msg)) = &s.field_error {
+            println!("  the field failed as a whole ({count} times in a row): {msg}");
+        }
+        if s.hook_failures > 0 {
+            println!(
+                "  after-recalculation hook failed {} times",
+                s.hook_failures
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn recalc(
+    db: &Db,
+    registry: &Registry,
+    all: bool,
+    only: Option<&str>,
+    keys: &[String],
+) -> Result<(), CliError> {
+    let mut fields = registry.status(db).await?;
+    if let Some(only) = only {
+        fields.retain(|s| format!("{}.{}", s.table, s.field) == only);
+        if fields.is_empty() {
+            let declared: Vec<String> = registry
+                .status(db)
+                .await?
+                .iter()
+                .map(|s| format!("{}.{}", s.table, s.field))
+                .collect();
+            return Err(CliError::Usage(format!(
+                "no cached field {only:?}; declared: {}",
+                declared.join(", ")
+            )));
+        }
+    }
+    for s in fields {
+        if !keys.is_empty() {
+            let ty = registry.key_type(&s.table)?;
+            let keys = keys
+                .iter()
+                .map(|k| {
+                    Key::parse(k, ty).map_err(|e| CliError::Usage(format!("{}: {e}", s.table)))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            crate::worker::recalculate_keys(db, registry, &s.table, &s.field, &keys).await?;
+            println!(
+                "{}.{}: recalculated {} row(s)",
+                s.table,
+                s.field,
+                keys.len()
+            );
+            continue;
+        }
+        let total = if all { s.rows } else { s.stale + s.expired };
+        let bar = progress(u64::try_from(total).unwrap_or(0), "recalculating");
+        let mut after: Option<Key> = None;
+        let mut done = 0u64;
+        loop {
+            let keys =
+                crate::worker::keys(db, registry, &s.table, &s.field, all, after.as_ref(), 500)
+                    .await?;
+            let Some(last) = keys.last().cloned() else {
+                break;
+            };
+            crate::worker::recalculate_keys(db, registry, &s.table, &s.field, &keys).await?;
+            done += keys.len() as u64;
+            bar.set_position(done);
+            after = Some(last);
+        }
+        bar.finish_and_clear();
+        println!("{}.{}: recalculated {done} row(s)", s.table, s.field);
+    }
+    Ok(())
+}
