@@ -8,546 +8,562 @@ use cached_fields::{Backend, Db, Error};
 use chrono::Utc;
 use common::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn read_calculates_once_then_reads_the_column() {
-    on_both("read", |db, _| async move {
-        setup(&db).await;
-        insert(&db, 1, "read").await;
-        let it = item(&db, 1).await.unwrap();
-        assert_eq!(it.doubled.stored(), None);
-        assert!(it.doubled.recalculation_needed(), "new rows start flagged");
-        let before = calls("read");
-        assert_eq!(it.doubled(&db).await.unwrap(), 2);
-        assert_eq!(calls("read"), before + 1);
-        // The in-memory copy is fresh now, and so is the row.
-        assert_eq!(it.doubled(&db).await.unwrap(), 2);
-        let again = item(&db, 1).await.unwrap();
-        assert_eq!(again.doubled(&db).await.unwrap(), 2);
-        assert_eq!(calls("read"), before + 1, "fresh reads never calculate");
-        assert!(!again.doubled.recalculation_needed());
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn raw_invalidation_during_recalculation_is_never_lost() {
-    on_both("race", |db, _| async move {
-        setup(&db).await;
-        let tag = format!("race-{:?}", db.backend());
-        insert(&db, 1, &tag).await;
-        let g = gate(&tag);
-        let w = worker(&db);
-        let drain = tokio::spawn(async move { w.drain().await });
-        // The worker has read input = 1 and is calculating.
-        g.entered.acquire().await.unwrap().forget();
-        // Another program changes the input and sets the flag (already true)
-        // with plain SQL.
-        let n = exec_with(
-            &db,
-            "UPDATE items SET input = 5, doubled_recalculation_needed = TRUE WHERE id = $1",
-            &[1],
-        )
-        .await;
-        assert_eq!(n, 1);
-        ungate(&tag);
-        let stats = drain.await.unwrap().unwrap();
-        assert!(stats.superseded >= 1, "{stats:?}");
-        // The stale result (2) was not marked fresh; the drain went on to
-        // recalculate from the new input.
-        let it = item(&db, 1).await.unwrap();
-        assert!(!it.doubled.recalculation_needed());
-        assert_eq!(it.doubled.stored(), Some(10));
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn flag_inside_a_transaction_is_invisible_until_commit() {
-    on_both("tx", |db, _| async move {
-        setup(&db).await;
-        insert(&db, 2, "tx").await;
-        worker(&db).drain().await.unwrap();
-        let it = item(&db, 1).await.unwrap();
-        let flagged =
-            |db: Db| async move { item(&db, 1).await.unwrap().doubled.recalculation_needed() };
-        match &db {
-            Db::Sqlite(p) => {
-                let mut tx = p.begin().await.unwrap();
-                it.flag_doubled_as_stale(&mut tx).await.unwrap();
-                assert!(!flagged(db.clone()).await, "visible before commit");
-                tx.rollback().await.unwrap();
-                assert!(!flagged(db.clone()).await, "a rollback flags nothing");
-                let mut tx = p.begin().await.unwrap();
-                it.flag_doubled_as_stale(&mut tx).await.unwrap();
-                tx.commit().await.unwrap();
-            }
-            Db::Postgres(p) => {
-                let mut tx = p.begin().await.unwrap();
-                it.flag_doubled_as_stale(&mut tx).await.unwrap();
-                assert!(!flagged(db.clone()).await, "visible before commit");
-                // A worker running now finds nothing to do.
-                let stats = worker(&db).drain().await.unwrap();
-                assert_eq!(stats.recalculated, 0);
-                tx.rollback().await.unwrap();
-                assert!(!flagged(db.clone()).await, "a rollback flags nothing");
-                let mut tx = p.begin().await.unwrap();
-                it.flag_doubled_as_stale(&mut tx).await.unwrap();
-                tx.commit().await.unwrap();
-            }
-            _ => unreachable!(),
-        }
-        assert!(flagged(db.clone()).await, "visible after commit");
-        assert_eq!(worker(&db).drain().await.unwrap().recalculated, 1);
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_thousand_invalidations_cost_one_recalculation() {
-    on_both("coalesce", |db, _| async move {
-        setup(&db).await;
-        let tag = format!("coalesce-{:?}", db.backend());
-        insert(&db, 1, &tag).await;
-        worker(&db).drain().await.unwrap();
-        let before = calls(&tag);
-        let it = item(&db, 1).await.unwrap();
-        for i in 0..1000 {
-            if i % 2 == 0 {
-                it.flag_doubled_as_stale(&db).await.unwrap();
-            } else {
-                exec_with(
-                    &db,
-                    "UPDATE items SET doubled_recalculation_needed = TRUE WHERE id = $1",
-                    &[1],
-                )
-                .await;
-            }
-        }
-        let stats = worker(&db).drain().await.unwrap();
-        assert_eq!(stats.recalculated, 1);
-        assert_eq!(calls(&tag) - before, 1);
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_burst_of_commits_under_a_running_worker_coalesces() {
-    on_both("burst", |db, _| async move {
-        setup(&db).await;
-        let tag = format!("burst-{:?}", db.backend());
-        insert(&db, 1, &tag).await;
-        worker(&db).drain().await.unwrap();
-        let before = calls(&tag);
-        let running = start(worker(&db));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        // 300 separate commits, each changing the input and setting the flag,
-        // while the worker is running: the first is recalculated at once, the
-        // row is hot from then on and waits for the burst to pause.
-        const WRITES: u64 = 300;
-        for _ in 0..WRITES {
-            raw_write(&db, 1).await;
-        }
-        wait_unflagged(&db, 1, "the row is fresh after the burst").await;
-        running.stop().await;
-        assert_all_fresh(&db).await;
-        assert_eq!(item(&db, 1).await.unwrap().input, 1 + WRITES as i64);
-        let performed = calls(&tag) - before;
-        eprintln!("{performed} calculations for {WRITES} invalidations");
-        // Two when no commit of the burst waits longer than the pause (50 ms)
-        // behind the one before; a little slack for a loaded machine.
-        assert!(
-            (1..=5).contains(&performed),
-            "{performed} calculations for {WRITES} invalidations"
-        );
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_row_written_without_pause_is_still_tried_every_period() {
-    on_both("endless", |db, _| async move {
-        setup(&db).await;
-        let tag = format!("endless-{:?}", db.backend());
-        insert(&db, 1, &tag).await;
-        worker(&db).drain().await.unwrap();
-        let g = gate(&tag);
-        let before = calls(&tag);
-        let running = start(worker(&db));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        // Writes every few milliseconds for 2.6 s, never pausing 50 ms: the
-        // first calculation is held at the gate until the row is hot.
-        let start = std::time::Instant::now();
-        let mut released = false;
-        while start.elapsed() < Duration::from_millis(2600) {
-            raw_write(&db, 1).await;
-            if !released && start.elapsed() > Duration::from_millis(100) {
-                ungate(&tag);
-                released = true;
-            }
-            tokio::time::sleep(Duration::from_millis(3)).await;
-        }
-        let during = calls(&tag) - before;
-        drop(g);
-        wait_unflagged(&db, 1, "the row is fresh after the writes stop").await;
-        running.stop().await;
-        assert_all_fresh(&db).await;
-        // The first calculation, then one when the 2 s period since the row
-        // went stale ends: never starved, never once per write.
-        eprintln!("{during} calculations during 2.6 s of writes");
-        assert!(
-            (2..=4).contains(&during),
-            "{during} calculations during the writes"
-        );
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_batch_calculation_serves_a_claim_and_a_bad_row_fails_alone() {
-    on_both("batch", |db, _| async move {
-        setup(&db).await;
-        let tag = format!("batch-{:?}", db.backend());
-        insert(&db, 10, &tag).await;
-        let w = worker(&db);
-        let stats = w.drain().await.unwrap();
-        assert_eq!(stats.recalculated, 10, "{stats:?}");
-        assert_eq!(batches(&tag), 1, "one call for the whole claim");
-        assert_eq!(calls(&tag), 10);
-        assert_all_fresh(&db).await;
-        // One row fails and one panics: the batch is refused, then panics;
-        // each time the rows are calculated one by one and only the bad row
-        // fails.
-        for (mode, id) in [("fail", 3), ("panic", 5)] {
-            // The previous round's bad row is due again (backoff 200 ms).
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            exec(&db, "UPDATE items SET mode = 'ok'").await;
-            exec_with(
-                &db,
-                "UPDATE items SET mode = 'fail', input = input + 100 WHERE id = $1",
-                &[id],
-            )
-            .await;
-            if mode == "panic" {
-                exec_with(&db, "UPDATE items SET mode = 'panic' WHERE id = $1", &[id]).await;
-            }
-            exec(
-                &db,
-                "UPDATE items SET input = input + 1, doubled_recalculation_needed = TRUE",
-            )
-            .await;
-            let batches_before = batches(&tag);
-            let stats = w.drain().await.unwrap();
-            assert_eq!(
-                (stats.recalculated, stats.failed),
-                (9, 1),
-                "{mode}: {stats:?}"
-            );
-            assert_eq!(batches(&tag), batches_before + 1, "{mode}");
-            for it in items(&db).await {
-                if it.id == id {
-                    assert!(
-                        it.doubled.recalculation_needed(),
-                        "{mode}: the bad row stays flagged"
-                    );
-                    assert_eq!(it.doubled.attempts(), 1, "{mode}");
-                } else {
-                    assert!(!it.doubled.recalculation_needed(), "{mode}: item {}", it.id);
-                    assert_eq!(
-                        it.doubled.stored(),
-                        Some(it.input * 2),
-                        "{mode}: item {}",
-                        it.id
-                    );
-                }
-            }
-            let err = item(&db, id).await.unwrap().doubled(&db).await.unwrap_err();
-            assert!(
-                err.to_string().contains(&format!("on item {id}")),
-                "{mode}: {err}"
-            );
-        }
-        // Fixed: the retry succeeds.
-        exec(&db, "UPDATE items SET mode = 'ok'").await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        w.drain().await.unwrap();
-        assert_all_fresh(&db).await;
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn expiry_is_acted_on_by_a_running_worker_without_a_read() {
-    on_both("expiry", |db, _| async move {
-        setup(&db).await;
-        insert(&db, 1, "expiry").await;
-        worker(&db).drain().await.unwrap();
-        // The input changes behind the cache's back; only the expiry will notice.
-        exec_with(&db, "UPDATE items SET input = 21 WHERE id = $1", &[1]).await;
-        let it = item(&db, 1).await.unwrap();
-        let when = Utc::now() + chrono::Duration::milliseconds(700);
-        it.expire_doubled_after(&db, when).await.unwrap();
-        let running = start(worker(&db).poll_interval(Duration::from_secs(60)));
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(
-            item(&db, 1).await.unwrap().doubled.stored(),
-            Some(2),
-            "not before expiry"
-        );
-        eventually(10, "the expired value is recalculated", || {
-            let db = db.clone();
-            async move { item(&db, 1).await.unwrap().doubled.stored() == Some(42) }
+per_backend! {
+    async fn read_calculates_once_then_reads_the_column() {
+        on_both("read", |db, _| async move {
+            setup(&db).await;
+            insert(&db, 1, "read").await;
+            let it = item(&db, 1).await.unwrap();
+            assert_eq!(it.doubled.stored(), None);
+            assert!(it.doubled.recalculation_needed(), "new rows start flagged");
+            let before = calls("read");
+            assert_eq!(it.doubled(&db).await.unwrap(), 2);
+            assert_eq!(calls("read"), before + 1);
+            // The in-memory copy is fresh now, and so is the row.
+            assert_eq!(it.doubled(&db).await.unwrap(), 2);
+            let again = item(&db, 1).await.unwrap();
+            assert_eq!(again.doubled(&db).await.unwrap(), 2);
+            assert_eq!(calls("read"), before + 1, "fresh reads never calculate");
+            assert!(!again.doubled.recalculation_needed());
         })
         .await;
-        let fresh = item(&db, 1).await.unwrap();
-        assert!(Utc::now() >= when);
-        assert_eq!(
-            fresh.doubled.expires_after(),
-            None,
-            "a passed expiry is cleared"
-        );
-        assert_eq!(running.stop().await.recalculated, 1);
-    })
-    .await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn failing_and_panicking_calculations_are_retried_with_backoff() {
-    on_both("failures", |db, _| async move {
-        setup(&db).await;
-        insert(&db, 4, "failures").await;
-        exec(&db, "UPDATE items SET mode = 'fail' WHERE id = 2").await;
-        exec(&db, "UPDATE items SET mode = 'panic' WHERE id = 3").await;
-        let w = worker(&db);
-        let stats = w.drain().await.unwrap();
-        assert_eq!((stats.recalculated, stats.failed), (2, 2), "{stats:?}");
-        for (id, msg) in [(2, "boom on item 2"), (3, "kaboom on item 3")] {
-            let it = item(&db, id).await.unwrap();
-            assert!(
-                it.doubled.recalculation_needed(),
-                "a failure leaves the flag"
-            );
-            assert_eq!(it.doubled.attempts(), 1);
-            let status = registry().status(&db).await.unwrap();
-            assert_eq!(status[0].failing, 2);
-            let (_, _, last) = status[0].last_error.clone().unwrap();
-            assert!(last.contains("on item"), "{last}");
-            let err = it.doubled(&db).await.unwrap_err();
-            assert!(err.to_string().contains(msg), "{err}");
-        }
-        // Backing off: an immediate second drain leaves them alone.
-        assert_eq!(w.drain().await.unwrap().failed, 0);
-        // Still failing after the backoff: attempts grow.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let stats = w.drain().await.unwrap();
-        assert_eq!(stats.failed, 2, "{stats:?}");
-        assert_eq!(item(&db, 2).await.unwrap().doubled.attempts(), 2);
-        // Fixed: the next retry succeeds and counts as a retry.
-        exec(&db, "UPDATE items SET mode = 'ok'").await;
-        tokio::time::sleep(Duration::from_millis(650)).await;
-        let stats = w.drain().await.unwrap();
-        assert_eq!((stats.recalculated, stats.retried), (2, 2), "{stats:?}");
-        assert_all_fresh(&db).await;
-    })
-    .await;
+per_backend! {
+    async fn raw_invalidation_during_recalculation_is_never_lost() {
+        on_both("race", |db, _| async move {
+            setup(&db).await;
+            let tag = format!("race-{:?}", db.backend());
+            insert(&db, 1, &tag).await;
+            let g = gate(&tag);
+            let w = worker(&db);
+            let drain = tokio::spawn(async move { w.drain().await });
+            // The worker has read input = 1 and is calculating.
+            g.entered.acquire().await.unwrap().forget();
+            // Another program changes the input and sets the flag (already true)
+            // with plain SQL.
+            let n = exec_with(
+                &db,
+                "UPDATE items SET input = 5, doubled_recalculation_needed = TRUE WHERE id = $1",
+                &[1],
+            )
+            .await;
+            assert_eq!(n, 1);
+            ungate(&tag);
+            let stats = drain.await.unwrap().unwrap();
+            assert!(stats.superseded >= 1, "{stats:?}");
+            // The stale result (2) was not marked fresh; the drain went on to
+            // recalculate from the new input.
+            let it = item(&db, 1).await.unwrap();
+            assert!(!it.doubled.recalculation_needed());
+            assert_eq!(it.doubled.stored(), Some(10));
+        })
+        .await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_row_deleted_under_the_worker_is_skipped() {
-    on_both("deleted", |db, _| async move {
-        setup(&db).await;
-        let tag = format!("deleted-{:?}", db.backend());
-        insert(&db, 3, &tag).await;
-        let g = gate(&tag);
-        let w = worker(&db).concurrency(1);
-        let drain = tokio::spawn(async move { w.drain().await });
-        g.entered.acquire().await.unwrap().forget();
-        // One row is being calculated; delete it and another still waiting.
-        let calculating: Vec<i64> = items(&db).await.iter().map(|i| i.id).collect();
-        exec_with(&db, "DELETE FROM items WHERE id = $1", &[calculating[0]]).await;
-        exec_with(&db, "DELETE FROM items WHERE id = $1", &[calculating[2]]).await;
-        ungate(&tag);
-        let stats = drain.await.unwrap().unwrap();
-        assert_eq!(stats.recalculated, 1, "{stats:?}");
-        assert_eq!(stats.deleted, 2, "{stats:?}");
-        assert_all_fresh(&db).await;
-    })
-    .await;
+per_backend! {
+    async fn flag_inside_a_transaction_is_invisible_until_commit() {
+        on_both("tx", |db, _| async move {
+            setup(&db).await;
+            insert(&db, 2, "tx").await;
+            worker(&db).drain().await.unwrap();
+            let it = item(&db, 1).await.unwrap();
+            let flagged =
+                |db: Db| async move { item(&db, 1).await.unwrap().doubled.recalculation_needed() };
+            match &db {
+                Db::Sqlite(p) => {
+                    let mut tx = p.begin().await.unwrap();
+                    it.flag_doubled_as_stale(&mut tx).await.unwrap();
+                    assert!(!flagged(db.clone()).await, "visible before commit");
+                    tx.rollback().await.unwrap();
+                    assert!(!flagged(db.clone()).await, "a rollback flags nothing");
+                    let mut tx = p.begin().await.unwrap();
+                    it.flag_doubled_as_stale(&mut tx).await.unwrap();
+                    tx.commit().await.unwrap();
+                }
+                Db::Postgres(p) => {
+                    let mut tx = p.begin().await.unwrap();
+                    it.flag_doubled_as_stale(&mut tx).await.unwrap();
+                    assert!(!flagged(db.clone()).await, "visible before commit");
+                    // A worker running now finds nothing to do.
+                    let stats = worker(&db).drain().await.unwrap();
+                    assert_eq!(stats.recalculated, 0);
+                    tx.rollback().await.unwrap();
+                    assert!(!flagged(db.clone()).await, "a rollback flags nothing");
+                    let mut tx = p.begin().await.unwrap();
+                    it.flag_doubled_as_stale(&mut tx).await.unwrap();
+                    tx.commit().await.unwrap();
+                }
+                _ => unreachable!(),
+            }
+            assert!(flagged(db.clone()).await, "visible after commit");
+            assert_eq!(worker(&db).drain().await.unwrap().recalculated, 1);
+        })
+        .await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn lazy_flags_wait_for_the_next_read() {
-    on_both("lazy", |db, _| async move {
-        setup(&db).await;
-        insert(&db, 1, "lazy").await;
-        worker(&db).drain().await.unwrap();
-        exec(&db, "UPDATE items SET input = 4").await;
-        let it = item(&db, 1).await.unwrap();
-        it.flag_doubled_as_stale_and_recalculate(&db, false)
-            .await
-            .unwrap();
-        assert_eq!(worker(&db).drain().await.unwrap().recalculated, 0);
-        let it = item(&db, 1).await.unwrap();
-        assert!(it.doubled.recalculation_needed());
-        assert_eq!(it.doubled(&db).await.unwrap(), 8);
-        // An eager flag after a lazy one goes to the worker again.
-        exec(&db, "UPDATE items SET input = 5").await;
-        it.flag_doubled_as_stale_and_recalculate(&db, false)
-            .await
-            .unwrap();
-        it.flag_doubled_as_stale(&db).await.unwrap();
-        assert_eq!(worker(&db).drain().await.unwrap().recalculated, 1);
-        assert_all_fresh(&db).await;
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn recalculate_reloads_and_stores() {
-    on_both("recalc", |db, _| async move {
-        setup(&db).await;
-        insert(&db, 1, "recalc").await;
-        let it = item(&db, 1).await.unwrap();
-        exec(&db, "UPDATE items SET input = 7").await;
-        assert_eq!(it.recalculate_doubled(&db).await.unwrap(), 14);
-        assert_eq!(it.doubled.stored(), Some(14));
-        assert_all_fresh(&db).await;
-        let gone = cached_fields::runtime::recalculate::<Item>(99, "doubled", &db).await;
-        assert!(matches!(
-            gone,
-            Err(Error::RowNotFound {
-                key: cached_fields::Key::Int(99),
-                ..
-            })
-        ));
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writers_while_the_worker_recalculates() {
-    on_both("writers", |db, _| async move {
-        setup(&db).await;
-        insert(&db, 50, "writers").await;
-        let running = start(worker(&db).concurrency(4));
-        let mut writers = Vec::new();
-        for w in 0..3_i64 {
-            let db = db.clone();
-            writers.push(tokio::spawn(async move {
-                for i in 0..200_i64 {
-                    let id = (i * 7 + w * 13) % 50 + 1;
+per_backend! {
+    async fn a_thousand_invalidations_cost_one_recalculation() {
+        on_both("coalesce", |db, _| async move {
+            setup(&db).await;
+            let tag = format!("coalesce-{:?}", db.backend());
+            insert(&db, 1, &tag).await;
+            worker(&db).drain().await.unwrap();
+            let before = calls(&tag);
+            let it = item(&db, 1).await.unwrap();
+            for i in 0..1000 {
+                if i % 2 == 0 {
+                    it.flag_doubled_as_stale(&db).await.unwrap();
+                } else {
                     exec_with(
                         &db,
-                        "UPDATE items SET input = input + $2, \
-                         doubled_recalculation_needed = TRUE WHERE id = $1",
-                        &[id, w + 1],
+                        "UPDATE items SET doubled_recalculation_needed = TRUE WHERE id = $1",
+                        &[1],
                     )
                     .await;
                 }
-            }));
-        }
-        for w in writers {
-            w.await.unwrap();
-        }
-        eventually(30, "the worker drains every flag", || {
-            let db = db.clone();
-            async move {
-                items(&db)
-                    .await
-                    .iter()
-                    .all(|i| !i.doubled.recalculation_needed())
             }
+            let stats = worker(&db).drain().await.unwrap();
+            assert_eq!(stats.recalculated, 1);
+            assert_eq!(calls(&tag) - before, 1);
         })
         .await;
-        running.stop().await;
-        assert_all_fresh(&db).await;
-    })
-    .await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn missing_columns_are_named_with_the_migrate_hint() {
-    on_both("missing", |db, _| async move {
-        exec(
-            &db,
-            "CREATE TABLE items (id BIGINT PRIMARY KEY, input BIGINT NOT NULL, tag TEXT NOT NULL, mode TEXT NOT NULL)",
-        )
+per_backend! {
+    async fn a_burst_of_commits_under_a_running_worker_coalesces() {
+        on_both("burst", |db, _| async move {
+            setup(&db).await;
+            let tag = format!("burst-{:?}", db.backend());
+            insert(&db, 1, &tag).await;
+            worker(&db).drain().await.unwrap();
+            let before = calls(&tag);
+            let running = start(worker(&db));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // 300 separate commits, each changing the input and setting the flag,
+            // while the worker is running: the first is recalculated at once, the
+            // row is hot from then on and waits for the burst to pause.
+            const WRITES: u64 = 300;
+            for _ in 0..WRITES {
+                raw_write(&db, 1).await;
+            }
+            wait_unflagged(&db, 1, "the row is fresh after the burst").await;
+            running.stop().await;
+            assert_all_fresh(&db).await;
+            assert_eq!(item(&db, 1).await.unwrap().input, 1 + WRITES as i64);
+            let performed = calls(&tag) - before;
+            eprintln!("{performed} calculations for {WRITES} invalidations");
+            // Two when no commit of the burst waits longer than the pause (50 ms)
+            // behind the one before; a little slack for a loaded machine.
+            assert!(
+                (1..=5).contains(&performed),
+                "{performed} calculations for {WRITES} invalidations"
+            );
+        })
         .await;
-        exec(&db, "INSERT INTO items VALUES (1, 1, 'missing', 'ok')").await;
-        let err = cached_fields::runtime::recalculate::<Item>(1, "doubled", &db)
-            .await
-            .unwrap_err();
-        let msg = err.to_string();
-        assert!(matches!(err, Error::MissingColumns { .. }), "{msg}");
-        assert!(msg.contains("cached_doubled") && msg.contains("items") && msg.contains("migrate"), "{msg}");
-        let problems = registry().check(&db).await.unwrap();
-        assert!(problems.iter().any(|p| p.name == "doubled_recalculation_needed"));
-        registry().migrate(&db).await.unwrap();
-        assert!(registry().check(&db).await.unwrap().is_empty());
-        assert!(registry().migrate(&db).await.unwrap().is_empty(), "migrate is idempotent");
-    })
-    .await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_wrong_type_in_the_cached_column_is_a_cache_miss_and_named_by_check() {
-    on_both("wrongtype", |db, _| async move {
-        setup(&db).await;
-        insert(&db, 1, "wrongtype").await;
-        if let Db::Postgres(_) = db {
+per_backend! {
+    async fn a_row_written_without_pause_is_still_tried_every_period() {
+        on_both("endless", |db, _| async move {
+            setup(&db).await;
+            let tag = format!("endless-{:?}", db.backend());
+            insert(&db, 1, &tag).await;
+            worker(&db).drain().await.unwrap();
+            let g = gate(&tag);
+            let before = calls(&tag);
+            let running = start(worker(&db));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Writes every few milliseconds for 2.6 s, never pausing 50 ms: the
+            // first calculation is held at the gate until the row is hot.
+            let start = std::time::Instant::now();
+            let mut released = false;
+            while start.elapsed() < Duration::from_millis(2600) {
+                raw_write(&db, 1).await;
+                if !released && start.elapsed() > Duration::from_millis(100) {
+                    ungate(&tag);
+                    released = true;
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            let during = calls(&tag) - before;
+            drop(g);
+            wait_unflagged(&db, 1, "the row is fresh after the writes stop").await;
+            running.stop().await;
+            assert_all_fresh(&db).await;
+            // The first calculation, then one when the 2 s period since the row
+            // went stale ends: never starved, never once per write.
+            eprintln!("{during} calculations during 2.6 s of writes");
+            assert!(
+                (2..=4).contains(&during),
+                "{during} calculations during the writes"
+            );
+        })
+        .await;
+    }
+}
+
+per_backend! {
+    async fn a_batch_calculation_serves_a_claim_and_a_bad_row_fails_alone() {
+        on_both("batch", |db, _| async move {
+            setup(&db).await;
+            let tag = format!("batch-{:?}", db.backend());
+            insert(&db, 10, &tag).await;
+            let w = worker(&db);
+            let stats = w.drain().await.unwrap();
+            assert_eq!(stats.recalculated, 10, "{stats:?}");
+            assert_eq!(batches(&tag), 1, "one call for the whole claim");
+            assert_eq!(calls(&tag), 10);
+            assert_all_fresh(&db).await;
+            // One row fails and one panics: the batch is refused, then panics;
+            // each time the rows are calculated one by one and only the bad row
+            // fails.
+            for (mode, id) in [("fail", 3), ("panic", 5)] {
+                // The previous round's bad row is due again (backoff 200 ms).
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                exec(&db, "UPDATE items SET mode = 'ok'").await;
+                exec_with(
+                    &db,
+                    "UPDATE items SET mode = 'fail', input = input + 100 WHERE id = $1",
+                    &[id],
+                )
+                .await;
+                if mode == "panic" {
+                    exec_with(&db, "UPDATE items SET mode = 'panic' WHERE id = $1", &[id]).await;
+                }
+                exec(
+                    &db,
+                    "UPDATE items SET input = input + 1, doubled_recalculation_needed = TRUE",
+                )
+                .await;
+                let batches_before = batches(&tag);
+                let stats = w.drain().await.unwrap();
+                assert_eq!(
+                    (stats.recalculated, stats.failed),
+                    (9, 1),
+                    "{mode}: {stats:?}"
+                );
+                assert_eq!(batches(&tag), batches_before + 1, "{mode}");
+                for it in items(&db).await {
+                    if it.id == id {
+                        assert!(
+                            it.doubled.recalculation_needed(),
+                            "{mode}: the bad row stays flagged"
+                        );
+                        assert_eq!(it.doubled.attempts(), 1, "{mode}");
+                    } else {
+                        assert!(!it.doubled.recalculation_needed(), "{mode}: item {}", it.id);
+                        assert_eq!(
+                            it.doubled.stored(),
+                            Some(it.input * 2),
+                            "{mode}: item {}",
+                            it.id
+                        );
+                    }
+                }
+                let err = item(&db, id).await.unwrap().doubled(&db).await.unwrap_err();
+                assert!(
+                    err.to_string().contains(&format!("on item {id}")),
+                    "{mode}: {err}"
+                );
+            }
+            // Fixed: the retry succeeds.
+            exec(&db, "UPDATE items SET mode = 'ok'").await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            w.drain().await.unwrap();
+            assert_all_fresh(&db).await;
+        })
+        .await;
+    }
+}
+
+per_backend! {
+    async fn expiry_is_acted_on_by_a_running_worker_without_a_read() {
+        on_both("expiry", |db, _| async move {
+            setup(&db).await;
+            insert(&db, 1, "expiry").await;
+            worker(&db).drain().await.unwrap();
+            // The input changes behind the cache's back; only the expiry will notice.
+            exec_with(&db, "UPDATE items SET input = 21 WHERE id = $1", &[1]).await;
+            let it = item(&db, 1).await.unwrap();
+            let when = Utc::now() + chrono::Duration::milliseconds(700);
+            it.expire_doubled_after(&db, when).await.unwrap();
+            let running = start(worker(&db).poll_interval(Duration::from_secs(60)));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(
+                item(&db, 1).await.unwrap().doubled.stored(),
+                Some(2),
+                "not before expiry"
+            );
+            eventually(10, "the expired value is recalculated", || {
+                let db = db.clone();
+                async move { item(&db, 1).await.unwrap().doubled.stored() == Some(42) }
+            })
+            .await;
+            let fresh = item(&db, 1).await.unwrap();
+            assert!(Utc::now() >= when);
+            assert_eq!(
+                fresh.doubled.expires_after(),
+                None,
+                "a passed expiry is cleared"
+            );
+            assert_eq!(running.stop().await.recalculated, 1);
+        })
+        .await;
+    }
+}
+
+per_backend! {
+    async fn failing_and_panicking_calculations_are_retried_with_backoff() {
+        on_both("failures", |db, _| async move {
+            setup(&db).await;
+            insert(&db, 4, "failures").await;
+            exec(&db, "UPDATE items SET mode = 'fail' WHERE id = 2").await;
+            exec(&db, "UPDATE items SET mode = 'panic' WHERE id = 3").await;
+            let w = worker(&db);
+            let stats = w.drain().await.unwrap();
+            assert_eq!((stats.recalculated, stats.failed), (2, 2), "{stats:?}");
+            for (id, msg) in [(2, "boom on item 2"), (3, "kaboom on item 3")] {
+                let it = item(&db, id).await.unwrap();
+                assert!(
+                    it.doubled.recalculation_needed(),
+                    "a failure leaves the flag"
+                );
+                assert_eq!(it.doubled.attempts(), 1);
+                let status = registry().status(&db).await.unwrap();
+                assert_eq!(status[0].failing, 2);
+                let (_, _, last) = status[0].last_error.clone().unwrap();
+                assert!(last.contains("on item"), "{last}");
+                let err = it.doubled(&db).await.unwrap_err();
+                assert!(err.to_string().contains(msg), "{err}");
+            }
+            // Backing off: an immediate second drain leaves them alone.
+            assert_eq!(w.drain().await.unwrap().failed, 0);
+            // Still failing after the backoff: attempts grow.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let stats = w.drain().await.unwrap();
+            assert_eq!(stats.failed, 2, "{stats:?}");
+            assert_eq!(item(&db, 2).await.unwrap().doubled.attempts(), 2);
+            // Fixed: the next retry succeeds and counts as a retry.
+            exec(&db, "UPDATE items SET mode = 'ok'").await;
+            tokio::time::sleep(Duration::from_millis(650)).await;
+            let stats = w.drain().await.unwrap();
+            assert_eq!((stats.recalculated, stats.retried), (2, 2), "{stats:?}");
+            assert_all_fresh(&db).await;
+        })
+        .await;
+    }
+}
+
+per_backend! {
+    async fn a_row_deleted_under_the_worker_is_skipped() {
+        on_both("deleted", |db, _| async move {
+            setup(&db).await;
+            let tag = format!("deleted-{:?}", db.backend());
+            insert(&db, 3, &tag).await;
+            let g = gate(&tag);
+            let w = worker(&db).concurrency(1);
+            let drain = tokio::spawn(async move { w.drain().await });
+            g.entered.acquire().await.unwrap().forget();
+            // One row is being calculated; delete it and another still waiting.
+            let calculating: Vec<i64> = items(&db).await.iter().map(|i| i.id).collect();
+            exec_with(&db, "DELETE FROM items WHERE id = $1", &[calculating[0]]).await;
+            exec_with(&db, "DELETE FROM items WHERE id = $1", &[calculating[2]]).await;
+            ungate(&tag);
+            let stats = drain.await.unwrap().unwrap();
+            assert_eq!(stats.recalculated, 1, "{stats:?}");
+            assert_eq!(stats.deleted, 2, "{stats:?}");
+            assert_all_fresh(&db).await;
+        })
+        .await;
+    }
+}
+
+per_backend! {
+    async fn lazy_flags_wait_for_the_next_read() {
+        on_both("lazy", |db, _| async move {
+            setup(&db).await;
+            insert(&db, 1, "lazy").await;
+            worker(&db).drain().await.unwrap();
+            exec(&db, "UPDATE items SET input = 4").await;
+            let it = item(&db, 1).await.unwrap();
+            it.flag_doubled_as_stale_and_recalculate(&db, false)
+                .await
+                .unwrap();
+            assert_eq!(worker(&db).drain().await.unwrap().recalculated, 0);
+            let it = item(&db, 1).await.unwrap();
+            assert!(it.doubled.recalculation_needed());
+            assert_eq!(it.doubled(&db).await.unwrap(), 8);
+            // An eager flag after a lazy one goes to the worker again.
+            exec(&db, "UPDATE items SET input = 5").await;
+            it.flag_doubled_as_stale_and_recalculate(&db, false)
+                .await
+                .unwrap();
+            it.flag_doubled_as_stale(&db).await.unwrap();
+            assert_eq!(worker(&db).drain().await.unwrap().recalculated, 1);
+            assert_all_fresh(&db).await;
+        })
+        .await;
+    }
+}
+
+per_backend! {
+    async fn recalculate_reloads_and_stores() {
+        on_both("recalc", |db, _| async move {
+            setup(&db).await;
+            insert(&db, 1, "recalc").await;
+            let it = item(&db, 1).await.unwrap();
+            exec(&db, "UPDATE items SET input = 7").await;
+            assert_eq!(it.recalculate_doubled(&db).await.unwrap(), 14);
+            assert_eq!(it.doubled.stored(), Some(14));
+            assert_all_fresh(&db).await;
+            let gone = cached_fields::runtime::recalculate::<Item>(99, "doubled", &db).await;
+            assert!(matches!(
+                gone,
+                Err(Error::RowNotFound {
+                    key: cached_fields::Key::Int(99),
+                    ..
+                })
+            ));
+        })
+        .await;
+    }
+}
+
+per_backend! {
+    async fn concurrent_writers_while_the_worker_recalculates() {
+        on_both("writers", |db, _| async move {
+            setup(&db).await;
+            insert(&db, 50, "writers").await;
+            let running = start(worker(&db).concurrency(4));
+            let mut writers = Vec::new();
+            for w in 0..3_i64 {
+                let db = db.clone();
+                writers.push(tokio::spawn(async move {
+                    for i in 0..200_i64 {
+                        let id = (i * 7 + w * 13) % 50 + 1;
+                        exec_with(
+                            &db,
+                            "UPDATE items SET input = input + $2, \
+                             doubled_recalculation_needed = TRUE WHERE id = $1",
+                            &[id, w + 1],
+                        )
+                        .await;
+                    }
+                }));
+            }
+            for w in writers {
+                w.await.unwrap();
+            }
+            eventually(30, "the worker drains every flag", || {
+                let db = db.clone();
+                async move {
+                    items(&db)
+                        .await
+                        .iter()
+                        .all(|i| !i.doubled.recalculation_needed())
+                }
+            })
+            .await;
+            running.stop().await;
+            assert_all_fresh(&db).await;
+        })
+        .await;
+    }
+}
+
+per_backend! {
+    async fn missing_columns_are_named_with_the_migrate_hint() {
+        on_both("missing", |db, _| async move {
             exec(
                 &db,
-                "ALTER TABLE items ALTER COLUMN cached_doubled TYPE TEXT",
+                "CREATE TABLE items (id BIGINT PRIMARY KEY, input BIGINT NOT NULL, tag TEXT NOT NULL, mode TEXT NOT NULL)",
             )
             .await;
-        }
-        exec(&db, "UPDATE items SET cached_doubled = 'abc'").await;
-        // A stored value that cannot be read is a cache miss, not an error.
-        assert!(item(&db, 1).await.unwrap().doubled.recalculation_needed());
-        let r = cached_fields::runtime::recalculate::<Item>(1, "doubled", &db).await;
-        assert_eq!(r.unwrap().doubled.stored(), Some(2));
-        if db.backend() == Backend::Postgres {
-            // PostgreSQL took the number as text; check names the damage.
+            exec(&db, "INSERT INTO items VALUES (1, 1, 'missing', 'ok')").await;
+            let err = cached_fields::runtime::recalculate::<Item>(1, "doubled", &db)
+                .await
+                .unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, Error::MissingColumns { .. }), "{msg}");
+            assert!(msg.contains("cached_doubled") && msg.contains("items") && msg.contains("migrate"), "{msg}");
             let problems = registry().check(&db).await.unwrap();
-            assert!(
-                problems
-                    .iter()
-                    .any(|p| p.name == "cached_doubled" && p.to_string().contains("has type text")),
-                "{problems:?}"
+            assert!(problems.iter().any(|p| p.name == "doubled_recalculation_needed"));
+            registry().migrate(&db).await.unwrap();
+            assert!(registry().check(&db).await.unwrap().is_empty());
+            assert!(registry().migrate(&db).await.unwrap().is_empty(), "migrate is idempotent");
+        })
+        .await;
+    }
+}
+
+per_backend! {
+    async fn a_wrong_type_in_the_cached_column_is_a_cache_miss_and_named_by_check() {
+        on_both("wrongtype", |db, _| async move {
+            setup(&db).await;
+            insert(&db, 1, "wrongtype").await;
+            if let Db::Postgres(_) = db {
+                exec(
+                    &db,
+                    "ALTER TABLE items ALTER COLUMN cached_doubled TYPE TEXT",
+                )
+                .await;
+            }
+            exec(&db, "UPDATE items SET cached_doubled = 'abc'").await;
+            // A stored value that cannot be read is a cache miss, not an error.
+            assert!(item(&db, 1).await.unwrap().doubled.recalculation_needed());
+            let r = cached_fields::runtime::recalculate::<Item>(1, "doubled", &db).await;
+            assert_eq!(r.unwrap().doubled.stored(), Some(2));
+            if db.backend() == Backend::Postgres {
+                // PostgreSQL took the number as text; check names the damage.
+                let problems = registry().check(&db).await.unwrap();
+                assert!(
+                    problems
+                        .iter()
+                        .any(|p| p.name == "cached_doubled" && p.to_string().contains("has type text")),
+                    "{problems:?}"
+                );
+                registry().migrate(&db).await.unwrap();
+                assert!(registry().check(&db).await.unwrap().is_empty());
+            }
+            common::worker(&db).drain().await.unwrap();
+            assert_eq!(item(&db, 1).await.unwrap().doubled.stored(), Some(2));
+        })
+        .await;
+    }
+}
+
+per_backend! {
+    async fn a_dropped_trigger_is_caught_by_check_and_repaired_by_migrate() {
+        on_both("trigger", |db, _| async move {
+            setup(&db).await;
+            let bump = common::object_name(
+                &registry(),
+                db.backend(),
+                "cf_bump_items_doubled_recalculation_needed_",
+            );
+            common::exec_text(
+                &db,
+                match db.backend() {
+                    Backend::Sqlite => format!("DROP TRIGGER {bump}"),
+                    _ => format!("DROP TRIGGER {bump} ON items"),
+                },
+            )
+            .await;
+            let problems = registry().check(&db).await.unwrap();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(
+                problems[0].to_string(),
+                format!("missing trigger items.{bump}")
             );
             registry().migrate(&db).await.unwrap();
             assert!(registry().check(&db).await.unwrap().is_empty());
-        }
-        common::worker(&db).drain().await.unwrap();
-        assert_eq!(item(&db, 1).await.unwrap().doubled.stored(), Some(2));
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_dropped_trigger_is_caught_by_check_and_repaired_by_migrate() {
-    on_both("trigger", |db, _| async move {
-        setup(&db).await;
-        let bump = common::object_name(
-            &registry(),
-            db.backend(),
-            "cf_bump_items_doubled_recalculation_needed_",
-        );
-        common::exec_text(
-            &db,
-            match db.backend() {
-                Backend::Sqlite => format!("DROP TRIGGER {bump}"),
-                _ => format!("DROP TRIGGER {bump} ON items"),
-            },
-        )
+        })
         .await;
-        let problems = registry().check(&db).await.unwrap();
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert_eq!(
-            problems[0].to_string(),
-            format!("missing trigger items.{bump}")
-        );
-        registry().migrate(&db).await.unwrap();
-        assert!(registry().check(&db).await.unwrap().is_empty());
-    })
-    .await;
+    }
 }
