@@ -461,3 +461,46 @@ pub async fn assert_all_fresh(db: &Db) {
         assert_eq!(it.doubled.stored(), Some(it.input * 2), "item {}", it.id);
     }
 }
+
+/// The commits of a burst of writes, for the README's coalescing promise:
+/// a burst costs the first and the final recalculation of each field, plus
+/// one for each pause of 50 ms or more between commits and one for each
+/// 2 s period the burst lasts.
+#[derive(Debug)]
+pub struct Burst {
+    started: Instant,
+    last: Mutex<Instant>,
+    pauses: AtomicU64,
+}
+
+/// The pause that ends a row's hot wait (the README's 50 ms); a gap a
+/// little shorter counts too, as the worker's clock and the test's differ.
+const PAUSE: Duration = Duration::from_millis(40);
+
+impl Burst {
+    pub fn new() -> Self {
+        let now = Instant::now();
+        Burst {
+            started: now,
+            last: Mutex::new(now),
+            pauses: AtomicU64::new(0),
+        }
+    }
+
+    /// One more commit.
+    pub fn committed(&self) {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap();
+        if now.duration_since(*last) >= PAUSE {
+            self.pauses.fetch_add(1, Ordering::Relaxed);
+        }
+        *last = now;
+    }
+
+    /// The recalculations the README promises for `fields` fields.
+    pub fn promised(&self, fields: u64) -> u64 {
+        let lasted = self.last.lock().unwrap().duration_since(self.started);
+        let periods = lasted.as_millis() as u64 / 2000;
+        fields * (2 + self.pauses.load(Ordering::Relaxed) + periods)
+    }
+}
