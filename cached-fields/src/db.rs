@@ -35,6 +35,15 @@ pub enum Backend {
     Postgres,
 }
 
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        })
+    }
+}
+
 impl Backend {
     /// The backends compiled into this build, for messages.
     pub const ENABLED: &'static str = if cfg!(all(feature = "sqlite", feature = "postgres")) {

@@ -198,7 +198,7 @@ pub enum Error {
     /// Code written for one backend's connection ran on another: a
     /// calculate function that takes a `PgConnection` while the database is
     /// SQLite, say.
-    #[error("this code needs a {wanted} connection, but the database is {actual:?}")]
+    #[error("this code needs a {wanted} connection, but the database is {actual}")]
     WrongBackend {
         /// The backend the code was written for.
         wanted: &'static str,
