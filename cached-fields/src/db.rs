@@ -326,6 +326,23 @@ impl Db {
     }
 }
 
+/// A `Db` on an application's own pool, configured as the application
+/// chose (`Db::connect` sets SQLite's WAL mode and busy timeout itself).
+#[cfg(feature = "sqlite")]
+impl From<SqlitePool> for Db {
+    fn from(pool: SqlitePool) -> Self {
+        Db::Sqlite(pool)
+    }
+}
+
+/// A `Db` on an application's own pool.
+#[cfg(feature = "postgres")]
+impl From<PgPool> for Db {
+    fn from(pool: PgPool) -> Self {
+        Db::Postgres(pool)
+    }
+}
+
 /// How long the first connection to a PostgreSQL server may take.
 #[cfg(feature = "postgres")]
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
