@@ -7,6 +7,35 @@ use syn::{DeriveInput, Result};
 
 use crate::attr::ModelAttrs;
 
+/// After an error: the traits implemented with bodies that never run, so
+/// the one error is not followed by one per use of the model.
+pub(crate) fn fallback(input: &DeriveInput) -> TokenStream {
+    if !input.generics.params.is_empty() {
+        return TokenStream::new();
+    }
+    let name = &input.ident;
+    let krate = quote!(::cached_fields);
+    let p = quote!(#krate::__private);
+    quote! {
+        const _: () = {
+            impl #krate::CachedModel for #name {
+                type Key = i64;
+                fn model() -> #krate::Result<&'static #krate::model::Model<Self>> {
+                    ::core::unreachable!("the CachedModel derive failed to compile")
+                }
+                fn primary_key(&self) -> #krate::Key {
+                    ::core::unreachable!("the CachedModel derive failed to compile")
+                }
+            }
+            impl<'r, R: #p::sqlx::Row> #p::sqlx::FromRow<'r, R> for #name {
+                fn from_row(_: &'r R) -> ::core::result::Result<Self, #p::sqlx::Error> {
+                    ::core::unreachable!("the CachedModel derive failed to compile")
+                }
+            }
+        };
+    }
+}
+
 pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream> {
     let name = &input.ident;
     let vis = &input.vis;
@@ -218,7 +247,7 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
                         .get_or_init(|| {
                             #krate::model::Model::<#name>::builder(#table)
                                 .primary_key(#pk_str)
-                                .key::<#pk_ty>()
+                                .key_of_model()
                                 .columns([#(#plain_cols),*])
                                 #(.field(#field_decls))*
                                 .build()
@@ -226,8 +255,9 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
                         .as_ref()
                         .map_err(::core::clone::Clone::clone)
                 }
+                type Key = #pk_ty;
                 fn primary_key(&self) -> #krate::Key {
-                    #krate::PrimaryKey::key(&self.#pk)
+                    #p::key_of::<Self>(&self.#pk)
                 }
             }
 

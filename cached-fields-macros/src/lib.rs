@@ -12,6 +12,10 @@ pub fn derive_cached_model(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     match attr::parse(&input).and_then(|m| expand::expand(&input, &m)) {
         Ok(ts) => ts.into(),
-        Err(e) => e.to_compile_error().into(),
+        Err(e) => {
+            let mut out = e.to_compile_error();
+            out.extend(expand::fallback(&input));
+            out.into()
+        }
     }
 }

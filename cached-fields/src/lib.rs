@@ -93,6 +93,13 @@ pub use cached_fields_macros::CachedModel;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::db::from_ctx;
+
+    /// The key of a model's row, converted where the model's key type is
+    /// known to be a [`PrimaryKey`](crate::PrimaryKey) (so a wrong one is
+    /// reported once, at `type Key`).
+    pub fn key_of<M: crate::CachedModel>(key: &M::Key) -> crate::Key {
+        crate::PrimaryKey::key(key)
+    }
     pub use futures::future::BoxFuture;
     pub use sqlx;
 }

@@ -58,6 +58,8 @@ impl<T> FromBackendRows for T where T: for<'r> sqlx::FromRow<'r, sqlx::postgres:
 pub trait CachedModel: FromBackendRows + Send + Sync + Unpin + Sized + 'static {
     /// The model's declaration, built once.
     fn model() -> Result<&'static Model<Self>>;
+    /// The primary key's Rust type: one of the [`PrimaryKey`](crate::PrimaryKey) types.
+    type Key: crate::PrimaryKey;
     /// The row's primary key.
     fn primary_key(&self) -> Key;
 }
@@ -599,6 +601,16 @@ impl<M> ModelBuilder<M> {
     /// ```
     pub fn key<K: crate::PrimaryKey>(mut self) -> Self {
         self.key_type = K::SQL_TYPE;
+        self
+    }
+    /// [`key`](Self::key) with the model's own key type (the derive's: a
+    /// wrong key type is then reported once, at `type Key`).
+    #[doc(hidden)]
+    pub fn key_of_model(mut self) -> Self
+    where
+        M: CachedModel,
+    {
+        self.key_type = <M::Key as crate::PrimaryKey>::SQL_TYPE;
         self
     }
     /// The plain columns the struct reads (the derive lists its fields).
