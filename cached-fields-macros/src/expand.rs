@@ -3,7 +3,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use syn::{DeriveInput, Result};
+use syn::DeriveInput;
 
 use crate::attr::ModelAttrs;
 
@@ -36,7 +36,7 @@ pub(crate) fn fallback(input: &DeriveInput) -> TokenStream {
     }
 }
 
-pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream> {
+pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> TokenStream {
     let name = &input.ident;
     let vis = &input.vis;
     let krate = quote!(::cached_fields);
@@ -59,12 +59,11 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
         let f = &c.ident;
         let f_str = f.to_string();
         let ty = &c.value_ty;
-        let calc_path = match &c.calculate {
-            Some(path) => quote!(#path),
-            None => {
-                let default = format_ident!("calculate_{}", f);
-                quote!(#name::#default)
-            }
+        let calc_path = if let Some(path) = &c.calculate {
+            quote!(#path)
+        } else {
+            let default = format_ident!("calculate_{}", f);
+            quote!(#name::#default)
         };
         let calc_fn = format_ident!("__cached_fields_calculate_{}", f);
         calc_fns.push(quote! {
@@ -234,7 +233,7 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
         quote!(#id: #krate::Cached::decode(row, __model.fields()[#i].columns())?)
     });
 
-    Ok(quote! {
+    quote! {
         const _: () = {
             #(#calc_fns)*
 
@@ -281,5 +280,5 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> Result<TokenStream>
                 #(#methods)*
             }
         };
-    })
+    }
 }

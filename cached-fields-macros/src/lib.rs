@@ -10,8 +10,10 @@ mod expand;
 #[proc_macro_derive(CachedModel, attributes(cached_model, cached))]
 pub fn derive_cached_model(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
-    match attr::parse(&input).and_then(|m| expand::expand(&input, &m)) {
-        Ok(ts) => ts.into(),
+    // Parse and validate the attributes, then expand; on a mistake, its one
+    // error and impls that keep the rest of the crate from erroring too.
+    match attr::parse(&input) {
+        Ok(m) => expand::expand(&input, &m).into(),
         Err(e) => {
             let mut out = e.to_compile_error();
             out.extend(expand::fallback(&input));

@@ -111,7 +111,7 @@ pub struct WorkerArgs {
 #[derive(Debug, Clone, Args)]
 #[non_exhaustive]
 pub struct DatabaseArgs {
-    /// Database URL: sqlite:FILE or postgres://… (or the environment's DATABASE_URL).
+    /// Database URL: sqlite:FILE or postgres://… (or the environment's `DATABASE_URL`).
     #[arg(long, global = true, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 }

@@ -226,7 +226,7 @@ impl Db {
                             tries += 1;
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
-                        r => break r.map_err(|e| sqlite_open_error(url, &file, e))?,
+                        r => break r.map_err(|e| sqlite_open_error(url, &file, &e))?,
                     }
                 };
                 return Ok(Db::Sqlite(pool));
@@ -363,9 +363,9 @@ fn explain_pg(e: &sqlx::Error, host: &str, port: u16) -> String {
 
 /// Why a SQLite database could not be opened, saying where.
 #[cfg(feature = "sqlite")]
-fn sqlite_open_error(url: &str, file: &std::path::Path, e: sqlx::Error) -> Error {
-    let code = match &e {
-        sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
+fn sqlite_open_error(url: &str, file: &std::path::Path, e: &sqlx::Error) -> Error {
+    let code = match e {
+        sqlx::Error::Database(d) => d.code().map(std::borrow::Cow::into_owned),
         _ => None,
     };
     let dir = match file.parent() {
@@ -407,7 +407,9 @@ static FAULT_AT: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex
 /// Records a database fault (see [`Error::is_retryable`]): connections that
 /// sat idle through it are checked before they are used again.
 pub(crate) fn note_fault() {
-    *FAULT_AT.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+    *FAULT_AT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
 }
 
 /// Whether a pooled connection may have died while idle.
@@ -417,7 +419,9 @@ fn suspect(meta: &sqlx::pool::PoolConnectionMetadata) -> bool {
         return true;
     }
     let idle_since = std::time::Instant::now().checked_sub(meta.idle_for);
-    let fault = *FAULT_AT.lock().unwrap_or_else(|p| p.into_inner());
+    let fault = *FAULT_AT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     match (fault, idle_since) {
         (Some(f), Some(since)) => f >= since,
         (Some(_), None) => true,

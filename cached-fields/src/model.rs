@@ -127,28 +127,25 @@ pub(crate) struct Snapshot {
 }
 
 trait ErasedCalc<M>: Send + Sync {
-    fn call<'a, 'c>(
-        &'a self,
-        m: &'a M,
-        ctx: &'a mut Ctx<'c>,
-    ) -> BoxFuture<'a, Result<Value, BoxError>>;
+    fn call<'a>(&'a self, m: &'a M, ctx: &'a mut Ctx<'_>)
+    -> BoxFuture<'a, Result<Value, BoxError>>;
 }
 
 trait ErasedCalcMany<M>: Send + Sync {
-    fn call<'a, 'c>(
+    fn call<'a>(
         &'a self,
         rows: &'a [&'a M],
-        ctx: &'a mut Ctx<'c>,
+        ctx: &'a mut Ctx<'_>,
     ) -> BoxFuture<'a, Result<Vec<Value>, BoxError>>;
 }
 
 struct TypedCalcMany<M, T>(CalcManyFn<M, T>);
 
 impl<M: Sync + 'static, T: CachedValue> ErasedCalcMany<M> for TypedCalcMany<M, T> {
-    fn call<'a, 'c>(
+    fn call<'a>(
         &'a self,
         rows: &'a [&'a M],
-        ctx: &'a mut Ctx<'c>,
+        ctx: &'a mut Ctx<'_>,
     ) -> BoxFuture<'a, Result<Vec<Value>, BoxError>> {
         let fut = (self.0)(rows, ctx);
         Box::pin(async move {
@@ -161,10 +158,10 @@ impl<M: Sync + 'static, T: CachedValue> ErasedCalcMany<M> for TypedCalcMany<M, T
 struct TypedCalc<M, T>(CalcFn<M, T>);
 
 impl<M: Sync + 'static, T: CachedValue> ErasedCalc<M> for TypedCalc<M, T> {
-    fn call<'a, 'c>(
+    fn call<'a>(
         &'a self,
         m: &'a M,
-        ctx: &'a mut Ctx<'c>,
+        ctx: &'a mut Ctx<'_>,
     ) -> BoxFuture<'a, Result<Value, BoxError>> {
         let fut = (self.0)(m, ctx);
         Box::pin(async move { fut.await.map(CachedValue::into_value) })
@@ -261,18 +258,18 @@ impl<M> Field<M> {
         (self.slot)(m)
     }
 
-    pub(crate) fn calculate<'a, 'c>(
+    pub(crate) fn calculate<'a>(
         &'a self,
         m: &'a M,
-        ctx: &'a mut Ctx<'c>,
+        ctx: &'a mut Ctx<'_>,
     ) -> BoxFuture<'a, Result<Value, BoxError>> {
         self.calculate.call(m, ctx)
     }
 
-    pub(crate) fn calculate_many<'a, 'c>(
+    pub(crate) fn calculate_many<'a>(
         &'a self,
         rows: &'a [&'a M],
-        ctx: &'a mut Ctx<'c>,
+        ctx: &'a mut Ctx<'_>,
     ) -> Option<BoxFuture<'a, Result<Vec<Value>, BoxError>>> {
         self.calculate_many.as_ref().map(|f| f.call(rows, ctx))
     }
@@ -786,7 +783,9 @@ impl<T: fmt::Debug> fmt::Debug for Cached<T> {
 impl<T> Cached<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // The state is plain data, valid after any panic: recover it.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A holder whose current value is `state.value`, put in the set-once

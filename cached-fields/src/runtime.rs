@@ -441,9 +441,8 @@ pub(crate) async fn compute_many<M: CachedModel>(
     let fut = field.calculate_many(rows, ctx)?;
     let key = rows.first().map_or(Key::Int(0), |m| m.primary_key());
     let run = std::panic::AssertUnwindSafe(fut).catch_unwind();
-    let outcome = match tokio::time::timeout(limit, run).await {
-        Ok(outcome) => outcome,
-        Err(_) => return Some(Err(timed_out(model, field, &key, limit))),
+    let Ok(outcome) = tokio::time::timeout(limit, run).await else {
+        return Some(Err(timed_out(model, field, &key, limit)));
     };
     Some(calculated(model, field, &key, outcome).and_then(|values| {
         if values.len() != rows.len() {
@@ -584,7 +583,7 @@ pub(crate) async fn store_many<M: CachedModel>(
         .map(|k| k.to_value())
         .collect();
     let present = if lost.is_empty() {
-        Default::default()
+        std::collections::HashSet::default()
     } else {
         keys(
             ctx.fetch_values(
@@ -726,11 +725,11 @@ async fn recalculate_loaded<M: CachedModel>(
     lease: Option<(DateTime<Utc>, DateTime<Utc>)>,
 ) -> Result<(Value, u64)> {
     let (reloaded, chained) = match refresh_chain(ctx, model, field, m, lease).await? {
-        Chain::Fresh => (None, 0),
         Chain::Reloaded(row, n) => (Some(row), n),
-        // Another worker is on the upstream field: this one's inputs would be
-        // stale anyway; calculate from what is stored, leaving it flagged.
-        Chain::Busy(_) => (None, 0),
+        // Fresh; or another worker is on the upstream field: this one's
+        // inputs would be stale anyway; calculate from what is stored,
+        // leaving it flagged.
+        Chain::Fresh | Chain::Busy(_) => (None, 0),
     };
     let row = reloaded.as_ref().unwrap_or(m);
     // Inputs are read from `row` (loaded at its version) and by the calculate

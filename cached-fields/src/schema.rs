@@ -872,7 +872,7 @@ pub async fn migrate(db: &Db, specs: &[TableSpec]) -> Result<Migration> {
                     ),
                 }),
                 ObjectKind::Index => {
-                    statements.push(format!("DROP INDEX IF EXISTS {}", o.name.quoted()))
+                    statements.push(format!("DROP INDEX IF EXISTS {}", o.name.quoted()));
                 }
                 ObjectKind::Column => {}
             }

@@ -81,6 +81,7 @@ fn guarded(spec: &TableSpec, f: &FieldSpec) -> Guarded {
 }
 
 /// A SQLite trigger: `CREATE TRIGGER name {head} BEGIN {marker} {body} END`.
+#[allow(clippy::needless_pass_by_value)] // each caller builds them for this call
 fn sqlite(
     table: &Ident,
     name: Ident,
@@ -110,6 +111,7 @@ fn sqlite(
 /// fires under `session_replication_role = replica`), commented with the
 /// digest of its definition as installed. The function's source carries
 /// the trigger's definition, so `check` sees a change to either.
+#[allow(clippy::needless_pass_by_value)] // each caller builds them for this call
 fn postgres(
     table: &Ident,
     name: Ident,

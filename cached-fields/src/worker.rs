@@ -75,7 +75,10 @@ impl RowMemory {
         key: &Key,
         f: impl FnOnce(&mut RowTrack) -> T,
     ) -> T {
-        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rows = self
+            .rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if rows.len() > 10_000 {
             rows.retain(|_, t| t.since.elapsed() < LOOP_WINDOW * 4);
         }
@@ -90,7 +93,10 @@ impl RowMemory {
     }
 
     fn forget(&self, table: &str, field: &str, key: &Key) {
-        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rows = self
+            .rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // The common case, on every stored value: nothing to forget.
         if !rows.is_empty() {
             rows.remove(&(table.to_owned(), field.to_owned(), key.clone()));
@@ -408,7 +414,10 @@ impl Worker {
         if spec.fields[field].mode == Some(crate::Recalculate::Lazily) {
             return true;
         }
-        let paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+        let paused = self
+            .paused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         paused
             .get(&(entry, field))
             .is_some_and(|(_, until)| *until > Instant::now())
@@ -450,7 +459,10 @@ impl Worker {
         let spec = &self.registry.entries[entry].spec;
         let (table, name) = (spec.table.as_str(), spec.fields[field].name.as_str());
         let attempts = {
-            let mut paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+            let mut paused = self
+                .paused
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let slot = paused.entry((entry, field)).or_insert((0, Instant::now()));
             let delay = backoff(&self.settings, i32::try_from(slot.0).unwrap_or(i32::MAX));
             slot.0 += 1;
@@ -474,7 +486,7 @@ impl Worker {
         let was = self
             .paused
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&(entry, field))
             .is_some();
         if was {

@@ -370,14 +370,11 @@ per_backend! {
         on_both("foreign", |db, _| async move {
             setup(&db, 1).await;
             exec(&db, "CREATE TABLE audit (msg TEXT)").await;
-            match db.backend() {
-                Backend::Sqlite => {
-                    exec(&db, "CREATE TRIGGER cf_audit AFTER UPDATE ON posts BEGIN INSERT INTO audit VALUES ('post'); END").await;
-                }
-                _ => {
-                    exec(&db, "CREATE FUNCTION cf_audit() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO audit VALUES ('post'); RETURN NULL; END$$").await;
-                    exec(&db, "CREATE TRIGGER cf_audit AFTER UPDATE ON posts FOR EACH ROW EXECUTE FUNCTION cf_audit()").await;
-                }
+            if db.backend() == Backend::Sqlite {
+                exec(&db, "CREATE TRIGGER cf_audit AFTER UPDATE ON posts BEGIN INSERT INTO audit VALUES ('post'); END").await;
+            } else {
+                exec(&db, "CREATE FUNCTION cf_audit() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO audit VALUES ('post'); RETURN NULL; END$$").await;
+                exec(&db, "CREATE TRIGGER cf_audit AFTER UPDATE ON posts FOR EACH ROW EXECUTE FUNCTION cf_audit()").await;
             }
             exec(&db, "CREATE INDEX cf_posts_title ON posts (title)").await;
             assert!(registry().check(&db).await.unwrap().is_empty());
@@ -466,15 +463,12 @@ per_backend! {
                     exec(&db, "DROP TABLE birds").await;
                     exec(&db, "DROP TABLE posts").await;
                 }
-                match db.backend() {
-                    Backend::Sqlite => {
-                        exec(&db, "CREATE TABLE posts (id INTEGER PRIMARY KEY, weight BIGINT NOT NULL, title TEXT NOT NULL, note TEXT NOT NULL DEFAULT '')").await;
-                        exec(&db, "CREATE TABLE birds (id INTEGER PRIMARY KEY, post_id BIGINT NOT NULL REFERENCES posts(id), weight BIGINT NOT NULL)").await;
-                    }
-                    _ => {
-                        exec(&db, "CREATE TABLE posts (id BIGINT PRIMARY KEY, weight BIGINT NOT NULL, title TEXT NOT NULL, note TEXT NOT NULL DEFAULT '')").await;
-                        exec(&db, "CREATE TABLE birds (id BIGINT PRIMARY KEY, post_id BIGINT NOT NULL REFERENCES posts(id), weight BIGINT NOT NULL)").await;
-                    }
+                if db.backend() == Backend::Sqlite {
+                    exec(&db, "CREATE TABLE posts (id INTEGER PRIMARY KEY, weight BIGINT NOT NULL, title TEXT NOT NULL, note TEXT NOT NULL DEFAULT '')").await;
+                    exec(&db, "CREATE TABLE birds (id INTEGER PRIMARY KEY, post_id BIGINT NOT NULL REFERENCES posts(id), weight BIGINT NOT NULL)").await;
+                } else {
+                    exec(&db, "CREATE TABLE posts (id BIGINT PRIMARY KEY, weight BIGINT NOT NULL, title TEXT NOT NULL, note TEXT NOT NULL DEFAULT '')").await;
+                    exec(&db, "CREATE TABLE birds (id BIGINT PRIMARY KEY, post_id BIGINT NOT NULL REFERENCES posts(id), weight BIGINT NOT NULL)").await;
                 }
                 // Separate pools, as separate processes would have.
                 let mut tasks = Vec::new();

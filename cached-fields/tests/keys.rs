@@ -25,23 +25,19 @@ struct Doc {
 impl Doc {
     async fn calculate_words(&self, ctx: &mut Ctx<'_>) -> Result<i64, BoxError> {
         let mut words = self.body.split_whitespace().count() as i64;
-        let notes: Vec<String> = match ctx.backend() {
-            Backend::Sqlite => {
-                let c = <&mut sqlx::SqliteConnection as cached_fields::db::FromCtx>::from_ctx(ctx)
-                    .await?;
-                sqlx::query_scalar("SELECT body FROM notes WHERE doc_slug = $1")
-                    .bind(&self.slug)
-                    .fetch_all(c)
-                    .await?
-            }
-            _ => {
-                let c =
-                    <&mut sqlx::PgConnection as cached_fields::db::FromCtx>::from_ctx(ctx).await?;
-                sqlx::query_scalar("SELECT body FROM notes WHERE doc_slug = $1")
-                    .bind(&self.slug)
-                    .fetch_all(c)
-                    .await?
-            }
+        let notes: Vec<String> = if ctx.backend() == Backend::Sqlite {
+            let c =
+                <&mut sqlx::SqliteConnection as cached_fields::db::FromCtx>::from_ctx(ctx).await?;
+            sqlx::query_scalar("SELECT body FROM notes WHERE doc_slug = $1")
+                .bind(&self.slug)
+                .fetch_all(c)
+                .await?
+        } else {
+            let c = <&mut sqlx::PgConnection as cached_fields::db::FromCtx>::from_ctx(ctx).await?;
+            sqlx::query_scalar("SELECT body FROM notes WHERE doc_slug = $1")
+                .bind(&self.slug)
+                .fetch_all(c)
+                .await?
         };
         words += notes
             .iter()
@@ -214,7 +210,7 @@ per_backend! {
             let shouts: Vec<_> = tags(&db).await.iter().map(|t| t.shout.stored()).collect();
             assert_eq!(shouts, [Some("ANN".to_owned()), Some("BO".to_owned())]);
             let twice: Vec<_> = smalls(&db).await.iter().map(|s| (s.id, s.twice.stored())).collect();
-            assert_eq!(twice, [(1, Some(20)), (2, Some(40)), (2147483647, Some(10))]);
+            assert_eq!(twice, [(1, Some(20)), (2, Some(40)), (2_147_483_647, Some(10))]);
             // A raw write to one row flags it alone, whatever the key type.
             on_pool!(&db, |p| sqlx::query("UPDATE tags SET name = 'cy' WHERE id = $1")
                 .bind(ids[1])
@@ -276,19 +272,16 @@ per_backend! {
             let registry = Registry::new().register::<PgOnly>().unwrap();
             registry.migrate(&db).await.unwrap();
             let s = Worker::new(db.clone(), registry.clone()).drain().await.unwrap();
-            match db.backend() {
-                Backend::Postgres => assert_eq!((s.recalculated, s.failed), (1, 0), "{s:?}"),
-                _ => {
-                    // On another backend the row fails, saying why.
-                    assert_eq!((s.recalculated, s.failed), (0, 1), "{s:?}");
-                    let status = registry.status(&db).await.unwrap();
-                    let (key, _, msg) = status[0].last_error.clone().unwrap();
-                    assert_eq!(key, Key::Int(1));
-                    assert!(
-                        msg.contains("needs a PostgreSQL connection, but the database is SQLite"),
-                        "{msg}"
-                    );
-                }
+            if db.backend() == Backend::Postgres { assert_eq!((s.recalculated, s.failed), (1, 0), "{s:?}") } else {
+                // On another backend the row fails, saying why.
+                assert_eq!((s.recalculated, s.failed), (0, 1), "{s:?}");
+                let status = registry.status(&db).await.unwrap();
+                let (key, _, msg) = status[0].last_error.clone().unwrap();
+                assert_eq!(key, Key::Int(1));
+                assert!(
+                    msg.contains("needs a PostgreSQL connection, but the database is SQLite"),
+                    "{msg}"
+                );
             }
         })
         .await;

@@ -135,7 +135,7 @@ async fn flag(db: &Db, ids: &[i64]) -> anyhow::Result<serde_json::Value> {
 }
 
 /// The hand-written baseline: load, calculate, UPDATE, with plain sqlx at
-/// the worker's concurrency; total_weight for every row, then slow_full_name.
+/// the worker's concurrency; `total_weight` for every row, then `slow_full_name`.
 async fn baseline(db: &Db, ids: &[i64], concurrency: usize) -> anyhow::Result<()> {
     for field in 0..2 {
         let results: Vec<anyhow::Result<()>> = futures::stream::iter(ids.iter().copied())

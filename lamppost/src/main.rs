@@ -70,7 +70,7 @@ enum Command {
         #[arg(long)]
         reset: bool,
         /// Measure only these figures (comma-separated: read, flag, drain,
-        /// latency, coalescing, write_overhead, idle, memory, scale).
+        /// latency, coalescing, `write_overhead`, idle, memory, scale).
         #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(bench::FIGURES))]
         only: Vec<String>,
     },

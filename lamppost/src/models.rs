@@ -49,7 +49,7 @@ pub(crate) struct Lamppost {
              calculate_many = Lamppost::calculate_total_weights,
              depends_on("weight", "pigeons(lamppost_id).weight"))]
     pub total_weight: Cached<i64>,
-    /// "The {total_weight} {first_name} of {country}".
+    /// "The {`total_weight`} {`first_name`} of {country}".
     #[cached(calculate = Lamppost::calculate_slow_full_name, temporal_triggers,
              depends_on("first_name", "country", "total_weight"))]
     pub slow_full_name: Cached<String>,

@@ -451,14 +451,14 @@ per_backend! {
                             a,
                             b,
                         )
-                        .await
+                        .await;
                     }
                     3 => {
                         db.exec(
                             "DELETE FROM pigeons WHERE id = (SELECT MAX(id) FROM pigeons WHERE lamppost_id = $1)",
                             a,
                         )
-                        .await
+                        .await;
                     }
                     4 => db.exec2("UPDATE lampposts SET weight = weight + $2 WHERE id = $1", a, 3).await,
                     _ => db.exec("UPDATE lampposts SET first_name = 'Renamed' || id WHERE id = $1", a).await,
