@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use futures::future::BoxFuture;
 use sqlx::{Arguments, Connection, Row};
 
+pub use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::ident;
 use crate::key::Key;
@@ -24,60 +25,6 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-
-/// Which database engine a [`Db`] talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Backend {
-    /// SQLite, the embedded default.
-    Sqlite,
-    /// PostgreSQL, the scale-out engine.
-    Postgres,
-}
-
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Backend::Sqlite => "SQLite",
-            Backend::Postgres => "PostgreSQL",
-        })
-    }
-}
-
-impl Backend {
-    /// The backends compiled into this build, for messages.
-    pub const ENABLED: &'static str = if cfg!(all(feature = "sqlite", feature = "postgres")) {
-        "sqlite, postgres"
-    } else if cfg!(feature = "sqlite") {
-        "sqlite"
-    } else {
-        "postgres"
-    };
-}
-
-impl Backend {
-    /// The backend a database URL names, if this build has it.
-    ///
-    /// ```
-    /// use cached_fields::Backend;
-    /// assert_eq!(Backend::of_url("sqlite::memory:").unwrap(), Backend::Sqlite);
-    /// assert!(Backend::of_url("mysql://localhost").is_err());
-    /// ```
-    pub fn of_url(url: &str) -> Result<Backend> {
-        if url.starts_with("sqlite:") && cfg!(feature = "sqlite") {
-            return Ok(Backend::Sqlite);
-        }
-        if (url.starts_with("postgres://") || url.starts_with("postgresql://"))
-            && cfg!(feature = "postgres")
-        {
-            return Ok(Backend::Postgres);
-        }
-        Err(Error::UnsupportedUrl {
-            url: redact(url),
-            enabled: Backend::ENABLED,
-        })
-    }
-}
 
 /// A pool of connections to one database: the handle an application keeps.
 ///

@@ -6,7 +6,8 @@
 
 use chrono::Utc;
 
-use crate::db::{Backend, Ctx, Db};
+use crate::backend::Backend;
+use crate::db::{Ctx, Db};
 use crate::error::Result;
 use crate::value::{SqlType, Value};
 
@@ -99,14 +100,7 @@ pub(crate) async fn clear(db: &Db, table: &str, field: &str) {
 }
 
 async fn exists(ctx: &mut Ctx<'_>) -> Result<bool> {
-    let sql = match ctx.backend() {
-        Backend::Sqlite => {
-            format!("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{TABLE}'")
-        }
-        Backend::Postgres => format!(
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM (SELECT to_regclass('{TABLE}') AS t) AS r WHERE t IS NOT NULL"
-        ),
-    };
+    let sql = ctx.backend().dialect().table_exists(TABLE);
     let rows = ctx.fetch_values(sql, &[], &[SqlType::Int]).await?;
     Ok(matches!(rows.first().and_then(|r| r.first()), Some(Value::Int(n)) if *n > 0))
 }

@@ -53,6 +53,7 @@
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
+pub mod backend;
 pub mod db;
 pub mod depends;
 pub mod error;
@@ -69,7 +70,9 @@ pub mod value;
 pub mod worker;
 
 #[doc(inline)]
-pub use db::{Backend, CachedRow, Conn, Ctx, Db, Target};
+pub use backend::Backend;
+#[doc(inline)]
+pub use db::{CachedRow, Conn, Ctx, Db, Target};
 #[doc(inline)]
 pub use error::{BoxError, Error, Result};
 #[doc(inline)]

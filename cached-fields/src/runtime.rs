@@ -11,7 +11,8 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::FutureExt;
 
-use crate::db::{Backend, Ctx, Target};
+use crate::backend::Backend;
+use crate::db::{Ctx, Target};
 use crate::depends::Dependency;
 use crate::error::{Error, Result};
 use crate::key::Key;
@@ -406,8 +407,8 @@ fn timed_out<M>(model: &Model<M>, field: &Field<M>, key: &Key, limit: Duration) 
     }
 }
 
-/// Refuses a value the backend would not store as it is: SQLite stores a
-/// NaN as NULL, which reads back as "never calculated".
+/// Refuses a value the backend would not store as it is (one that would
+/// read back as another value, or as "never calculated").
 fn storable<M>(
     backend: Backend,
     model: &Model<M>,
@@ -415,13 +416,12 @@ fn storable<M>(
     key: &Key,
     v: &Value,
 ) -> Result<()> {
-    if backend == Backend::Sqlite && matches!(v, Value::Float(f) if f.is_nan()) {
+    if let Some(reason) = backend.dialect().refuses(v) {
         return Err(Error::Unstorable {
             table: model.table().to_string(),
             field: field.name().to_string(),
             key: key.clone(),
-            reason: "NaN (SQLite stores a NaN as NULL, which reads back as never calculated)"
-                .to_owned(),
+            reason: reason.to_owned(),
         });
     }
     Ok(())

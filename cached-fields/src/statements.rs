@@ -1,10 +1,11 @@
-//! The runtime's SQL, per backend: flag, write back, claim, load, schedule.
+//! The runtime's SQL: flag, write back, claim, load, schedule, from the
+//! backend's [`Dialect`](crate::backend::Dialect).
 //! Names come only from validated [`Ident`](crate::ident::Ident)s; values are
 //! always bound (`$1`, `$2`, … on both backends).
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::db::Backend;
+use crate::backend::{Backend, Settings};
 use crate::ident::Ident;
 use crate::model::FieldColumns;
 
@@ -43,12 +44,7 @@ pub(crate) const HOT_PAUSE_CAP_MS: i64 = 2000;
 
 /// Now plus `ms` milliseconds, as the backend's timestamp expression.
 pub(crate) fn now_plus(backend: Backend, ms: i64) -> String {
-    match backend {
-        Backend::Sqlite => {
-            format!("strftime('%Y-%m-%dT%H:%M:%fZ', julianday('now') + {ms} / 86400000.0)")
-        }
-        Backend::Postgres => format!("(clock_timestamp() + interval '{ms} milliseconds')"),
-    }
+    backend.dialect().now_plus(ms)
 }
 
 /// When a hot row stale since `since`, due at `next` (timestamp
@@ -57,44 +53,19 @@ pub(crate) fn now_plus(backend: Backend, ms: i64) -> String {
 /// `next` is in. So however often it is written, it is tried at least at
 /// every period's end: a write just after one cannot push it into the next.
 pub(crate) fn hot_until(backend: Backend, since: &str, next: &str) -> String {
-    let (pause, cap) = (HOT_PAUSE_MS, HOT_PAUSE_CAP_MS);
-    // Periods reached by `next`, less a little for rounding (SQLite's
-    // julianday is good to tens of microseconds).
-    match backend {
-        Backend::Sqlite => {
-            let periods =
-                format!("((julianday({next}) - julianday({since})) * 86400000.0 / {cap} - 0.001)");
-            let ceil = format!(
-                "MAX(1, CAST({periods} AS INTEGER) + ({periods} > CAST({periods} AS INTEGER)))"
-            );
-            format!(
-                "strftime('%Y-%m-%dT%H:%M:%fZ', MIN(julianday('now') + {pause} / 86400000.0, \
-                 julianday({since}) + {cap} / 86400000.0 * {ceil}))"
-            )
-        }
-        Backend::Postgres => format!(
-            "LEAST(clock_timestamp() + interval '{pause} milliseconds', \
-             {since} + interval '{cap} milliseconds' * \
-             GREATEST(1, ceil(EXTRACT(EPOCH FROM {next} - {since}) * 1000 / {cap} - 0.001)))"
-        ),
-    }
+    backend
+        .dialect()
+        .hot_until(since, next, HOT_PAUSE_MS, HOT_PAUSE_CAP_MS)
 }
 
-/// `col <= $n` for timestamps; SQLite compares through `julianday` so that any
-/// ISO-8601 spelling (the `sqlite3` shell's included) orders correctly.
+/// `col <= $n` for timestamps.
 pub(crate) fn ts_le(backend: Backend, col: &str, param: &str) -> String {
-    match backend {
-        Backend::Sqlite => format!("julianday({col}) <= julianday({param})"),
-        Backend::Postgres => format!("{col} <= {param}"),
-    }
+    backend.dialect().ts_le(col, param)
 }
 
 /// A timestamp expression as seconds since the Unix epoch (float).
 pub(crate) fn epoch(backend: Backend, expr: &str) -> String {
-    match backend {
-        Backend::Sqlite => format!("((julianday({expr}) - 2440587.5) * 86400.0)"),
-        Backend::Postgres => format!("CAST(EXTRACT(EPOCH FROM {expr}) AS DOUBLE PRECISION)"),
-    }
+    backend.dialect().epoch(expr)
 }
 
 /// Converts seconds since the epoch back to an instant.
@@ -126,19 +97,15 @@ impl<'a> FieldSql<'a> {
         }
     }
 
-    /// The worker's statement settings on PostgreSQL: the statement's
-    /// transaction commits without waiting for the disk (a claim or a
-    /// write-back lost in a server crash only leaves its rows due again),
-    /// and gives up on a row lock held over 100 ms rather than risk a
-    /// deadlock in which an application's transaction would be the one
-    /// aborted. None for an application's statements (which may run in its
-    /// transaction), nor on SQLite.
-    fn settings(&self, by_worker: bool) -> StatementSettings {
-        if by_worker && self.backend == Backend::Postgres {
-            StatementSettings::Worker
+    /// The worker's statement settings, where the backend has them (see
+    /// [`Dialect::prefix`](crate::backend::Dialect::prefix)); none for an
+    /// application's statements, which may run in its transaction.
+    fn settings(&self, by_worker: bool) -> Prefix {
+        self.backend.dialect().prefix(if by_worker {
+            Settings::Worker
         } else {
-            StatementSettings::None
-        }
+            Settings::None
+        })
     }
 
     /// Sets the flag of `n` rows. `$1` eager (bool), `$2` and `$3` the two
@@ -150,11 +117,11 @@ impl<'a> FieldSql<'a> {
     /// so it may carry the mark the guard trigger skips.
     pub(crate) fn flag(&self, n: usize, own_connection: bool) -> String {
         let (t, pk, c) = (&self.table, &self.pk, self.cols);
-        let settings = if own_connection && self.backend == Backend::Postgres {
-            StatementSettings::Marked
+        let settings = self.backend.dialect().prefix(if own_connection {
+            Settings::Marked
         } else {
-            StatementSettings::None
-        };
+            Settings::None
+        });
         let next = c.next_attempt.quoted();
         let parked = ts_le(self.backend, "$3", &next);
         let at_first = ts_le(self.backend, "$2", &next);
@@ -164,8 +131,8 @@ impl<'a> FieldSql<'a> {
              (CASE WHEN {next} IS NOT NULL AND {parked} THEN NULL ELSE {next} END) \
              WHEN {next} IS NOT NULL AND {at_first} THEN $3 ELSE $2 END{from} \
              WHERE {pk} IN ({keys})",
-            with = settings.with(),
-            from = settings.from(),
+            with = settings.with,
+            from = settings.from,
             needed = c.needed.quoted(),
             keys = keys.join(", "),
         )
@@ -211,8 +178,8 @@ impl<'a> FieldSql<'a> {
             err = c.last_error.quoted(),
             version = c.version.quoted(),
             rows = rows.join(", "),
-            with = settings.with(),
-            also = settings.also(),
+            with = settings.with,
+            also = settings.also,
         )
     }
 
@@ -227,8 +194,8 @@ impl<'a> FieldSql<'a> {
         format!(
             "{with}UPDATE {t} SET {next} = CASE WHEN {needed} THEN {pause} ELSE {next} END{from} \
              WHERE {pk} IN ({keys}) RETURNING {pk}",
-            with = settings.with(),
-            from = settings.from(),
+            with = settings.with,
+            from = settings.from,
             t = self.table,
             pk = self.pk,
             needed = self.cols.needed.quoted(),
@@ -244,8 +211,8 @@ impl<'a> FieldSql<'a> {
         let settings = self.settings(true);
         format!(
             "{with}UPDATE {t} SET {next} = $2{from} WHERE {pk} = $3 AND {due} RETURNING {pk}",
-            with = settings.with(),
-            from = settings.from(),
+            with = settings.with,
+            from = settings.from,
             t = self.table,
             pk = self.pk,
             next = self.cols.next_attempt.quoted(),
@@ -263,8 +230,8 @@ impl<'a> FieldSql<'a> {
             "{with}UPDATE {t} SET {next} = CASE WHEN {up_needed} THEN \
              (CASE WHEN {up_next} IS NOT NULL AND {le} THEN {up_next} ELSE $2 END) \
              ELSE NULL END{from} WHERE {pk} = $1",
-            with = settings.with(),
-            from = settings.from(),
+            with = settings.with,
+            from = settings.from,
             t = self.table,
             pk = self.pk,
             next = self.cols.next_attempt.quoted(),
@@ -290,8 +257,8 @@ impl<'a> FieldSql<'a> {
         let settings = self.settings(true);
         format!(
             "{with}UPDATE {t} SET {attempts} = {attempts} + 1, {err} = $1, {next} = $2{from} WHERE {pk} = $3",
-            with = settings.with(),
-            from = settings.from(),
+            with = settings.with,
+            from = settings.from,
             t = self.table,
             pk = self.pk,
             attempts = c.attempts.quoted(),
@@ -326,73 +293,7 @@ impl<'a> FieldSql<'a> {
     /// them (`select_list`): claim and load in one round trip, so the
     /// version returned is the one the inputs beside it were read at.
     pub(crate) fn claim(&self, select_list: &str) -> String {
-        let (t, pk) = (&self.table, &self.pk);
-        let next = self.cols.next_attempt.quoted();
-        match self.backend {
-            Backend::Sqlite => {
-                // As on PostgreSQL, one arm per index (flagged rows; passed
-                // expiries), so a claim never scans the table.
-                let c = self.cols;
-                let not_leased = format!(
-                    "({next} IS NULL OR {le})",
-                    le = ts_le(self.backend, &next, "$1")
-                );
-                let flagged = format!(
-                    "SELECT k FROM (SELECT {pk} AS k FROM {t} WHERE {needed} AND {not_leased} LIMIT $3)",
-                    needed = c.needed.quoted(),
-                );
-                let candidates = match &c.expires {
-                    Some(e) => {
-                        let e = e.quoted();
-                        format!(
-                            "{flagged} UNION SELECT k FROM (SELECT {pk} AS k FROM {t} WHERE {e} IS NOT NULL \
-                             AND {le} AND {not_leased} LIMIT $3)",
-                            le = ts_le(self.backend, &e, "$1"),
-                        )
-                    }
-                    None => flagged,
-                };
-                format!(
-                    "UPDATE {t} SET {next} = $2 WHERE {pk} IN (SELECT k FROM ({candidates}) LIMIT $3) \
-                     RETURNING {select_list}"
-                )
-            }
-            Backend::Postgres => {
-                let list = if select_list == "*" {
-                    format!("{t}.*")
-                } else {
-                    select_list.to_owned()
-                };
-                // Each arm walks its own index in order and stops after a
-                // batch (flagged rows by next attempt; expiries by time), so
-                // a claim costs the same on a table of any size.
-                let c = self.cols;
-                let not_leased = format!("({next} IS NULL OR {next} <= $1)");
-                let flagged = format!(
-                    "SELECT k FROM (SELECT {pk} AS k FROM {t} WHERE {needed} AND {not_leased} \
-                     ORDER BY {next} NULLS FIRST LIMIT $3 FOR UPDATE SKIP LOCKED) AS cf_flagged",
-                    needed = c.needed.quoted(),
-                );
-                let candidates = match &c.expires {
-                    Some(e) => {
-                        let e = e.quoted();
-                        format!(
-                            "{flagged} UNION SELECT k FROM (SELECT {pk} AS k FROM {t} \
-                             WHERE {e} IS NOT NULL AND {e} <= $1 AND {not_leased} \
-                             ORDER BY {e} LIMIT $3 FOR UPDATE SKIP LOCKED) AS cf_expired"
-                        )
-                    }
-                    None => flagged,
-                };
-                let settings = self.settings(true);
-                format!(
-                    "{with}UPDATE {t} SET {next} = $2 FROM (SELECT k FROM ({candidates}) AS cf_all LIMIT $3) \
-                     AS cf_due{also} WHERE {t}.{pk} = cf_due.k RETURNING {list}",
-                    with = settings.with(),
-                    also = settings.also(),
-                )
-            }
-        }
+        self.backend.dialect().claim(self, select_list)
     }
 
     /// The earliest instant (epoch seconds) at which a row becomes due:
@@ -412,13 +313,7 @@ impl<'a> FieldSql<'a> {
                 let x = x.quoted();
                 // The MIN of the indexed expression, then converted: a
                 // look at the index's first entry, not a scan.
-                let (indexed, e) = match self.backend {
-                    Backend::Sqlite => (
-                        format!("julianday({x})"),
-                        "((m - 2440587.5) * 86400.0)".to_owned(),
-                    ),
-                    Backend::Postgres => (x.clone(), epoch(self.backend, "m")),
-                };
+                let (indexed, e) = self.backend.dialect().indexed_expiry(&x);
                 format!(
                     "SELECT MIN(t) FROM ({leases} UNION ALL SELECT {e} AS t FROM \
                      (SELECT MIN({indexed}) AS m FROM {t} WHERE {x} IS NOT NULL) AS cf_first) AS due",
@@ -502,54 +397,22 @@ impl<'a> FieldSql<'a> {
     }
 }
 
-/// What settings a PostgreSQL statement carries: a `WITH` that sets them
-/// for the statement's transaction (`set_config(…, true)`), and a `FROM`
-/// item that makes the statement evaluate it before it produces (and
-/// locks) any row.
+/// What a statement starts with to carry its settings, and the `FROM`
+/// items (after others, or alone) that make it evaluate them first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StatementSettings {
-    /// None (SQLite; an application's statement that may run in its own
-    /// transaction).
-    None,
-    /// The worker's: asynchronous commit, a 100 ms lock timeout, and the
-    /// mark the guard trigger skips.
-    Worker,
-    /// The mark alone: a library statement that never writes a cached
-    /// value, on a connection of its own (an autocommit statement).
-    Marked,
+pub(crate) struct Prefix {
+    pub(crate) with: &'static str,
+    pub(crate) also: &'static str,
+    pub(crate) from: &'static str,
 }
 
-impl StatementSettings {
-    fn with(self) -> &'static str {
-        match self {
-            StatementSettings::None => "",
-            StatementSettings::Worker => {
-                "WITH cf_settings AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true), \
-                 set_config('lock_timeout', '100ms', true), set_config('cached_fields.worker', 'on', true)) "
-            }
-            StatementSettings::Marked => {
-                "WITH cf_settings AS MATERIALIZED (SELECT set_config('cached_fields.worker', 'on', true)) "
-            }
-        }
-    }
-
-    /// The `FROM` item after others.
-    fn also(self) -> &'static str {
-        if self == StatementSettings::None {
-            ""
-        } else {
-            ", cf_settings"
-        }
-    }
-
-    /// The `FROM` item alone.
-    fn from(self) -> &'static str {
-        if self == StatementSettings::None {
-            ""
-        } else {
-            " FROM cf_settings"
-        }
-    }
+impl Prefix {
+    /// No settings.
+    pub(crate) const NONE: Prefix = Prefix {
+        with: "",
+        also: "",
+        from: "",
+    };
 }
 
 /// `SELECT {select_list} FROM table WHERE pk IN ($1, …, $n)`.

@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::db::Backend;
+use crate::backend::Backend;
 
 /// The SQL type of a cached column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,24 +40,7 @@ impl SqlType {
     /// assert_eq!(SqlType::Json.column_type(Backend::Postgres), "JSONB");
     /// ```
     pub fn column_type(self, backend: Backend) -> &'static str {
-        let pg = backend == Backend::Postgres;
-        match self {
-            SqlType::Int => "BIGINT",
-            SqlType::Float if pg => "DOUBLE PRECISION",
-            SqlType::Float => "REAL",
-            SqlType::Bool => "BOOLEAN",
-            SqlType::Text => "TEXT",
-            SqlType::Date => "DATE",
-            SqlType::Time => "TIME",
-            SqlType::Timestamp if pg => "TIMESTAMPTZ",
-            SqlType::Timestamp => "TIMESTAMP",
-            SqlType::Json if pg => "JSONB",
-            SqlType::Json => "TEXT",
-            #[cfg(feature = "uuid")]
-            SqlType::Uuid if pg => "UUID",
-            #[cfg(feature = "uuid")]
-            SqlType::Uuid => "BLOB",
-        }
+        backend.dialect().column_type(self)
     }
 
     /// A short name for messages.

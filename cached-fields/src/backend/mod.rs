@@ -1,0 +1,120 @@
+//! Everything that differs between database engines, one module per
+//! engine behind the library's own traits: [`Dialect`], the SQL an engine
+//! speaks (column types, timestamps, the claim, triggers, introspection),
+//! and the drivers, the connections of the engines this build enables.
+//! A new engine is a new folder here and one arm per `match` in this file.
+
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
+
+use crate::statements::{FieldSql, Prefix};
+use crate::value::{SqlType, Value};
+
+/// Which database engine a [`Db`](crate::Db) talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// SQLite, the embedded default.
+    Sqlite,
+    /// PostgreSQL, the scale-out engine.
+    Postgres,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.dialect().name())
+    }
+}
+
+impl Backend {
+    /// Everything about SQL that differs on this backend.
+    pub(crate) fn dialect(self) -> &'static dyn Dialect {
+        match self {
+            Backend::Sqlite => &sqlite::Sqlite,
+            Backend::Postgres => &postgres::Postgres,
+        }
+    }
+}
+
+impl Backend {
+    /// The backends compiled into this build, for messages.
+    pub const ENABLED: &'static str = if cfg!(all(feature = "sqlite", feature = "postgres")) {
+        "sqlite, postgres"
+    } else if cfg!(feature = "sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+}
+
+impl Backend {
+    /// The backend a database URL names, if this build has it.
+    ///
+    /// ```
+    /// use cached_fields::Backend;
+    /// assert_eq!(Backend::of_url("sqlite::memory:").unwrap(), Backend::Sqlite);
+    /// assert!(Backend::of_url("mysql://localhost").is_err());
+    /// ```
+    pub fn of_url(url: &str) -> crate::Result<Backend> {
+        if url.starts_with("sqlite:") && cfg!(feature = "sqlite") {
+            return Ok(Backend::Sqlite);
+        }
+        if (url.starts_with("postgres://") || url.starts_with("postgresql://"))
+            && cfg!(feature = "postgres")
+        {
+            return Ok(Backend::Postgres);
+        }
+        Err(crate::Error::UnsupportedUrl {
+            url: crate::db::redact(url),
+            enabled: Backend::ENABLED,
+        })
+    }
+}
+
+
+/// Which settings a library statement carries, where the engine has
+/// per-statement settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settings {
+    /// None: an application's statement, which may run in its transaction.
+    None,
+    /// The worker's: asynchronous commit, a short lock timeout, and the
+    /// mark the guard trigger skips.
+    Worker,
+    /// The mark alone: a library statement that never writes a cached
+    /// value, on a connection of its own.
+    Marked,
+}
+
+/// The SQL one engine speaks: every fragment the runtime, the worker and
+/// the schema tools build statements from that is not the same everywhere.
+/// Names reach it quoted; values are always bound (`$1`, `$2`, …).
+pub(crate) trait Dialect: Sync {
+    /// The engine's name, for messages.
+    fn name(&self) -> &'static str;
+    /// The column type that holds a value of type `ty`.
+    fn column_type(&self, ty: SqlType) -> &'static str;
+    /// Now plus `ms` milliseconds, as a timestamp expression.
+    fn now_plus(&self, ms: i64) -> String;
+    /// When a hot row stale since `since`, due at `next`, is next due
+    /// (see [`crate::statements::hot_until`]).
+    fn hot_until(&self, since: &str, next: &str, pause_ms: i64, cap_ms: i64) -> String;
+    /// `col <= param` for timestamps.
+    fn ts_le(&self, col: &str, param: &str) -> String;
+    /// A timestamp expression as seconds since the Unix epoch (float).
+    fn epoch(&self, expr: &str) -> String;
+    /// The indexed expression of an expiry column `x`, whose `MIN` reads the
+    /// index's first entry, and how to turn that minimum `m` into epoch
+    /// seconds.
+    fn indexed_expiry(&self, x: &str) -> (String, String);
+    /// The text a statement with `settings` starts with, and the `FROM`
+    /// items that make it evaluate them first.
+    fn prefix(&self, settings: Settings) -> Prefix;
+    /// Claims up to `$3` due rows of `f` by leasing them until `$2` (`$1`
+    /// is now), returning `select_list`, without scanning the table.
+    fn claim(&self, f: &FieldSql<'_>, select_list: &str) -> String;
+    /// A query counting the tables called `table` (0 or 1).
+    fn table_exists(&self, table: &str) -> String;
+    /// Why a value cannot be stored as it is, if it cannot.
+    fn refuses(&self, value: &Value) -> Option<&'static str>;
+}

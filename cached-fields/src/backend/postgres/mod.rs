@@ -1,0 +1,127 @@
+//! PostgreSQL, the scale-out engine.
+
+use crate::backend::{Dialect, Settings};
+use crate::statements::{FieldSql, Prefix};
+use crate::value::{SqlType, Value};
+
+/// PostgreSQL's dialect.
+#[derive(Debug)]
+pub(crate) struct Postgres;
+
+impl Dialect for Postgres {
+    fn name(&self) -> &'static str {
+        "PostgreSQL"
+    }
+
+    fn column_type(&self, ty: SqlType) -> &'static str {
+        match ty {
+            SqlType::Int => "BIGINT",
+            SqlType::Float => "DOUBLE PRECISION",
+            SqlType::Bool => "BOOLEAN",
+            SqlType::Text => "TEXT",
+            SqlType::Date => "DATE",
+            SqlType::Time => "TIME",
+            SqlType::Timestamp => "TIMESTAMPTZ",
+            SqlType::Json => "JSONB",
+            #[cfg(feature = "uuid")]
+            SqlType::Uuid => "UUID",
+        }
+    }
+
+    fn now_plus(&self, ms: i64) -> String {
+        format!("(clock_timestamp() + interval '{ms} milliseconds')")
+    }
+
+    fn hot_until(&self, since: &str, next: &str, pause: i64, cap: i64) -> String {
+        format!(
+            "LEAST(clock_timestamp() + interval '{pause} milliseconds', \
+             {since} + interval '{cap} milliseconds' * \
+             GREATEST(1, ceil(EXTRACT(EPOCH FROM {next} - {since}) * 1000 / {cap} - 0.001)))"
+        )
+    }
+
+    fn ts_le(&self, col: &str, param: &str) -> String {
+        format!("{col} <= {param}")
+    }
+
+    fn epoch(&self, expr: &str) -> String {
+        format!("CAST(EXTRACT(EPOCH FROM {expr}) AS DOUBLE PRECISION)")
+    }
+
+    fn indexed_expiry(&self, x: &str) -> (String, String) {
+        (x.to_owned(), self.epoch("m"))
+    }
+
+    /// A `WITH` that sets the settings for the statement's transaction
+    /// (`set_config(…, true)`), and a `FROM` item that makes the statement
+    /// evaluate it before it produces (and locks) any row. The worker's
+    /// transactions commit without waiting for the disk (a claim or a
+    /// write-back lost in a server crash only leaves its rows due again)
+    /// and give up on a row lock held over 100 ms rather than risk a
+    /// deadlock in which an application's transaction would be the one
+    /// aborted.
+    fn prefix(&self, settings: Settings) -> Prefix {
+        let with = match settings {
+            Settings::None => return Prefix::NONE,
+            Settings::Worker => {
+                "WITH cf_settings AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true), \
+                 set_config('lock_timeout', '100ms', true), set_config('cached_fields.worker', 'on', true)) "
+            }
+            Settings::Marked => {
+                "WITH cf_settings AS MATERIALIZED (SELECT set_config('cached_fields.worker', 'on', true)) "
+            }
+        };
+        Prefix {
+            with,
+            also: ", cf_settings",
+            from: " FROM cf_settings",
+        }
+    }
+
+    fn claim(&self, f: &FieldSql<'_>, select_list: &str) -> String {
+        let (t, pk, c) = (&f.table, &f.pk, f.cols);
+        let next = c.next_attempt.quoted();
+        let list = if select_list == "*" {
+            format!("{t}.*")
+        } else {
+            select_list.to_owned()
+        };
+        // Each arm walks its own index in order and stops after a batch
+        // (flagged rows by next attempt; expiries by time), so a claim
+        // costs the same on a table of any size.
+        let not_leased = format!("({next} IS NULL OR {next} <= $1)");
+        let flagged = format!(
+            "SELECT k FROM (SELECT {pk} AS k FROM {t} WHERE {needed} AND {not_leased} \
+             ORDER BY {next} NULLS FIRST LIMIT $3 FOR UPDATE SKIP LOCKED) AS cf_flagged",
+            needed = c.needed.quoted(),
+        );
+        let candidates = match &c.expires {
+            Some(e) => {
+                let e = e.quoted();
+                format!(
+                    "{flagged} UNION SELECT k FROM (SELECT {pk} AS k FROM {t} \
+                     WHERE {e} IS NOT NULL AND {e} <= $1 AND {not_leased} \
+                     ORDER BY {e} LIMIT $3 FOR UPDATE SKIP LOCKED) AS cf_expired"
+                )
+            }
+            None => flagged,
+        };
+        let p = self.prefix(Settings::Worker);
+        format!(
+            "{with}UPDATE {t} SET {next} = $2 FROM (SELECT k FROM ({candidates}) AS cf_all LIMIT $3) \
+             AS cf_due{also} WHERE {t}.{pk} = cf_due.k RETURNING {list}",
+            with = p.with,
+            also = p.also,
+        )
+    }
+
+    fn table_exists(&self, table: &str) -> String {
+        format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM (SELECT to_regclass('{table}') AS t) AS r WHERE t IS NOT NULL"
+        )
+    }
+
+    fn refuses(&self, _: &Value) -> Option<&'static str> {
+        None
+    }
+}
