@@ -50,10 +50,10 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod backend;
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
-pub mod backend;
 pub mod db;
 pub mod depends;
 pub mod error;

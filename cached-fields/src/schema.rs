@@ -374,11 +374,14 @@ fn index(backend: Backend, table: &Ident, name: Ident, expr: &str, cond: &str) -
     let sql = match backend {
         Backend::Sqlite => vec![format!(
             "CREATE INDEX IF NOT EXISTS {n} ON {t} ({} {expr}) WHERE {cond}",
-            triggers::SQLITE_MARKER
+            crate::backend::sqlite::triggers::MARKER
         )],
         Backend::Postgres => vec![
             format!("CREATE INDEX IF NOT EXISTS {n} ON {t} ({expr}) WHERE {cond}"),
-            format!("COMMENT ON INDEX {n} IS '{}'", triggers::PG_COMMENT),
+            format!(
+                "COMMENT ON INDEX {n} IS '{}'",
+                crate::backend::postgres::triggers::COMMENT
+            ),
         ],
     };
     SchemaObject {
@@ -518,7 +521,7 @@ async fn inspect(ctx: &mut Ctx<'_>, specs: &[TableSpec]) -> Result<Existing> {
              AND array_length(c.conkey, 1) = 1",
         ),
     };
-    let marked = |sql: &str| sql.contains(triggers::SQLITE_MARKER);
+    let marked = |sql: &str| sql.contains(crate::backend::sqlite::triggers::MARKER);
     for r in texts(
         ctx.fetch_values(idx_sql.to_owned(), &[], &[SqlType::Text; 3])
             .await?,
@@ -526,7 +529,7 @@ async fn inspect(ctx: &mut Ctx<'_>, specs: &[TableSpec]) -> Result<Existing> {
         if let [name, table, extra] = &r[..] {
             let ours = match backend {
                 Backend::Sqlite => marked(extra),
-                Backend::Postgres => extra == triggers::PG_COMMENT,
+                Backend::Postgres => extra == crate::backend::postgres::triggers::COMMENT,
             };
             ex.indexes.insert(name.clone(), (table.clone(), ours));
         }
@@ -562,10 +565,13 @@ async fn inspect(ctx: &mut Ctx<'_>, specs: &[TableSpec]) -> Result<Existing> {
                         TriggerInfo {
                             table: table.clone(),
                             definition: normalize(src),
-                            ours: src.contains(triggers::PG_MARKER),
+                            ours: src.contains(crate::backend::postgres::triggers::MARKER),
                             always: enabled == "A",
                             changed_by_hand: *comment
-                                != format!("{} {digest}", triggers::PG_COMMENT),
+                                != format!(
+                                    "{} {digest}",
+                                    crate::backend::postgres::triggers::COMMENT
+                                ),
                         },
                     );
                 }

@@ -7,7 +7,10 @@
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
+use crate::ident::Ident;
+use crate::schema::{FieldSpec, SchemaObject, TableSpec};
 use crate::statements::{FieldSql, Prefix};
+use crate::triggers::Catalog;
 use crate::value::{SqlType, Value};
 
 /// Which database engine a [`Db`](crate::Db) talks to.
@@ -71,7 +74,6 @@ impl Backend {
     }
 }
 
-
 /// Which settings a library statement carries, where the engine has
 /// per-statement settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,4 +119,19 @@ pub(crate) trait Dialect: Sync {
     fn table_exists(&self, table: &str) -> String;
     /// Why a value cannot be stored as it is, if it cannot.
     fn refuses(&self, value: &Value) -> Option<&'static str>;
+    /// See [`crate::triggers::bump`].
+    fn bump_trigger(&self, spec: &TableSpec, f: &FieldSpec) -> SchemaObject;
+    /// See [`crate::triggers::insert`].
+    fn insert_trigger(&self, spec: &TableSpec) -> SchemaObject;
+    /// See [`crate::triggers::guards`].
+    fn guard_triggers(&self, spec: &TableSpec) -> Vec<SchemaObject>;
+    /// See [`crate::triggers::dependencies`].
+    fn dependency_triggers(
+        &self,
+        spec: &TableSpec,
+        f: &FieldSpec,
+        catalog: &Catalog,
+    ) -> Vec<SchemaObject>;
+    /// The statements that remove one of this library's triggers.
+    fn drop_trigger(&self, table: &Ident, name: &Ident) -> Vec<String>;
 }

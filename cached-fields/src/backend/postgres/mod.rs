@@ -1,7 +1,12 @@
 //! PostgreSQL, the scale-out engine.
 
+pub(crate) mod triggers;
+
 use crate::backend::{Dialect, Settings};
+use crate::ident::Ident;
+use crate::schema::{FieldSpec, SchemaObject, TableSpec};
 use crate::statements::{FieldSql, Prefix};
+use crate::triggers::Catalog;
 use crate::value::{SqlType, Value};
 
 /// PostgreSQL's dialect.
@@ -123,5 +128,30 @@ impl Dialect for Postgres {
 
     fn refuses(&self, _: &Value) -> Option<&'static str> {
         None
+    }
+
+    fn bump_trigger(&self, spec: &TableSpec, f: &FieldSpec) -> SchemaObject {
+        triggers::bump(spec, f)
+    }
+
+    fn insert_trigger(&self, spec: &TableSpec) -> SchemaObject {
+        triggers::insert(spec)
+    }
+
+    fn guard_triggers(&self, spec: &TableSpec) -> Vec<SchemaObject> {
+        triggers::guards(spec)
+    }
+
+    fn dependency_triggers(
+        &self,
+        spec: &TableSpec,
+        f: &FieldSpec,
+        _: &Catalog,
+    ) -> Vec<SchemaObject> {
+        triggers::dependencies(spec, f)
+    }
+
+    fn drop_trigger(&self, table: &Ident, name: &Ident) -> Vec<String> {
+        triggers::drop(table, name)
     }
 }

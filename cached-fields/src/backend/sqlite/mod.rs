@@ -1,7 +1,12 @@
 //! SQLite, the embedded default.
 
+pub(crate) mod triggers;
+
 use crate::backend::{Dialect, Settings};
+use crate::ident::Ident;
+use crate::schema::{FieldSpec, SchemaObject, TableSpec};
 use crate::statements::{FieldSql, Prefix};
+use crate::triggers::Catalog;
 use crate::value::{SqlType, Value};
 
 /// SQLite's dialect.
@@ -36,8 +41,9 @@ impl Dialect for Sqlite {
         // is good to tens of microseconds).
         let periods =
             format!("((julianday({next}) - julianday({since})) * 86400000.0 / {cap} - 0.001)");
-        let ceil =
-            format!("MAX(1, CAST({periods} AS INTEGER) + ({periods} > CAST({periods} AS INTEGER)))");
+        let ceil = format!(
+            "MAX(1, CAST({periods} AS INTEGER) + ({periods} > CAST({periods} AS INTEGER)))"
+        );
         format!(
             "strftime('%Y-%m-%dT%H:%M:%fZ', MIN(julianday('now') + {pause} / 86400000.0, \
              julianday({since}) + {cap} / 86400000.0 * {ceil}))"
@@ -99,5 +105,30 @@ impl Dialect for Sqlite {
     fn refuses(&self, value: &Value) -> Option<&'static str> {
         matches!(value, Value::Float(f) if f.is_nan())
             .then_some("NaN (SQLite stores a NaN as NULL, which reads back as never calculated)")
+    }
+
+    fn bump_trigger(&self, spec: &TableSpec, f: &FieldSpec) -> SchemaObject {
+        triggers::bump(spec, f)
+    }
+
+    fn insert_trigger(&self, spec: &TableSpec) -> SchemaObject {
+        triggers::insert(spec)
+    }
+
+    fn guard_triggers(&self, spec: &TableSpec) -> Vec<SchemaObject> {
+        triggers::guards(spec)
+    }
+
+    fn dependency_triggers(
+        &self,
+        spec: &TableSpec,
+        f: &FieldSpec,
+        catalog: &Catalog,
+    ) -> Vec<SchemaObject> {
+        triggers::dependencies(spec, f, catalog)
+    }
+
+    fn drop_trigger(&self, _: &Ident, name: &Ident) -> Vec<String> {
+        triggers::drop(name)
     }
 }

@@ -1,0 +1,365 @@
+//! PostgreSQL's triggers: each with its own PL/pgSQL function, enabled
+//! `ALWAYS`, commented with the digest of its definition; `BEFORE` triggers
+//! flag a row in place, statement triggers read transition tables.
+
+use crate::backend::Backend;
+use crate::ident::Ident;
+use crate::model::FieldColumns;
+use crate::schema::{CHANNEL, FieldSpec, ObjectKind, SchemaObject, TableSpec};
+use crate::statements;
+use crate::triggers::{Guarded, column_list, guarded, own_columns, relations};
+
+/// This backend, for the shared statement fragments.
+const B: Backend = Backend::Postgres;
+
+/// A transaction-local setting the worker's statements set (see
+/// [`Dialect::prefix`](crate::backend::Dialect::prefix)), so the guard
+/// trigger skips them.
+pub(crate) const WORKER_SETTING: &str = "cached_fields.worker";
+
+/// Marks a trigger function's source as this library's.
+pub(crate) const MARKER: &str = "-- cached-fields:";
+
+/// The comment on this library's objects; a trigger's comment goes on with
+/// the digest of its definition as installed, so a trigger changed by hand
+/// (events, columns, timing, `WHEN`) shows.
+pub(crate) const COMMENT: &str = "cached-fields";
+
+/// A trigger with its own function, enabled `ALWAYS` (so it also
+/// fires under `session_replication_role = replica`), commented with the
+/// digest of its definition as installed. The function's source carries
+/// the trigger's definition, so `check` sees a change to either.
+#[allow(clippy::needless_pass_by_value)] // each caller builds them for this call
+fn trigger(
+    table: &Ident,
+    name: Ident,
+    head: String,
+    body: String,
+    guards: Vec<Guarded>,
+) -> SchemaObject {
+    let (n, t) = (name.quoted(), table.quoted());
+    let trigger = format!("CREATE OR REPLACE TRIGGER {n} {head} EXECUTE FUNCTION {n}()");
+    // A body may declare variables: `DECLARE …;` on its first line.
+    let (declare, body) = match body.strip_prefix("DECLARE ") {
+        Some(rest) => rest
+            .split_once('\n')
+            .map_or((String::new(), rest.to_owned()), |(d, b)| {
+                (format!("DECLARE {d}\n"), b.to_owned())
+            }),
+        None => (String::new(), body),
+    };
+    let source = format!("\n{MARKER} {trigger}\n{declare}BEGIN\n{body}\nEND;\n");
+    SchemaObject {
+        kind: ObjectKind::Trigger,
+        table: table.clone(),
+        sql: vec![
+            format!(
+                "CREATE OR REPLACE FUNCTION {n}() RETURNS trigger LANGUAGE plpgsql AS $cf${source}$cf$"
+            ),
+            trigger,
+            format!("ALTER TABLE {t} ENABLE ALWAYS TRIGGER {n}"),
+            format!(
+                "DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', '{name}', '{table}', \
+                 '{COMMENT} ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger \
+                 WHERE tgname = '{name}' AND tgrelid = to_regclass('{t}'))); END $cfdo$"
+            ),
+        ],
+        name,
+        definition: Some(source),
+        column: None,
+        guards,
+    }
+}
+
+/// The statements that remove one of this library's triggers, with its
+/// function and a guard's helper if it has one.
+pub(crate) fn drop(table: &Ident, name: &Ident) -> Vec<String> {
+    let (t, n) = (table.quoted(), name.quoted());
+    vec![
+        format!("DROP TRIGGER IF EXISTS {n} ON {t}"),
+        format!("DROP FUNCTION IF EXISTS {n}()"),
+        format!("DROP FUNCTION IF EXISTS {}", values_helper(name).quoted()),
+    ]
+}
+
+/// The SQL function a guard trigger `name` compares values with.
+fn values_helper(name: &Ident) -> Ident {
+    Ident::derived(&[name.as_str(), "values"])
+}
+
+/// The instant from which `F_next_attempt_at` means parked (a lazy flag).
+fn parked_from() -> String {
+    format!("TIMESTAMPTZ '{}'", statements::PARKED_FROM_SQL)
+}
+
+/// `OLD.a IS DISTINCT FROM NEW.a OR …`.
+fn changed(cols: &[&Ident]) -> String {
+    cols.iter()
+        .map(|c| format!("OLD.{q} IS DISTINCT FROM NEW.{q}", q = c.quoted()))
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+/// See [`crate::triggers::bump`].
+pub(crate) fn bump(spec: &TableSpec, f: &FieldSpec) -> SchemaObject {
+    let t = spec.table.quoted();
+    let c = &f.columns;
+    let needed = c.needed.quoted();
+    let name = Ident::derived(&["cf_bump", spec.table.as_str(), c.needed.as_str()]);
+    let guards = vec![guarded(spec, f)];
+    trigger(
+        &spec.table,
+        name,
+        format!("BEFORE UPDATE OF {needed} ON {t} FOR EACH ROW WHEN (NEW.{needed})"),
+        flag_in_place_body(c),
+        guards,
+    )
+}
+
+/// The statements of a BEFORE UPDATE trigger that flag the row
+/// in place with the bump trigger's bookkeeping (a BEFORE trigger cannot
+/// re-update its own row, and changes made to `NEW` fire no other trigger).
+fn flag_in_place(c: &FieldColumns) -> String {
+    let (needed, version, since, next) = (
+        c.needed.quoted(),
+        c.version.quoted(),
+        c.stale_since.quoted(),
+        c.next_attempt.quoted(),
+    );
+    let b = B;
+    let hot = statements::hot_until(b, &format!("OLD.{since}"), &format!("OLD.{next}"));
+    let pause = statements::now_plus(b, statements::HOT_PAUSE_MS);
+    let recent = statements::now_plus(b, -statements::HOT_PAUSE_MS);
+    // GREATEST ignores NULLs.
+    format!(
+        "  NEW.{needed} := TRUE;\n  NEW.{version} := OLD.{version} + 1;\n  \
+         IF NEW.{next} IS DISTINCT FROM OLD.{next} THEN\n    NULL;\n  \
+         ELSIF OLD.{next} >= {parked} THEN\n    NEW.{next} := NULL;\n  \
+         ELSIF OLD.{needed} AND OLD.{since} IS NOT NULL THEN\n    \
+         IF NEW.{next} IS NOT NULL THEN NEW.{next} := GREATEST(NEW.{next}, {hot}); END IF;\n  \
+         ELSIF OLD.{since} > {recent} THEN\n    \
+         NEW.{next} := GREATEST(NEW.{next}, {pause});\n  END IF;\n  \
+         IF NOT OLD.{needed} OR OLD.{since} IS NULL THEN NEW.{since} := clock_timestamp(); END IF;\n  \
+         PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME);",
+        parked = parked_from(),
+    )
+}
+
+/// [`flag_in_place`] as a whole trigger body.
+fn flag_in_place_body(c: &FieldColumns) -> String {
+    format!("{}\n  RETURN NEW;", flag_in_place(c))
+}
+
+/// See [`crate::triggers::insert`].
+pub(crate) fn insert(spec: &TableSpec) -> SchemaObject {
+    let t = spec.table.quoted();
+    let name = Ident::derived(&["cf_insert", spec.table.as_str()]);
+    let guards = spec.fields.iter().map(|f| guarded(spec, f)).collect();
+    let micros = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)";
+    let sets: String = spec
+        .fields
+        .iter()
+        .map(|f| {
+            let c = &f.columns;
+            let version = c.version.quoted();
+            format!(
+                "  NEW.{needed} := TRUE;\n  NEW.{version} := GREATEST(COALESCE(NEW.{version}, 0) + 1, {micros});\n  \
+                 NEW.{since} := clock_timestamp();\n  NEW.{next} := NULL;\n  NEW.{attempts} := 0;\n  NEW.{err} := NULL;\n",
+                needed = c.needed.quoted(),
+                since = c.stale_since.quoted(),
+                next = c.next_attempt.quoted(),
+                attempts = c.attempts.quoted(),
+                err = c.last_error.quoted(),
+            )
+        })
+        .collect();
+    trigger(
+        &spec.table,
+        name,
+        format!("BEFORE INSERT ON {t} FOR EACH ROW"),
+        format!("{sets}  PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME);\n  RETURN NEW;"),
+        guards,
+    )
+}
+
+/// See [`crate::triggers::guards`]: one trigger per table that names no
+/// column (the test is in its body), because a column named in a trigger's
+/// definition can no longer have its type altered.
+pub(crate) fn guards(spec: &TableSpec) -> Vec<SchemaObject> {
+    let t = spec.table.quoted();
+    let name = Ident::derived(&["cf_guard", spec.table.as_str()]);
+    // Which cached values a statement changed: compared directly,
+    // but PL/pgSQL keeps a plan per column type, and once a cached
+    // column is retyped by hand that comparison fails in sessions
+    // that ran it before (every later UPDATE of the table would).
+    // Then a SQL function of the old and new rows answers instead:
+    // it is planned anew for each statement (STRICT keeps it from
+    // being inlined), and its polymorphic arguments keep it from
+    // depending on the table (which can be dropped without CASCADE).
+    let helper = values_helper(&name);
+    let compare: Vec<String> = spec
+        .fields
+        .iter()
+        .map(|f| format!("o.{v} IS DISTINCT FROM n.{v}", v = f.columns.value.quoted()))
+        .collect();
+    let create_helper = format!(
+        "CREATE OR REPLACE FUNCTION {h}(o anyelement, n anyelement) RETURNS boolean[] \
+         LANGUAGE sql STABLE STRICT AS $cf$ SELECT ARRAY[{cols}] $cf$",
+        h = helper.quoted(),
+        cols = compare.join(", "),
+    );
+    let typed: Vec<String> = spec
+        .fields
+        .iter()
+        .map(|f| {
+            format!(
+                "OLD.{v} IS DISTINCT FROM NEW.{v}",
+                v = f.columns.value.quoted()
+            )
+        })
+        .collect();
+    let body: String = spec
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let c = &f.columns;
+            let (needed, version) = (c.needed.quoted(), c.version.quoted());
+            // The statement's own bookkeeping is ignored: it may be as stale.
+            let restore: String = [&c.stale_since, &c.next_attempt, &c.attempts, &c.last_error]
+                .iter()
+                .map(|col| format!("    NEW.{q} := OLD.{q};\n", q = col.quoted()))
+                .collect();
+            let flag = flag_in_place(c);
+            // Only a row left unflagged by a statement that is not
+            // the write-back can be wrong: its flag cleared, or its
+            // value changed (compared once per row, when first needed).
+            format!(
+                "  IF NOT NEW.{needed} AND NEW.{version} IS DISTINCT FROM OLD.{version} + 1 THEN\n\
+                 \x20   IF NOT OLD.{needed} AND cf_changed IS NULL THEN\n\
+                 \x20     BEGIN cf_changed := ARRAY[{typed}];\n\
+                 \x20     EXCEPTION WHEN datatype_mismatch THEN cf_changed := {h}(OLD, NEW);\n\
+                 \x20     END;\n\
+                 \x20   END IF;\n\
+                 \x20   IF OLD.{needed} OR cf_changed[{n}] THEN\n\
+                 {restore}  {flag}\n    END IF;\n  END IF;\n",
+                h = helper.quoted(),
+                n = i + 1,
+                typed = typed.join(", "),
+            )
+        })
+        .collect();
+    let mut guard = trigger(
+        &spec.table,
+        name,
+        // The library's own statements (claims, leases, write-backs,
+        // flags on its own connections) mark themselves and skip it,
+        // as do the flags this library's triggers set (a statement
+        // from a trigger: depth 1 and more).
+        format!(
+            "BEFORE UPDATE ON {t} FOR EACH ROW WHEN (pg_trigger_depth() = 0 AND \
+             current_setting('{WORKER_SETTING}', true) IS DISTINCT FROM 'on')"
+        ),
+        // The helper's text is part of this source, so `check` sees
+        // a change to it too.
+        format!(
+            "DECLARE cf_changed boolean[];\n  -- {h}: {cols}\n{body}  RETURN NEW;",
+            h = helper.quoted(),
+            cols = compare.join(", ")
+        ),
+        spec.fields.iter().map(|f| guarded(spec, f)).collect(),
+    );
+    guard.sql.insert(0, create_helper);
+    vec![guard]
+}
+
+/// See [`crate::triggers::dependencies`].
+pub(crate) fn dependencies(spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject> {
+    let (t, pk) = (spec.table.quoted(), spec.primary_key.quoted());
+    let c = &f.columns;
+    let needed = c.needed.quoted();
+    let guards = vec![guarded(spec, f)];
+    let mut out = Vec::new();
+
+    let own = own_columns(spec, f);
+    if !own.is_empty() {
+        let name = Ident::derived(&["cf_dep", spec.table.as_str(), f.name.as_str()]);
+        let head = format!(
+            "{when} UPDATE OF {cols} ON {t} FOR EACH ROW WHEN ({changed})",
+            when = "BEFORE",
+            cols = column_list(&own),
+            changed = changed(&own),
+        );
+        out.push(trigger(
+            &spec.table,
+            name,
+            head,
+            flag_in_place_body(c),
+            guards.clone(),
+        ));
+    }
+
+    for (child, fk, cols) in relations(f) {
+        // `cf_{kind}_{table}_{field}_{child}_{fk}_{hash}`: the kind first,
+        // where a long name is not cut.
+        let named = |kind: &str| {
+            Ident::derived(&[
+                "cf",
+                kind,
+                spec.table.as_str(),
+                f.name.as_str(),
+                child.as_str(),
+                fk.as_str(),
+            ])
+        };
+        let (ct, k) = (child.quoted(), fk.quoted());
+        // The foreign key may be a dependency itself (a child count).
+        let mut watched = cols.clone();
+        if !watched.contains(&fk) {
+            watched.push(fk);
+        }
+        let upd_head = format!(
+            "AFTER UPDATE OF {} ON {ct} FOR EACH ROW WHEN ({})",
+            column_list(&watched),
+            changed(&watched)
+        );
+        let flag_moved =
+            format!("UPDATE {t} SET {needed} = TRUE WHERE {pk} IN (OLD.{k}, NEW.{k});");
+        // Inserts and deletes flag each parent once per statement,
+        // from the transition table; updates compare row by row; a
+        // TRUNCATE flags every parent.
+        out.push(trigger(
+                child,
+                named("ins"),
+                format!("AFTER INSERT ON {ct} REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT"),
+                format!(
+                    "  UPDATE {t} SET {needed} = TRUE WHERE {pk} IN (SELECT {k} FROM cf_rows);\n  RETURN NULL;"
+                ),
+                guards.clone(),
+            ));
+        out.push(trigger(
+                child,
+                named("del"),
+                format!("AFTER DELETE ON {ct} REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT"),
+                format!(
+                    "  UPDATE {t} SET {needed} = TRUE WHERE {pk} IN (SELECT {k} FROM cf_rows);\n  RETURN NULL;"
+                ),
+                guards.clone(),
+            ));
+        out.push(trigger(
+            child,
+            named("upd"),
+            upd_head,
+            format!("  {flag_moved}\n  RETURN NULL;"),
+            guards.clone(),
+        ));
+        out.push(trigger(
+            child,
+            named("trunc"),
+            format!("AFTER TRUNCATE ON {ct} FOR EACH STATEMENT"),
+            format!("  UPDATE {t} SET {needed} = TRUE;\n  RETURN NULL;"),
+            guards.clone(),
+        ));
+    }
+    out
+}
