@@ -233,10 +233,8 @@ fn columns(backend: Backend, ty: SqlType, c: &FieldColumns) -> Vec<(Ident, Colum
     if let Some(e) = &c.expires {
         v.push((e.clone(), def(ts(backend), "")));
     }
-    let since = match backend {
-        Backend::Postgres => def("TIMESTAMPTZ", " DEFAULT now()"),
-        Backend::Sqlite => def("TIMESTAMP", ""),
-    };
+    let (since_ty, since_rest) = backend.dialect().stale_since_column();
+    let since = def(since_ty, since_rest);
     v.extend([
         (c.version.clone(), def("BIGINT", " NOT NULL DEFAULT 0")),
         (c.stale_since.clone(), since),
@@ -248,45 +246,9 @@ fn columns(backend: Backend, ty: SqlType, c: &FieldColumns) -> Vec<(Ident, Colum
 }
 
 /// Whether a column the database reports as `actual` has the declared type
-/// `declared`: PostgreSQL by the canonical name (`format_type`); SQLite by
-/// type affinity, which is all its columns have.
+/// `declared` (see [`Dialect::same_type`](crate::backend::Dialect::same_type)).
 fn same_type(backend: Backend, declared: &str, actual: &str) -> bool {
-    match backend {
-        Backend::Postgres => {
-            let canonical = match declared {
-                "BIGINT" => "bigint",
-                "BOOLEAN" => "boolean",
-                "TEXT" => "text",
-                "DOUBLE PRECISION" => "double precision",
-                "REAL" => "real",
-                "DATE" => "date",
-                "TIME" => "time without time zone",
-                "TIMESTAMPTZ" => "timestamp with time zone",
-                "TIMESTAMP" => "timestamp without time zone",
-                "JSONB" => "jsonb",
-                other => other,
-            };
-            canonical.eq_ignore_ascii_case(actual)
-        }
-        Backend::Sqlite => affinity(declared) == affinity(actual),
-    }
-}
-
-/// SQLite's type affinity of a declared column type (section 3.1 of its
-/// datatype documentation).
-fn affinity(declared: &str) -> &'static str {
-    let t = declared.to_ascii_uppercase();
-    if t.contains("INT") {
-        "INTEGER"
-    } else if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") {
-        "TEXT"
-    } else if t.contains("BLOB") || t.is_empty() {
-        "BLOB"
-    } else if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") {
-        "REAL"
-    } else {
-        "NUMERIC"
-    }
+    backend.dialect().same_type(declared, actual)
 }
 
 /// Every object the declarations need on `backend`, in creation order:
@@ -330,23 +292,16 @@ fn plan_with(backend: Backend, specs: &[TableSpec], catalog: &Catalog) -> Vec<Sc
             // Flagged rows by next attempt: the claim walks it in order and
             // stops after a batch; the worker's "next due" is its first entry.
             let needed_idx = Ident::derived(&["cf", spec.table.as_str(), c.needed.as_str(), "due"]);
-            let nulls_first = match backend {
-                Backend::Sqlite => "",
-                Backend::Postgres => " NULLS FIRST",
-            };
             indexes.push(index(
                 backend,
                 &spec.table,
                 needed_idx,
-                &format!("{}{nulls_first}", c.next_attempt.quoted()),
+                &backend.dialect().nulls_first(&c.next_attempt.quoted()),
                 &c.needed.quoted(),
             ));
             if let Some(e) = &c.expires {
                 let idx = Ident::derived(&["cf", spec.table.as_str(), e.as_str()]);
-                let expr = match backend {
-                    Backend::Sqlite => format!("julianday({})", e.quoted()),
-                    Backend::Postgres => e.quoted(),
-                };
+                let (expr, _) = backend.dialect().indexed_expiry(&e.quoted());
                 indexes.push(index(
                     backend,
                     &spec.table,
@@ -371,19 +326,7 @@ fn plan_with(backend: Backend, specs: &[TableSpec], catalog: &Catalog) -> Vec<Sc
 /// A partial index of this library's, marked as its own.
 fn index(backend: Backend, table: &Ident, name: Ident, expr: &str, cond: &str) -> SchemaObject {
     let (n, t) = (name.quoted(), table.quoted());
-    let sql = match backend {
-        Backend::Sqlite => vec![format!(
-            "CREATE INDEX IF NOT EXISTS {n} ON {t} ({} {expr}) WHERE {cond}",
-            crate::backend::sqlite::triggers::MARKER
-        )],
-        Backend::Postgres => vec![
-            format!("CREATE INDEX IF NOT EXISTS {n} ON {t} ({expr}) WHERE {cond}"),
-            format!(
-                "COMMENT ON INDEX {n} IS '{}'",
-                crate::backend::postgres::triggers::COMMENT
-            ),
-        ],
-    };
+    let sql = backend.dialect().create_index(&n, &t, expr, cond);
     SchemaObject {
         kind: ObjectKind::Index,
         table: table.clone(),
@@ -410,17 +353,17 @@ pub fn script(backend: Backend, specs: &[TableSpec]) -> String {
 
 /// One trigger as the database has it.
 #[derive(Debug)]
-struct TriggerInfo {
-    table: String,
-    /// Normalized definition (SQLite: the `CREATE TRIGGER`; PostgreSQL: the
-    /// function's source).
-    definition: String,
+pub(crate) struct TriggerInfo {
+    pub(crate) table: String,
+    /// Normalized definition (what the backend compares: the statement
+    /// that created it, or its function's source).
+    pub(crate) definition: String,
     /// Carries this library's marker.
-    ours: bool,
-    /// Fires always (PostgreSQL `ENABLE ALWAYS`; SQLite triggers always do).
-    always: bool,
+    pub(crate) ours: bool,
+    /// Fires always (even on a replica).
+    pub(crate) always: bool,
     /// Its events, columns, timing or `WHEN` differ from when it was installed.
-    changed_by_hand: bool,
+    pub(crate) changed_by_hand: bool,
 }
 
 /// What exists in the database for the planned tables.
@@ -433,11 +376,11 @@ struct Existing {
     triggers: HashMap<String, TriggerInfo>,
     /// Table → its foreign keys as (column, referenced table, referenced column or "").
     foreign_keys: HashMap<String, Vec<(String, String, String)>>,
-    /// SQLite: the keys a `REPLACE` can conflict on.
+    /// The keys an upsert can conflict on, where the backend asks.
     catalog: Catalog,
 }
 
-fn normalize(sql: &str) -> String {
+pub(crate) fn normalize(sql: &str) -> String {
     sql.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -459,13 +402,7 @@ async fn table_columns(ctx: &mut Ctx<'_>, table: &Ident) -> Result<Vec<String>> 
 }
 
 async fn column_types(ctx: &mut Ctx<'_>, table: &Ident) -> Result<HashMap<String, String>> {
-    let sql = match ctx.backend() {
-        Backend::Sqlite => "SELECT name, type FROM pragma_table_info($1)",
-        Backend::Postgres => {
-            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
-             WHERE attrelid = to_regclass(quote_ident($1)) AND attnum > 0 AND NOT attisdropped"
-        }
-    };
+    let sql = ctx.backend().dialect().introspect().columns;
     let rows = ctx
         .fetch_values(
             sql.to_owned(),
@@ -498,84 +435,24 @@ fn tables(specs: &[TableSpec]) -> Vec<&Ident> {
 async fn inspect(ctx: &mut Ctx<'_>, specs: &[TableSpec]) -> Result<Existing> {
     let backend = ctx.backend();
     let mut ex = Existing::default();
-    let (idx_sql, trg_sql, fk_sql) = match backend {
-        Backend::Sqlite => (
-            "SELECT name, tbl_name, COALESCE(sql, '') FROM sqlite_master WHERE type = 'index'",
-            "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'",
-            "SELECT \"from\", \"table\", COALESCE(\"to\", '') FROM pragma_foreign_key_list($1)",
-        ),
-        Backend::Postgres => (
-            "SELECT i.relname::text, t.relname::text, COALESCE(obj_description(i.oid, 'pg_class'), '') \
-             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid \
-             WHERE t.relnamespace = current_schema()::regnamespace",
-            "SELECT t.tgname::text, c.relname::text, p.prosrc, t.tgenabled::text, \
-             COALESCE(obj_description(t.oid, 'pg_trigger'), ''), md5(pg_get_triggerdef(t.oid)) \
-             FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_class c ON c.oid = t.tgrelid \
-             WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal",
-            "SELECT a.attname::text, rc.relname::text, COALESCE(ra.attname::text, '') \
-             FROM pg_constraint c \
-             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] \
-             JOIN pg_class rc ON rc.oid = c.confrelid \
-             LEFT JOIN pg_attribute ra ON ra.attrelid = c.confrelid AND ra.attnum = c.confkey[1] \
-             WHERE c.contype = 'f' AND c.conrelid = to_regclass(quote_ident($1)) \
-             AND array_length(c.conkey, 1) = 1",
-        ),
-    };
-    let marked = |sql: &str| sql.contains(crate::backend::sqlite::triggers::MARKER);
+    let dialect = backend.dialect();
+    let queries = dialect.introspect();
     for r in texts(
-        ctx.fetch_values(idx_sql.to_owned(), &[], &[SqlType::Text; 3])
+        ctx.fetch_values(queries.indexes.to_owned(), &[], &[SqlType::Text; 3])
             .await?,
     ) {
         if let [name, table, extra] = &r[..] {
-            let ours = match backend {
-                Backend::Sqlite => marked(extra),
-                Backend::Postgres => extra == crate::backend::postgres::triggers::COMMENT,
-            };
-            ex.indexes.insert(name.clone(), (table.clone(), ours));
+            ex.indexes
+                .insert(name.clone(), (table.clone(), dialect.index_is_ours(extra)));
         }
     }
-    match backend {
-        Backend::Sqlite => {
-            for r in texts(
-                ctx.fetch_values(trg_sql.to_owned(), &[], &[SqlType::Text; 3])
-                    .await?,
-            ) {
-                if let [name, table, sql] = &r[..] {
-                    ex.triggers.insert(
-                        name.clone(),
-                        TriggerInfo {
-                            table: table.clone(),
-                            definition: normalize(sql),
-                            ours: marked(sql),
-                            always: true,
-                            changed_by_hand: false,
-                        },
-                    );
-                }
-            }
-        }
-        Backend::Postgres => {
-            for r in texts(
-                ctx.fetch_values(trg_sql.to_owned(), &[], &[SqlType::Text; 6])
-                    .await?,
-            ) {
-                if let [name, table, src, enabled, comment, digest] = &r[..] {
-                    ex.triggers.insert(
-                        name.clone(),
-                        TriggerInfo {
-                            table: table.clone(),
-                            definition: normalize(src),
-                            ours: src.contains(crate::backend::postgres::triggers::MARKER),
-                            always: enabled == "A",
-                            changed_by_hand: *comment
-                                != format!(
-                                    "{} {digest}",
-                                    crate::backend::postgres::triggers::COMMENT
-                                ),
-                        },
-                    );
-                }
-            }
+    let trigger_types = vec![SqlType::Text; queries.trigger_columns];
+    for r in texts(
+        ctx.fetch_values(queries.triggers.to_owned(), &[], &trigger_types)
+            .await?,
+    ) {
+        if let Some((name, info)) = dialect.trigger_info(&r) {
+            ex.triggers.insert(name, info);
         }
     }
     for table in tables(specs) {
@@ -583,7 +460,7 @@ async fn inspect(ctx: &mut Ctx<'_>, specs: &[TableSpec]) -> Result<Existing> {
         ex.columns.insert(table.to_string(), cols);
         let arg = [Value::Text(table.to_string())];
         let fks = texts(
-            ctx.fetch_values(fk_sql.to_owned(), &arg, &[SqlType::Text; 3])
+            ctx.fetch_values(queries.foreign_keys.to_owned(), &arg, &[SqlType::Text; 3])
                 .await?,
         );
         ex.foreign_keys.insert(
@@ -595,38 +472,26 @@ async fn inspect(ctx: &mut Ctx<'_>, specs: &[TableSpec]) -> Result<Existing> {
                 })
                 .collect(),
         );
-        if backend == Backend::Sqlite {
-            let keys = sqlite_keys(ctx, table).await?;
+        if let Some([kind, unique]) = queries.keys {
+            let kind = ctx
+                .fetch_values(kind.to_owned(), &arg, &[SqlType::Int])
+                .await?;
+            let without_rowid = matches!(kind.first().and_then(|r| r.first()), Some(Value::Int(1)));
+            let unique = texts(
+                ctx.fetch_values(unique.to_owned(), &arg, &[SqlType::Text; 3])
+                    .await?,
+            );
+            let keys = table_keys(table, without_rowid, unique);
             ex.catalog.keys.insert(table.to_string(), keys);
         }
     }
     Ok(ex)
 }
 
-/// A SQLite table's rowid and unique keys (the primary key's first when it
-/// has no rowid).
-async fn sqlite_keys(ctx: &mut Ctx<'_>, table: &Ident) -> Result<TableKeys> {
-    let arg = [Value::Text(table.to_string())];
-    let wr = ctx
-        .fetch_values(
-            "SELECT \"wr\" FROM pragma_table_list WHERE \"schema\" = 'main' AND \"name\" = $1"
-                .to_owned(),
-            &arg,
-            &[SqlType::Int],
-        )
-        .await?;
-    let rowid = !matches!(wr.first().and_then(|r| r.first()), Some(Value::Int(1)));
-    let rows = texts(
-        ctx.fetch_values(
-            "SELECT il.\"name\", il.\"origin\", ii.\"name\" FROM pragma_index_list($1) AS il \
-             JOIN pragma_index_info(il.\"name\") AS ii WHERE il.\"unique\" = 1 \
-             ORDER BY il.\"origin\" <> 'pk', il.\"name\", ii.\"seqno\""
-                .to_owned(),
-            &arg,
-            &[SqlType::Text; 3],
-        )
-        .await?,
-    );
+/// A table's keys from its unique indexes (`index, origin, column` rows,
+/// the primary key's first): the rowid unless `without_rowid`, and each
+/// unique index whose columns are all plain identifiers.
+fn table_keys(table: &Ident, without_rowid: bool, rows: Vec<Vec<String>>) -> TableKeys {
     let mut unique: Vec<(String, Vec<Ident>)> = Vec::new();
     let mut unusable: Vec<String> = Vec::new();
     for r in rows {
@@ -642,16 +507,16 @@ async fn sqlite_keys(ctx: &mut Ctx<'_>, table: &Ident) -> Result<TableKeys> {
     }
     for index in &unusable {
         tracing::warn!(%table, %index, "unique index on a column that is not a plain identifier: \
-            a REPLACE conflicting on it is not caught");
+            an upsert conflicting on it is not caught");
     }
-    Ok(TableKeys {
-        rowid,
+    TableKeys {
+        rowid: !without_rowid,
         unique: unique
             .into_iter()
             .filter(|(i, _)| !unusable.contains(i))
             .map(|(_, c)| c)
             .collect(),
-    })
+    }
 }
 
 /// Rejects tables that do not exist, and dependencies naming a table,
@@ -869,14 +734,9 @@ pub async fn migrate(db: &Db, specs: &[TableSpec]) -> Result<Migration> {
     if rebuild {
         for o in &plan {
             match o.kind {
-                ObjectKind::Trigger => statements.push(match backend {
-                    Backend::Sqlite => format!("DROP TRIGGER IF EXISTS {}", o.name.quoted()),
-                    Backend::Postgres => format!(
-                        "DROP TRIGGER IF EXISTS {} ON {}",
-                        o.name.quoted(),
-                        o.table.quoted()
-                    ),
-                }),
+                ObjectKind::Trigger => {
+                    statements.push(backend.dialect().drop_trigger_only(&o.table, &o.name));
+                }
                 ObjectKind::Index => {
                     statements.push(format!("DROP INDEX IF EXISTS {}", o.name.quoted()));
                 }

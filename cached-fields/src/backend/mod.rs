@@ -8,7 +8,9 @@ pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 use crate::ident::Ident;
-use crate::schema::{FieldSpec, SchemaObject, TableSpec};
+#[allow(unused_imports)] // used by the modules below
+use crate::schema::normalize;
+use crate::schema::{FieldSpec, SchemaObject, TableSpec, TriggerInfo};
 use crate::statements::{FieldSql, Prefix};
 use crate::triggers::Catalog;
 use crate::value::{SqlType, Value};
@@ -134,4 +136,45 @@ pub(crate) trait Dialect: Sync {
     ) -> Vec<SchemaObject>;
     /// The statements that remove one of this library's triggers.
     fn drop_trigger(&self, table: &Ident, name: &Ident) -> Vec<String>;
+    /// The statement that removes a trigger alone (its function stays, to be
+    /// replaced), before a column it reads is rebuilt.
+    fn drop_trigger_only(&self, table: &Ident, name: &Ident) -> String;
+    /// The type and the rest of the definition of `F_stale_since`.
+    fn stale_since_column(&self) -> (&'static str, &'static str);
+    /// Whether a column the database reports as `actual` has the type
+    /// declared as `declared`.
+    fn same_type(&self, declared: &str, actual: &str) -> bool;
+    /// An index key on `col` that sorts NULLs first.
+    fn nulls_first(&self, col: &str) -> String;
+    /// The statements that create this library's partial index `n` on `t`,
+    /// marked as its own.
+    fn create_index(&self, n: &str, t: &str, expr: &str, cond: &str) -> Vec<String>;
+    /// The queries that read the schema.
+    fn introspect(&self) -> Introspection;
+    /// Whether an index whose extra text (its SQL or its comment) is
+    /// `extra` is this library's.
+    fn index_is_ours(&self, extra: &str) -> bool;
+    /// A row of [`Introspection::triggers`], read.
+    fn trigger_info(&self, row: &[String]) -> Option<(String, TriggerInfo)>;
+}
+
+/// The queries that read what exists. Each returns text columns.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Introspection {
+    /// `$1` a table: its columns' names and types.
+    pub(crate) columns: &'static str,
+    /// Every index: name, table, and the text that marks it as ours.
+    pub(crate) indexes: &'static str,
+    /// Every trigger, one row of `trigger_columns` columns each, read by
+    /// [`Dialect::trigger_info`].
+    pub(crate) triggers: &'static str,
+    pub(crate) trigger_columns: usize,
+    /// `$1` a table: its single-column foreign keys as (column, referenced
+    /// table, referenced column or "").
+    pub(crate) foreign_keys: &'static str,
+    /// Where an upsert can delete the row it conflicts with without firing
+    /// delete triggers: `$1` a table, whether it has no rowid (an integer,
+    /// 1 if so), and its unique indexes as (index, origin, column) rows,
+    /// the primary key's first.
+    pub(crate) keys: Option<[&'static str; 2]>,
 }

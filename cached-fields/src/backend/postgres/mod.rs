@@ -2,9 +2,9 @@
 
 pub(crate) mod triggers;
 
-use crate::backend::{Dialect, Settings};
+use crate::backend::{Dialect, Introspection, Settings};
 use crate::ident::Ident;
-use crate::schema::{FieldSpec, SchemaObject, TableSpec};
+use crate::schema::{FieldSpec, SchemaObject, TableSpec, TriggerInfo, normalize};
 use crate::statements::{FieldSql, Prefix};
 use crate::triggers::Catalog;
 use crate::value::{SqlType, Value};
@@ -153,5 +153,90 @@ impl Dialect for Postgres {
 
     fn drop_trigger(&self, table: &Ident, name: &Ident) -> Vec<String> {
         triggers::drop(table, name)
+    }
+
+    fn drop_trigger_only(&self, table: &Ident, name: &Ident) -> String {
+        format!(
+            "DROP TRIGGER IF EXISTS {} ON {}",
+            name.quoted(),
+            table.quoted()
+        )
+    }
+
+    fn stale_since_column(&self) -> (&'static str, &'static str) {
+        ("TIMESTAMPTZ", " DEFAULT now()")
+    }
+
+    /// By the canonical name (`format_type`).
+    fn same_type(&self, declared: &str, actual: &str) -> bool {
+        let canonical = match declared {
+            "BIGINT" => "bigint",
+            "BOOLEAN" => "boolean",
+            "TEXT" => "text",
+            "DOUBLE PRECISION" => "double precision",
+            "REAL" => "real",
+            "DATE" => "date",
+            "TIME" => "time without time zone",
+            "TIMESTAMPTZ" => "timestamp with time zone",
+            "TIMESTAMP" => "timestamp without time zone",
+            "JSONB" => "jsonb",
+            "UUID" => "uuid",
+            other => other,
+        };
+        canonical.eq_ignore_ascii_case(actual)
+    }
+
+    fn nulls_first(&self, col: &str) -> String {
+        format!("{col} NULLS FIRST")
+    }
+
+    fn create_index(&self, n: &str, t: &str, expr: &str, cond: &str) -> Vec<String> {
+        vec![
+            format!("CREATE INDEX IF NOT EXISTS {n} ON {t} ({expr}) WHERE {cond}"),
+            format!("COMMENT ON INDEX {n} IS '{}'", triggers::COMMENT),
+        ]
+    }
+
+    fn introspect(&self) -> Introspection {
+        Introspection {
+            columns: "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+                WHERE attrelid = to_regclass(quote_ident($1)) AND attnum > 0 AND NOT attisdropped",
+            indexes: "SELECT i.relname::text, t.relname::text, COALESCE(obj_description(i.oid, 'pg_class'), '') \
+                FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid \
+                WHERE t.relnamespace = current_schema()::regnamespace",
+            triggers: "SELECT t.tgname::text, c.relname::text, p.prosrc, t.tgenabled::text, \
+                COALESCE(obj_description(t.oid, 'pg_trigger'), ''), md5(pg_get_triggerdef(t.oid)) \
+                FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_class c ON c.oid = t.tgrelid \
+                WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal",
+            trigger_columns: 6,
+            foreign_keys: "SELECT a.attname::text, rc.relname::text, COALESCE(ra.attname::text, '') \
+                FROM pg_constraint c \
+                JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] \
+                JOIN pg_class rc ON rc.oid = c.confrelid \
+                LEFT JOIN pg_attribute ra ON ra.attrelid = c.confrelid AND ra.attnum = c.confkey[1] \
+                WHERE c.contype = 'f' AND c.conrelid = to_regclass(quote_ident($1)) \
+                AND array_length(c.conkey, 1) = 1",
+            keys: None,
+        }
+    }
+
+    fn index_is_ours(&self, extra: &str) -> bool {
+        extra == triggers::COMMENT
+    }
+
+    fn trigger_info(&self, row: &[String]) -> Option<(String, TriggerInfo)> {
+        let [name, table, src, enabled, comment, digest] = row else {
+            return None;
+        };
+        Some((
+            name.clone(),
+            TriggerInfo {
+                table: table.clone(),
+                definition: normalize(src),
+                ours: src.contains(triggers::MARKER),
+                always: enabled == "A",
+                changed_by_hand: *comment != format!("{} {digest}", triggers::COMMENT),
+            },
+        ))
     }
 }

@@ -2,9 +2,9 @@
 
 pub(crate) mod triggers;
 
-use crate::backend::{Dialect, Settings};
+use crate::backend::{Dialect, Introspection, Settings};
 use crate::ident::Ident;
-use crate::schema::{FieldSpec, SchemaObject, TableSpec};
+use crate::schema::{FieldSpec, SchemaObject, TableSpec, TriggerInfo, normalize};
 use crate::statements::{FieldSql, Prefix};
 use crate::triggers::Catalog;
 use crate::value::{SqlType, Value};
@@ -130,5 +130,81 @@ impl Dialect for Sqlite {
 
     fn drop_trigger(&self, _: &Ident, name: &Ident) -> Vec<String> {
         triggers::drop(name)
+    }
+
+    fn drop_trigger_only(&self, _: &Ident, name: &Ident) -> String {
+        format!("DROP TRIGGER IF EXISTS {}", name.quoted())
+    }
+
+    fn stale_since_column(&self) -> (&'static str, &'static str) {
+        ("TIMESTAMP", "")
+    }
+
+    /// By type affinity, which is all SQLite's columns have.
+    fn same_type(&self, declared: &str, actual: &str) -> bool {
+        affinity(declared) == affinity(actual)
+    }
+
+    fn nulls_first(&self, col: &str) -> String {
+        // NULLs sort first in SQLite.
+        col.to_owned()
+    }
+
+    fn create_index(&self, n: &str, t: &str, expr: &str, cond: &str) -> Vec<String> {
+        vec![format!(
+            "CREATE INDEX IF NOT EXISTS {n} ON {t} ({} {expr}) WHERE {cond}",
+            triggers::MARKER
+        )]
+    }
+
+    fn introspect(&self) -> Introspection {
+        Introspection {
+            columns: "SELECT name, type FROM pragma_table_info($1)",
+            indexes: "SELECT name, tbl_name, COALESCE(sql, '') FROM sqlite_master WHERE type = 'index'",
+            triggers: "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'",
+            trigger_columns: 3,
+            foreign_keys: "SELECT \"from\", \"table\", COALESCE(\"to\", '') FROM pragma_foreign_key_list($1)",
+            keys: Some([
+                "SELECT \"wr\" FROM pragma_table_list WHERE \"schema\" = 'main' AND \"name\" = $1",
+                "SELECT il.\"name\", il.\"origin\", ii.\"name\" FROM pragma_index_list($1) AS il \
+                 JOIN pragma_index_info(il.\"name\") AS ii WHERE il.\"unique\" = 1 \
+                 ORDER BY il.\"origin\" <> 'pk', il.\"name\", ii.\"seqno\"",
+            ]),
+        }
+    }
+
+    fn index_is_ours(&self, extra: &str) -> bool {
+        extra.contains(triggers::MARKER)
+    }
+
+    fn trigger_info(&self, row: &[String]) -> Option<(String, TriggerInfo)> {
+        let [name, table, sql] = row else { return None };
+        Some((
+            name.clone(),
+            TriggerInfo {
+                table: table.clone(),
+                definition: normalize(sql),
+                ours: sql.contains(triggers::MARKER),
+                always: true,
+                changed_by_hand: false,
+            },
+        ))
+    }
+}
+
+/// SQLite's type affinity of a declared column type (section 3.1 of its
+/// datatype documentation).
+fn affinity(declared: &str) -> &'static str {
+    let t = declared.to_ascii_uppercase();
+    if t.contains("INT") {
+        "INTEGER"
+    } else if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") {
+        "TEXT"
+    } else if t.contains("BLOB") || t.is_empty() {
+        "BLOB"
+    } else if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") {
+        "REAL"
+    } else {
+        "NUMERIC"
     }
 }
