@@ -1,51 +1,18 @@
-//! Connections: the [`Db`] pool handle, the [`Ctx`] a statement runs in, and
-//! the [`Target`]s (a pool, a connection, a transaction) the runtime accepts.
+//! Connections: the [`Ctx`] a statement runs in, the [`Target`]s (a pool,
+//! a connection, a transaction) the runtime accepts, and what a calculate
+//! function may take ([`FromCtx`]). The pool handle [`Db`] and the
+//! connections of each engine are in [`crate::backend`].
 
-use std::str::FromStr;
-use std::time::Duration;
-
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use futures::future::BoxFuture;
-use sqlx::{Arguments, Connection, Row};
+use sqlx::Row;
 
-pub use crate::backend::Backend;
+pub use crate::backend::{Backend, Conn, Db};
+use crate::backend::{Pooled, on_backend};
 use crate::error::{Error, Result};
 use crate::ident;
 use crate::key::Key;
 use crate::model::CachedModel;
 use crate::value::{SqlType, Value};
-
-#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
-compile_error!("cached-fields needs at least one of the features `sqlite` and `postgres`");
-
-#[cfg(feature = "postgres")]
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
-#[cfg(feature = "sqlite")]
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
-};
-
-/// A pool of connections to one database: the handle an application keeps.
-///
-/// Cloning is cheap (the pool is shared).
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> cached_fields::Result<()> {
-/// let db = cached_fields::Db::connect("sqlite::memory:").await?;
-/// assert_eq!(db.backend(), cached_fields::Backend::Sqlite);
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Db {
-    /// A SQLite pool.
-    #[cfg(feature = "sqlite")]
-    Sqlite(SqlitePool),
-    /// A PostgreSQL pool.
-    #[cfg(feature = "postgres")]
-    Postgres(PgPool),
-}
 
 /// The secrets a database URL carries: the password of `user:password@`
 /// and any `password=` parameter (as written and percent-decoded).
@@ -120,236 +87,18 @@ pub(crate) fn redact(url: &str) -> String {
     redact_with(url, url)
 }
 
-impl Db {
-    /// Connects to `url` (`sqlite:path`, `sqlite::memory:`, `postgres://…`)
-    /// with a pool of up to 10 connections.
-    pub async fn connect(url: &str) -> Result<Self> {
-        Self::connect_with(url, 10).await
-    }
-
-    /// Connects with a pool of up to `max_connections`.
-    ///
-    /// SQLite files are created if missing and opened in WAL mode with a
-    /// busy timeout, so other processes (a worker, the `sqlite3` shell) can
-    /// write the same file.
-    pub async fn connect_with(url: &str, max_connections: u32) -> Result<Self> {
-        let connect_err = |e: sqlx::Error| Error::Connect {
-            url: redact(url),
-            message: redact_with(&e.to_string(), url),
-        };
-        if url.starts_with("sqlite:") {
-            #[cfg(feature = "sqlite")]
-            {
-                let memory = url.contains(":memory:") || url.contains("mode=memory");
-                let opts = SqliteConnectOptions::from_str(url)
-                    .map_err(connect_err)?
-                    .create_if_missing(true)
-                    .busy_timeout(Duration::from_secs(30))
-                    .foreign_keys(true);
-                let opts = if memory {
-                    opts
-                } else {
-                    opts.journal_mode(SqliteJournalMode::Wal)
-                        .synchronous(SqliteSynchronous::Normal)
-                };
-                // An in-memory database exists per connection: keep exactly one.
-                let max = if memory { 1 } else { max_connections };
-                let file = opts.get_filename().to_owned();
-                // Switching a new file to WAL takes a lock the busy timeout
-                // does not wait for: two processes opening it at once (two
-                // `migrate`s) retry rather than fail.
-                let mut tries = 0;
-                let pool = loop {
-                    let r = SqlitePoolOptions::new()
-                        .max_connections(max)
-                        .test_before_acquire(false)
-                        .acquire_timeout(Duration::from_secs(30))
-                        .connect_with(opts.clone())
-                        .await;
-                    match r {
-                        Err(sqlx::Error::Database(d))
-                            if d.code().as_deref() == Some("5") && tries < 100 =>
-                        {
-                            tries += 1;
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                        r => break r.map_err(|e| sqlite_open_error(url, &file, &e))?,
-                    }
-                };
-                return Ok(Db::Sqlite(pool));
-            }
-        }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            #[cfg(feature = "postgres")]
-            {
-                let opts = sqlx::postgres::PgConnectOptions::from_str(url).map_err(connect_err)?;
-                // One connection first, to say at once why none can be had
-                // (the pool would retry until its acquire timeout, then say
-                // only that it timed out).
-                let (host, port) = (opts.get_host().to_owned(), opts.get_port());
-                match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts)).await
-                {
-                    Ok(Ok(conn)) => conn.close().await.map_err(connect_err)?,
-                    Ok(Err(e)) => {
-                        return Err(Error::Connect {
-                            url: redact(url),
-                            message: redact_with(&explain_pg(&e, &host, port), url),
-                        });
-                    }
-                    Err(_) => {
-                        return Err(Error::Connect {
-                            url: redact(url),
-                            message: format!(
-                                "no answer from {host}:{port} within {} s (is the host reachable?)",
-                                CONNECT_TIMEOUT.as_secs()
-                            ),
-                        });
-                    }
-                }
-                let pool = PgPoolOptions::new()
-                    .max_connections(max_connections)
-                    // A ping per acquire is a round trip per statement; ping
-                    // only connections that may have died while idle.
-                    .test_before_acquire(false)
-                    .before_acquire(|conn, meta| {
-                        Box::pin(async move {
-                            if suspect(&meta) {
-                                sqlx::Connection::ping(conn).await?;
-                            }
-                            Ok(true)
-                        })
-                    })
-                    .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(opts)
-                    .await
-                    .map_err(connect_err)?;
-                return Ok(Db::Postgres(pool));
-            }
-        }
-        Err(Error::UnsupportedUrl {
-            url: redact(url),
-            enabled: Backend::ENABLED,
-        })
-    }
-
-    /// The engine behind this pool.
-    pub fn backend(&self) -> Backend {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(_) => Backend::Sqlite,
-            #[cfg(feature = "postgres")]
-            Db::Postgres(_) => Backend::Postgres,
-        }
-    }
-
-    /// The SQLite pool, if this is SQLite.
-    #[cfg(feature = "sqlite")]
-    pub fn as_sqlite(&self) -> Option<&SqlitePool> {
-        match self {
-            Db::Sqlite(p) => Some(p),
-            #[allow(unreachable_patterns)]
-            _ => None,
-        }
-    }
-
-    /// The PostgreSQL pool, if this is PostgreSQL.
-    #[cfg(feature = "postgres")]
-    pub fn as_postgres(&self) -> Option<&PgPool> {
-        match self {
-            Db::Postgres(p) => Some(p),
-            #[allow(unreachable_patterns)]
-            _ => None,
-        }
-    }
-
-    /// Closes every connection of the pool.
-    pub async fn close(&self) {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(p) => p.close().await,
-            #[cfg(feature = "postgres")]
-            Db::Postgres(p) => p.close().await,
-        }
-    }
-}
-
-/// A `Db` on an application's own pool, configured as the application
-/// chose (`Db::connect` sets SQLite's WAL mode and busy timeout itself).
-#[cfg(feature = "sqlite")]
-impl From<SqlitePool> for Db {
-    fn from(pool: SqlitePool) -> Self {
-        Db::Sqlite(pool)
-    }
-}
-
-/// A `Db` on an application's own pool.
-#[cfg(feature = "postgres")]
-impl From<PgPool> for Db {
-    fn from(pool: PgPool) -> Self {
-        Db::Postgres(pool)
-    }
-}
-
-/// How long the first connection to a PostgreSQL server may take.
-#[cfg(feature = "postgres")]
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why a first PostgreSQL connection failed, naming host and port.
-#[cfg(feature = "postgres")]
-fn explain_pg(e: &sqlx::Error, host: &str, port: u16) -> String {
-    if let sqlx::Error::Io(io) = e {
-        return match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => format!(
-                "connection refused by {host}:{port}: no PostgreSQL server listens there ({io})"
-            ),
-            _ => format!("cannot reach {host}:{port}: {io}"),
-        };
-    }
-    format!("{host}:{port}: {e}")
-}
-
-/// Why a SQLite database could not be opened, saying where.
-#[cfg(feature = "sqlite")]
-fn sqlite_open_error(url: &str, file: &std::path::Path, e: &sqlx::Error) -> Error {
-    let code = match e {
-        sqlx::Error::Database(d) => d.code().map(std::borrow::Cow::into_owned),
-        _ => None,
-    };
-    let dir = match file.parent() {
-        Some(d) if d.as_os_str().is_empty() => std::path::Path::new("."),
-        Some(d) => d,
-        None => std::path::Path::new("/"),
-    };
-    let reason = if !dir.is_dir() {
-        Some(format!("its directory {} does not exist", dir.display()))
-    } else if matches!(code.as_deref(), Some("1544" | "8" | "14")) {
-        Some(format!(
-            "its directory {} is not writable (SQLite creates the database and its -wal and -shm \
-             files there)",
-            dir.display()
-        ))
-    } else {
-        None
-    };
-    Error::Connect {
-        url: redact(url),
-        message: match reason {
-            Some(r) => format!(
-                "cannot open the SQLite database {}: {r} ({e})",
-                file.display()
-            ),
-            None => redact_with(&e.to_string(), url),
-        },
-    }
-}
-
-/// Idle connections older than this are pinged before use.
-#[cfg(feature = "postgres")]
-const IDLE_PING: Duration = Duration::from_secs(30);
-
 /// When this process last saw the database fail (a lost connection, a
 /// restart): connections idle since before then are pinged before use.
 static FAULT_AT: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+
+/// When this process last saw the database fail, if it has (read by the
+/// drivers that check idle connections).
+#[allow(dead_code)] // a build whose drivers do not
+pub(crate) fn fault_at() -> Option<std::time::Instant> {
+    *FAULT_AT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Records a database fault (see [`Error::is_retryable`]): connections that
 /// sat idle through it are checked before they are used again.
@@ -357,148 +106,6 @@ pub(crate) fn note_fault() {
     *FAULT_AT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
-}
-
-/// Whether a pooled connection may have died while idle.
-#[cfg(feature = "postgres")]
-fn suspect(meta: &sqlx::pool::PoolConnectionMetadata) -> bool {
-    if meta.idle_for >= IDLE_PING {
-        return true;
-    }
-    let idle_since = std::time::Instant::now().checked_sub(meta.idle_for);
-    let fault = *FAULT_AT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    match (fault, idle_since) {
-        (Some(f), Some(since)) => f >= since,
-        (Some(_), None) => true,
-        (None, _) => false,
-    }
-}
-
-/// A transaction of either backend, for the worker's batched write-backs.
-pub(crate) enum Tx {
-    #[cfg(feature = "sqlite")]
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
-    #[cfg(feature = "postgres")]
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
-}
-
-impl Db {
-    /// Begins a transaction that holds the database's migration lock from
-    /// its start (SQLite: `BEGIN IMMEDIATE`, the write lock; PostgreSQL: a
-    /// transaction-scoped advisory lock), so two migrations never inspect
-    /// the schema at once.
-    pub(crate) async fn begin_exclusive(&self) -> Result<Tx> {
-        Ok(match self {
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            #[cfg(feature = "postgres")]
-            Db::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(7438002)")
-                    .execute(&mut *tx)
-                    .await?;
-                Tx::Postgres(tx)
-            }
-        })
-    }
-
-    /// After a migration: idle SQLite connections still hold the old schema,
-    /// and one that prepares a `SELECT *` with it breaks sqlx when SQLite
-    /// re-prepares; a read makes each reload it.
-    pub(crate) async fn after_migrate(&self) -> Result<()> {
-        #[cfg(feature = "sqlite")]
-        #[allow(irrefutable_let_patterns)] // a build with SQLite alone
-        if let Db::Sqlite(pool) = self {
-            let mut refreshed = Vec::new();
-            while let Some(mut conn) = pool.try_acquire() {
-                sqlx::query("SELECT 1 FROM sqlite_master LIMIT 1")
-                    .execute(&mut *conn)
-                    .await?;
-                refreshed.push(conn);
-            }
-        }
-        Ok(())
-    }
-
-    /// Begins a transaction on a pooled connection.
-    pub(crate) async fn begin(&self) -> Result<Tx> {
-        Ok(match self {
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(p) => Tx::Sqlite(p.begin().await?),
-            #[cfg(feature = "postgres")]
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
-        })
-    }
-}
-
-impl Tx {
-    /// A context running inside the transaction.
-    pub(crate) fn ctx(&mut self) -> Ctx<'_> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Tx::Sqlite(t) => (&mut **t).into_ctx(),
-            #[cfg(feature = "postgres")]
-            Tx::Postgres(t) => (&mut **t).into_ctx(),
-        }
-    }
-
-    /// Commits.
-    pub(crate) async fn commit(self) -> Result<()> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Tx::Sqlite(t) => t.commit().await?,
-            #[cfg(feature = "postgres")]
-            Tx::Postgres(t) => t.commit().await?,
-        }
-        Ok(())
-    }
-}
-
-/// A borrowed connection of either backend, for the user's own queries in a
-/// calculate function.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Conn<'a> {
-    /// A SQLite connection.
-    #[cfg(feature = "sqlite")]
-    Sqlite(&'a mut SqliteConnection),
-    /// A PostgreSQL connection.
-    #[cfg(feature = "postgres")]
-    Postgres(&'a mut PgConnection),
-}
-
-impl Conn<'_> {
-    /// The same connection, borrowed for a shorter time.
-    fn reborrow(&mut self) -> Conn<'_> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Conn::Sqlite(c) => Conn::Sqlite(c),
-            #[cfg(feature = "postgres")]
-            Conn::Postgres(c) => Conn::Postgres(c),
-        }
-    }
-}
-
-#[derive(Debug)]
-enum Pooled {
-    #[cfg(feature = "sqlite")]
-    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
-    #[cfg(feature = "postgres")]
-    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
-}
-
-impl Pooled {
-    /// The held connection, borrowed.
-    fn conn(&mut self) -> Conn<'_> {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Pooled::Sqlite(c) => Conn::Sqlite(c),
-            #[cfg(feature = "postgres")]
-            Pooled::Postgres(c) => Conn::Postgres(c),
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -510,19 +117,9 @@ enum Inner<'c> {
 /// Where statements run: a pool, or one connection (possibly inside the
 /// caller's transaction). Calculate functions receive one.
 ///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> cached_fields::Result<()> {
-/// use cached_fields::{Conn, Ctx, Db};
-/// let db = Db::connect("sqlite::memory:").await?;
-/// let mut ctx = Ctx::from(&db);
-/// let one: i64 = match ctx.conn().await? {
-///     Conn::Sqlite(c) => sqlx::query_scalar("SELECT 1").fetch_one(c).await?,
-///     Conn::Postgres(c) => sqlx::query_scalar("SELECT 1::bigint").fetch_one(c).await?,
-///     _ => unimplemented!("a backend added later"),
-/// };
-/// assert_eq!(one, 1);
-/// # Ok(()) }
-/// ```
+/// A calculate function that runs on one backend takes that backend's
+/// connection instead (see [`FromCtx`]); one written for several asks the
+/// context which it is on ([`Ctx::backend`]) and takes [`Ctx::conn`].
 #[derive(Debug)]
 pub struct Ctx<'c> {
     inner: Inner<'c>,
@@ -569,54 +166,13 @@ impl<'c> Target<'c> for &'c mut Ctx<'_> {
     }
 }
 
-#[cfg(feature = "sqlite")]
-impl<'c> Target<'c> for &'c mut SqliteConnection {
-    fn into_ctx(self) -> Ctx<'c> {
-        Ctx {
-            inner: Inner::Borrowed(Conn::Sqlite(self)),
-        }
-    }
-}
-
-#[cfg(feature = "sqlite")]
-impl<'c> Target<'c> for &'c mut sqlx::Transaction<'_, sqlx::Sqlite> {
-    fn into_ctx(self) -> Ctx<'c> {
-        (&mut **self).into_ctx()
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl<'c> Target<'c> for &'c mut PgConnection {
-    fn into_ctx(self) -> Ctx<'c> {
-        Ctx {
-            inner: Inner::Borrowed(Conn::Postgres(self)),
-        }
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl<'c> Target<'c> for &'c mut sqlx::Transaction<'_, sqlx::Postgres> {
-    fn into_ctx(self) -> Ctx<'c> {
-        (&mut **self).into_ctx()
-    }
-}
-
 /// What a calculate function (or batch function, or hook) the derive
 /// wires up may take as its connection argument: the library's `&mut Ctx`
-/// (any backend), or one backend's own connection — `&mut
-/// sqlx::SqliteConnection`, `&mut sqlx::PgConnection` — for an application
-/// that uses that backend only, with no match on a backend enum.
+/// (any backend), or one backend's own connection (sqlx's connection type
+/// of that backend), for an application that uses that backend only, with
+/// no match on a backend enum. Each backend's module implements it for its
+/// connection.
 ///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> cached_fields::Result<()> {
-/// use cached_fields::{Ctx, Db, db::FromCtx};
-/// let db = Db::connect("sqlite::memory:").await?;
-/// let mut ctx = Ctx::from(&db);
-/// let conn = <&mut sqlx::SqliteConnection>::from_ctx(&mut ctx).await?;
-/// let one: i64 = sqlx::query_scalar("SELECT 1").fetch_one(conn).await?;
-/// assert_eq!(one, 1);
-/// # Ok(()) }
-/// ```
 pub trait FromCtx<'a, 'c: 'a>: Sized + Send + 'a {
     /// This argument, from the context the library runs the function in;
     /// [`Error::WrongBackend`] when the context is on another backend.
@@ -636,83 +192,10 @@ pub fn from_ctx<'a, 'c: 'a, C: FromCtx<'a, 'c>>(ctx: &'a mut Ctx<'c>) -> BoxFutu
     C::from_ctx(ctx)
 }
 
-#[cfg(feature = "sqlite")]
-impl<'a, 'c: 'a> FromCtx<'a, 'c> for &'a mut SqliteConnection {
-    fn from_ctx(ctx: &'a mut Ctx<'c>) -> BoxFuture<'a, Result<Self>> {
-        Box::pin(async move {
-            let actual = ctx.backend();
-            match ctx.conn().await? {
-                Conn::Sqlite(c) => Ok(c),
-                #[allow(unreachable_patterns)]
-                _ => Err(Error::WrongBackend {
-                    wanted: "SQLite",
-                    actual,
-                }),
-            }
-        })
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl<'a, 'c: 'a> FromCtx<'a, 'c> for &'a mut PgConnection {
-    fn from_ctx(ctx: &'a mut Ctx<'c>) -> BoxFuture<'a, Result<Self>> {
-        Box::pin(async move {
-            let actual = ctx.backend();
-            match ctx.conn().await? {
-                Conn::Postgres(c) => Ok(c),
-                #[allow(unreachable_patterns)]
-                _ => Err(Error::WrongBackend {
-                    wanted: "PostgreSQL",
-                    actual,
-                }),
-            }
-        })
-    }
-}
-
-/// Runs `$query` with `$exec` bound to the context's connection (taken from
-/// the pool on first use and held: one connection per context, so nested
-/// work cannot exhaust the pool) and `$args` to the bound `$values`, then
-/// `$then` with its backend-specific output as `$out`. A statement the
-/// connection prepared before a column it returns was retyped is prepared
-/// again and run once more.
-macro_rules! on_backend {
-    ($ctx:expr, $values:expr, |$exec:ident, $args:ident| $query:expr, |$out:ident| $then:expr) => {{
-        // Runs the query on `conn` with arguments from `to_args`, once more
-        // after preparing it again if the plan went stale.
-        macro_rules! run {
-            ($conn:ident, $to_args:ident) => {{
-                let first = {
-                    let $exec = &mut *$conn;
-                    let $args = $to_args($values)?;
-                    $query
-                };
-                let result = match first {
-                    Err(e) if stale_plan(&e) => {
-                        $conn.clear_cached_statements().await?;
-                        let $exec = &mut *$conn;
-                        let $args = $to_args($values)?;
-                        $query
-                    }
-                    r => r,
-                };
-                let $out = result?;
-                $then
-            }};
-        }
-        match $ctx.conn().await? {
-            #[cfg(feature = "sqlite")]
-            Conn::Sqlite(conn) => run!(conn, sqlite_args),
-            #[cfg(feature = "postgres")]
-            Conn::Postgres(conn) => run!(conn, pg_args),
-        }
-    }};
-}
-
 /// A statement prepared on this connection before a column it returns was
 /// retyped (PostgreSQL: "cached plan must not change result type"): it
 /// works once prepared again.
-fn stale_plan(e: &sqlx::Error) -> bool {
+pub(crate) fn stale_plan(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(d) => {
             d.code().as_deref() == Some("0A000")
@@ -724,6 +207,13 @@ fn stale_plan(e: &sqlx::Error) -> bool {
 }
 
 impl<'c> Ctx<'c> {
+    /// A context on a borrowed connection (a backend's `Target`).
+    pub(crate) fn borrowed(conn: Conn<'c>) -> Self {
+        Ctx {
+            inner: Inner::Borrowed(conn),
+        }
+    }
+
     /// A context on any [`Target`]: a pool, a connection or a transaction.
     pub fn from_target(target: impl Target<'c>) -> Self {
         target.into_ctx()
@@ -742,10 +232,7 @@ impl<'c> Ctx<'c> {
     pub fn backend(&self) -> Backend {
         match &self.inner {
             Inner::Pool { db, .. } => db.backend(),
-            #[cfg(feature = "sqlite")]
-            Inner::Borrowed(Conn::Sqlite(_)) => Backend::Sqlite,
-            #[cfg(feature = "postgres")]
-            Inner::Borrowed(Conn::Postgres(_)) => Backend::Postgres,
+            Inner::Borrowed(conn) => conn.backend(),
         }
     }
 
@@ -755,12 +242,7 @@ impl<'c> Ctx<'c> {
         match &mut self.inner {
             Inner::Pool { db, held } => {
                 if held.is_none() {
-                    *held = Some(match db {
-                        #[cfg(feature = "sqlite")]
-                        Db::Sqlite(p) => Pooled::Sqlite(p.acquire().await?),
-                        #[cfg(feature = "postgres")]
-                        Db::Postgres(p) => Pooled::Postgres(p.acquire().await?),
-                    });
+                    *held = Some(Pooled::acquire(db).await?);
                 }
                 match held.as_mut() {
                     Some(h) => Ok(h.conn()),
@@ -855,61 +337,6 @@ impl<'c> Ctx<'c> {
     }
 }
 
-#[cfg(feature = "sqlite")]
-fn sqlite_args(values: &[Value]) -> Result<sqlx::sqlite::SqliteArguments> {
-    let mut args = sqlx::sqlite::SqliteArguments::default();
-    for v in values {
-        let r = match v {
-            Value::Null(_) => args.add(Option::<i64>::None),
-            Value::Int(x) => args.add(*x),
-            Value::Float(x) => args.add(*x),
-            Value::Bool(x) => args.add(*x),
-            Value::Text(x) => args.add(x.clone()),
-            Value::Date(x) => args.add(*x),
-            Value::Time(x) => args.add(*x),
-            Value::Timestamp(x) => args.add(*x),
-            Value::Json(x) => args.add(x.to_string()),
-            #[cfg(feature = "uuid")]
-            Value::Uuid(x) => args.add(*x),
-        };
-        r.map_err(|e| Error::from(sqlx::Error::Encode(e)))?;
-    }
-    Ok(args)
-}
-
-#[cfg(feature = "postgres")]
-fn pg_args(values: &[Value]) -> Result<sqlx::postgres::PgArguments> {
-    let mut args = sqlx::postgres::PgArguments::default();
-    for v in values {
-        let r = match v {
-            Value::Null(t) => match t {
-                SqlType::Int => args.add(Option::<i64>::None),
-                SqlType::Float => args.add(Option::<f64>::None),
-                SqlType::Bool => args.add(Option::<bool>::None),
-                SqlType::Text => args.add(Option::<String>::None),
-                SqlType::Date => args.add(Option::<NaiveDate>::None),
-                SqlType::Time => args.add(Option::<NaiveTime>::None),
-                SqlType::Timestamp => args.add(Option::<DateTime<Utc>>::None),
-                SqlType::Json => args.add(Option::<sqlx::types::Json<serde_json::Value>>::None),
-                #[cfg(feature = "uuid")]
-                SqlType::Uuid => args.add(Option::<uuid::Uuid>::None),
-            },
-            Value::Int(x) => args.add(*x),
-            Value::Float(x) => args.add(*x),
-            Value::Bool(x) => args.add(*x),
-            Value::Text(x) => args.add(x.clone()),
-            Value::Date(x) => args.add(*x),
-            Value::Time(x) => args.add(*x),
-            Value::Timestamp(x) => args.add(*x),
-            Value::Json(x) => args.add(sqlx::types::Json(x.clone())),
-            #[cfg(feature = "uuid")]
-            Value::Uuid(x) => args.add(*x),
-        };
-        r.map_err(|e| Error::from(sqlx::Error::Encode(e)))?;
-    }
-    Ok(args)
-}
-
 /// A row of either backend that can yield cached-field columns; used by the
 /// `FromRow` implementations the derive generates.
 pub trait CachedRow: Row {
@@ -918,78 +345,6 @@ pub trait CachedRow: Row {
     where
         I: sqlx::ColumnIndex<Self> + std::fmt::Debug + Copy;
 }
-
-macro_rules! impl_cached_row {
-    ($row:ty, $json:ty, |$j:ident| $to_json:expr) => {
-        impl CachedRow for $row {
-            fn value_at<I>(&self, index: I, ty: SqlType) -> Result<Value, sqlx::Error>
-            where
-                I: sqlx::ColumnIndex<Self> + std::fmt::Debug + Copy,
-            {
-                fn wrap<T>(v: Option<T>, ty: SqlType, f: impl FnOnce(T) -> Value) -> Value {
-                    v.map_or(Value::Null(ty), f)
-                }
-                Ok(match ty {
-                    // An `INTEGER` (i32) key column reads as i64 too.
-                    SqlType::Int => match self.try_get::<Option<i64>, _>(index) {
-                        Ok(v) => wrap(v, ty, Value::Int),
-                        Err(e) => match self.try_get::<Option<i32>, _>(index) {
-                            Ok(v) => wrap(v, ty, |x| Value::Int(i64::from(x))),
-                            Err(_) => return Err(e),
-                        },
-                    },
-                    #[cfg(feature = "uuid")]
-                    SqlType::Uuid => wrap(
-                        self.try_get::<Option<uuid::Uuid>, _>(index)?,
-                        ty,
-                        Value::Uuid,
-                    ),
-                    SqlType::Float => {
-                        wrap(self.try_get::<Option<f64>, _>(index)?, ty, Value::Float)
-                    }
-                    SqlType::Bool => wrap(self.try_get::<Option<bool>, _>(index)?, ty, Value::Bool),
-                    SqlType::Text => {
-                        wrap(self.try_get::<Option<String>, _>(index)?, ty, Value::Text)
-                    }
-                    SqlType::Date => wrap(
-                        self.try_get::<Option<NaiveDate>, _>(index)?,
-                        ty,
-                        Value::Date,
-                    ),
-                    SqlType::Time => wrap(
-                        self.try_get::<Option<NaiveTime>, _>(index)?,
-                        ty,
-                        Value::Time,
-                    ),
-                    SqlType::Timestamp => wrap(
-                        self.try_get::<Option<DateTime<Utc>>, _>(index)?,
-                        ty,
-                        Value::Timestamp,
-                    ),
-                    SqlType::Json => match self.try_get::<Option<$json>, _>(index)? {
-                        None => Value::Null(ty),
-                        Some($j) => {
-                            Value::Json($to_json.map_err(|e| sqlx::Error::ColumnDecode {
-                                index: format!("{index:?}"),
-                                source: Box::new(e),
-                            })?)
-                        }
-                    },
-                })
-            }
-        }
-    };
-}
-
-#[cfg(feature = "sqlite")]
-impl_cached_row!(SqliteRow, String, |s| serde_json::from_str::<
-    serde_json::Value,
->(&s));
-#[cfg(feature = "postgres")]
-impl_cached_row!(PgRow, sqlx::types::Json<serde_json::Value>, |j| Ok::<
-    _,
-    serde_json::Error,
->(j.0));
 
 #[cfg(test)]
 mod tests {

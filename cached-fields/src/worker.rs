@@ -326,7 +326,7 @@ impl Worker {
         self.validate()?;
         let mut stats = Stats::default();
         let listener = self.listen();
-        let mut watcher = DataVersion::new(&self.db);
+        let mut watcher = crate::backend::Changes::new(&self.db);
         tokio::pin!(stop);
         let mut failures = 0u32;
         loop {
@@ -513,155 +513,9 @@ impl Worker {
         }
     }
 
-    /// On PostgreSQL, forwards trigger notifications to [`wake`].
+    /// Forwards the database's notifications to [`wake`], where it has them.
     fn listen(&self) -> Option<tokio::task::JoinHandle<()>> {
-        #[cfg(feature = "postgres")]
-        #[allow(irrefutable_let_patterns)] // a build with PostgreSQL alone
-        if let Db::Postgres(pool) = &self.db {
-            let pool = pool.clone();
-            return Some(tokio::spawn(async move {
-                loop {
-                    match sqlx::postgres::PgListener::connect_with(&pool).await {
-                        Ok(mut l) => {
-                            if let Err(e) = l.listen(crate::schema::CHANNEL).await {
-                                tracing::warn!(error = %e, "LISTEN failed; polling");
-                            } else {
-                                while l.recv().await.is_ok() {
-                                    wake();
-                                }
-                            }
-                        }
-                        Err(e) => tracing::debug!(error = %e, "listener cannot connect; polling"),
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }));
-        }
-        None
-    }
-}
-
-/// Notices commits by other SQLite connections and processes (the app, the
-/// `sqlite3` shell); PostgreSQL has `LISTEN` instead. A commit in WAL mode
-/// writes the `-wal` file (a checkpoint, the main file), so a `stat` of both
-/// — a system call, no query — tells at almost no cost: every 2 ms while
-/// there is work about, every 25 ms once the database has been quiet for a
-/// second. As a backstop (file times are coarse), `PRAGMA data_version` is
-/// read every 500 ms. An idle worker so costs under 1 % of a core, and the
-/// first write after a quiet spell is seen within 25 ms.
-struct DataVersion {
-    #[cfg(feature = "sqlite")]
-    sqlite: Option<(
-        sqlx::SqlitePool,
-        Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>,
-    )>,
-    /// The database file and its `-wal` (none for an in-memory database).
-    files: Vec<std::path::PathBuf>,
-    last: (Vec<Option<FileStamp>>, Option<i64>),
-    busy_at: Instant,
-}
-
-/// A file's size and modification time.
-type FileStamp = (u64, std::time::SystemTime);
-
-#[cfg_attr(not(feature = "sqlite"), allow(dead_code, unused_variables))]
-impl DataVersion {
-    const BUSY: Duration = Duration::from_millis(2);
-    const QUIET: Duration = Duration::from_millis(25);
-    const QUIET_AFTER: Duration = Duration::from_secs(1);
-    const BACKSTOP: Duration = Duration::from_millis(500);
-
-    fn new(db: &Db) -> Self {
-        #[cfg(feature = "sqlite")]
-        let files = db
-            .as_sqlite()
-            .map(|p| p.connect_options().get_filename().to_owned())
-            .filter(|f| !f.as_os_str().is_empty() && !f.to_string_lossy().contains(":memory:"))
-            .map(|f| {
-                let mut wal = f.clone().into_os_string();
-                wal.push("-wal");
-                vec![f, wal.into()]
-            })
-            .unwrap_or_default();
-        #[cfg(not(feature = "sqlite"))]
-        let files = Vec::new();
-        DataVersion {
-            #[cfg(feature = "sqlite")]
-            sqlite: db.as_sqlite().map(|p| (p.clone(), None)),
-            files,
-            last: (Vec::new(), None),
-            busy_at: Instant::now(),
-        }
-    }
-
-    /// Notes whether the last pass found work.
-    fn active(&mut self, found: bool) {
-        if found {
-            self.busy_at = Instant::now();
-        }
-    }
-
-    fn stamps(&self) -> Vec<Option<FileStamp>> {
-        self.files
-            .iter()
-            .map(|f| {
-                let m = std::fs::metadata(f).ok()?;
-                Some((m.len(), m.modified().ok()?))
-            })
-            .collect()
-    }
-
-    async fn read(&mut self) -> Option<i64> {
-        #[cfg(feature = "sqlite")]
-        if let Some((pool, conn)) = &mut self.sqlite {
-            if conn.is_none() {
-                *conn = pool.acquire().await.ok();
-            }
-            let c = conn.as_mut()?;
-            let v = sqlx::query_scalar::<_, i64>("PRAGMA data_version")
-                .fetch_one(&mut **c)
-                .await;
-            if v.is_err() {
-                *conn = None;
-            }
-            return v.ok();
-        }
-        None
-    }
-
-    /// Remembers the current state, before looking for work.
-    async fn mark(&mut self) {
-        self.last = (self.stamps(), self.read().await);
-    }
-
-    /// Completes when another connection commits (never on PostgreSQL).
-    async fn changed(&mut self) {
-        #[cfg(feature = "sqlite")]
-        if self.sqlite.is_some() {
-            let mut backstop = Instant::now();
-            loop {
-                let every = if self.busy_at.elapsed() < Self::QUIET_AFTER {
-                    Self::BUSY
-                } else {
-                    Self::QUIET
-                };
-                tokio::time::sleep(every).await;
-                let stamps = self.stamps();
-                let mut moved = stamps != self.last.0;
-                if moved || self.files.is_empty() || backstop.elapsed() >= Self::BACKSTOP {
-                    backstop = Instant::now();
-                    let version = self.read().await;
-                    moved |= version.is_some() && version != self.last.1;
-                    self.last.1 = version;
-                }
-                self.last.0 = stamps;
-                if moved {
-                    self.busy_at = Instant::now();
-                    return;
-                }
-            }
-        }
-        std::future::pending::<()>().await;
+        crate::backend::listen(&self.db)
     }
 }
 
@@ -988,10 +842,10 @@ async fn calculate_all<M: CachedModel>(
         .await
 }
 
-/// Writes every result: on SQLite in one transaction (one write lock, one
-/// commit); on PostgreSQL as a few autocommit statements that carry the
-/// worker's settings (asynchronous commit, a short lock timeout), which
-/// saves the round trips of a transaction. Every statement is correct on its
+/// Writes every result: in one transaction where the backend prefers it
+/// (one write lock, one commit), else as a few autocommit statements that
+/// carry the worker's settings (asynchronous commit, a short lock timeout),
+/// which saves the round trips of a transaction. Every statement is correct on its
 /// own: a crash between them leaves rows leased until the lease ends.
 async fn write_all<M: CachedModel>(
     db: &Db,
@@ -1000,7 +854,7 @@ async fn write_all<M: CachedModel>(
     settings: &Settings,
     done: &[Computed<M>],
 ) -> Result<Vec<Option<Stored>>> {
-    if db.backend() == crate::db::Backend::Postgres {
+    if !db.backend().dialect().writes_in_one_transaction() {
         return write_each(&mut Ctx::from(db), model, field, settings, done).await;
     }
     let mut tx = db.begin().await?;

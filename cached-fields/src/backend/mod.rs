@@ -4,6 +4,123 @@
 //! and the drivers, the connections of the engines this build enables.
 //! A new engine is a new folder here and one arm per `match` in this file.
 
+/// Runs `$query` with `$exec` bound to the context's connection (taken from
+/// the pool on first use and held: one connection per context, so nested
+/// work cannot exhaust the pool) and `$args` to the bound `$values`, then
+/// `$then` with its backend-specific output as `$out`. A statement the
+/// connection prepared before a column it returns was retyped is prepared
+/// again and run once more.
+macro_rules! on_backend {
+    ($ctx:expr, $values:expr, |$exec:ident, $args:ident| $query:expr, |$out:ident| $then:expr) => {{
+        // Runs the query on `conn` with arguments from `to_args`, once more
+        // after preparing it again if the plan went stale.
+        macro_rules! run {
+            ($conn:ident, $to_args:path) => {{
+                let first = {
+                    let $exec = &mut *$conn;
+                    let $args = $to_args($values)?;
+                    $query
+                };
+                let result = match first {
+                    Err(e) if $crate::db::stale_plan(&e) => {
+                        $conn.clear_cached_statements().await?;
+                        let $exec = &mut *$conn;
+                        let $args = $to_args($values)?;
+                        $query
+                    }
+                    r => r,
+                };
+                let $out = result?;
+                $then
+            }};
+        }
+        #[allow(unused_imports)]
+        use ::sqlx::Connection as _;
+        match $ctx.conn().await? {
+            #[cfg(feature = "sqlite")]
+            $crate::backend::Conn::Sqlite(conn) => {
+                run!(conn, $crate::backend::sqlite::driver::args)
+            }
+            #[cfg(feature = "postgres")]
+            $crate::backend::Conn::Postgres(conn) => {
+                run!(conn, $crate::backend::postgres::driver::args)
+            }
+        }
+    }};
+}
+
+pub(crate) use on_backend;
+
+macro_rules! impl_cached_row {
+    ($row:ty, $json:ty, |$j:ident| $to_json:expr) => {
+        impl $crate::db::CachedRow for $row {
+            fn value_at<I>(&self, index: I, ty: SqlType) -> Result<Value, sqlx::Error>
+            where
+                I: sqlx::ColumnIndex<Self> + std::fmt::Debug + Copy,
+            {
+                fn wrap<T>(v: Option<T>, ty: SqlType, f: impl FnOnce(T) -> Value) -> Value {
+                    v.map_or(Value::Null(ty), f)
+                }
+                Ok(match ty {
+                    // An `INTEGER` (i32) key column reads as i64 too.
+                    SqlType::Int => match ::sqlx::Row::try_get::<Option<i64>, _>(self, index) {
+                        Ok(v) => wrap(v, ty, Value::Int),
+                        Err(e) => match ::sqlx::Row::try_get::<Option<i32>, _>(self, index) {
+                            Ok(v) => wrap(v, ty, |x| Value::Int(i64::from(x))),
+                            Err(_) => return Err(e),
+                        },
+                    },
+                    #[cfg(feature = "uuid")]
+                    SqlType::Uuid => wrap(
+                        ::sqlx::Row::try_get::<Option<uuid::Uuid>, _>(self, index)?,
+                        ty,
+                        Value::Uuid,
+                    ),
+                    SqlType::Float => wrap(
+                        ::sqlx::Row::try_get::<Option<f64>, _>(self, index)?,
+                        ty,
+                        Value::Float,
+                    ),
+                    SqlType::Bool => wrap(
+                        ::sqlx::Row::try_get::<Option<bool>, _>(self, index)?,
+                        ty,
+                        Value::Bool,
+                    ),
+                    SqlType::Text => wrap(
+                        ::sqlx::Row::try_get::<Option<String>, _>(self, index)?,
+                        ty,
+                        Value::Text,
+                    ),
+                    SqlType::Date => wrap(
+                        ::sqlx::Row::try_get::<Option<NaiveDate>, _>(self, index)?,
+                        ty,
+                        Value::Date,
+                    ),
+                    SqlType::Time => wrap(
+                        ::sqlx::Row::try_get::<Option<NaiveTime>, _>(self, index)?,
+                        ty,
+                        Value::Time,
+                    ),
+                    SqlType::Timestamp => wrap(
+                        ::sqlx::Row::try_get::<Option<DateTime<Utc>>, _>(self, index)?,
+                        ty,
+                        Value::Timestamp,
+                    ),
+                    SqlType::Json => match ::sqlx::Row::try_get::<Option<$json>, _>(self, index)? {
+                        None => Value::Null(ty),
+                        Some($j) => {
+                            Value::Json($to_json.map_err(|e| sqlx::Error::ColumnDecode {
+                                index: format!("{index:?}"),
+                                source: Box::new(e),
+                            })?)
+                        }
+                    },
+                })
+            }
+        }
+    };
+}
+
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
@@ -96,6 +213,9 @@ pub(crate) enum Settings {
 pub(crate) trait Dialect: Sync {
     /// The engine's name, for messages.
     fn name(&self) -> &'static str;
+    /// Whether the worker writes a batch's results in one transaction (one
+    /// write lock, one commit) rather than as autocommit statements.
+    fn writes_in_one_transaction(&self) -> bool;
     /// The column type that holds a value of type `ty`.
     fn column_type(&self, ty: SqlType) -> &'static str;
     /// Now plus `ms` milliseconds, as a timestamp expression.
@@ -177,4 +297,277 @@ pub(crate) struct Introspection {
     /// 1 if so), and its unique indexes as (index, origin, column) rows,
     /// the primary key's first.
     pub(crate) keys: Option<[&'static str; 2]>,
+}
+
+// ---- The drivers: one variant per engine this build enables. ----
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("cached-fields needs at least one of the features `sqlite` and `postgres`");
+
+/// A pool of connections to one database: the handle an application keeps.
+///
+/// Cloning is cheap (the pool is shared).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> cached_fields::Result<()> {
+/// let db = cached_fields::Db::connect("sqlite::memory:").await?;
+/// assert_eq!(db.backend(), cached_fields::Backend::Sqlite);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Db {
+    /// A SQLite pool.
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqlitePool),
+    /// A PostgreSQL pool.
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite:path`, `sqlite::memory:`, `postgres://…`)
+    /// with a pool of up to 10 connections.
+    pub async fn connect(url: &str) -> crate::Result<Self> {
+        Self::connect_with(url, 10).await
+    }
+
+    /// Connects with a pool of up to `max_connections`.
+    ///
+    /// SQLite files are created if missing and opened in WAL mode with a
+    /// busy timeout, so other processes (a worker, the `sqlite3` shell) can
+    /// write the same file. A PostgreSQL server is asked for one connection
+    /// first, so that a refusal says at once why.
+    pub async fn connect_with(url: &str, max_connections: u32) -> crate::Result<Self> {
+        match Backend::of_url(url)? {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite => Ok(Db::Sqlite(
+                sqlite::driver::connect(url, max_connections).await?,
+            )),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => Ok(Db::Postgres(
+                postgres::driver::connect(url, max_connections).await?,
+            )),
+            #[allow(unreachable_patterns)]
+            _ => Err(crate::Error::UnsupportedUrl {
+                url: crate::db::redact(url),
+                enabled: Backend::ENABLED,
+            }),
+        }
+    }
+
+    /// The engine behind this pool.
+    pub fn backend(&self) -> Backend {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(_) => Backend::Sqlite,
+            #[cfg(feature = "postgres")]
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Closes every connection of the pool.
+    pub async fn close(&self) {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(p) => p.close().await,
+            #[cfg(feature = "postgres")]
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// Begins a transaction that holds the database's migration lock from
+    /// its start, so two migrations never inspect the schema at once.
+    pub(crate) async fn begin_exclusive(&self) -> crate::Result<Tx> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(p) => sqlite::driver::begin_exclusive(p).await,
+            #[cfg(feature = "postgres")]
+            Db::Postgres(p) => postgres::driver::begin_exclusive(p).await,
+        }
+    }
+
+    /// After a migration: whatever the pool's idle connections need to see
+    /// the new schema.
+    pub(crate) async fn after_migrate(&self) -> crate::Result<()> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(p) => sqlite::driver::after_migrate(p).await,
+            #[cfg(feature = "postgres")]
+            Db::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// Begins a transaction on a pooled connection.
+    pub(crate) async fn begin(&self) -> crate::Result<Tx> {
+        Ok(match self {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            #[cfg(feature = "postgres")]
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+}
+
+/// A transaction, for the worker's batched write-backs.
+pub(crate) enum Tx {
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Tx {
+    /// A context running inside the transaction.
+    pub(crate) fn ctx(&mut self) -> crate::db::Ctx<'_> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Tx::Sqlite(t) => crate::db::Target::into_ctx(&mut **t),
+            #[cfg(feature = "postgres")]
+            Tx::Postgres(t) => crate::db::Target::into_ctx(&mut **t),
+        }
+    }
+
+    /// Commits.
+    pub(crate) async fn commit(self) -> crate::Result<()> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Tx::Sqlite(t) => t.commit().await?,
+            #[cfg(feature = "postgres")]
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// A borrowed connection of the engine in use, for the user's own queries in a
+/// calculate function.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Conn<'a> {
+    /// A SQLite connection.
+    #[cfg(feature = "sqlite")]
+    Sqlite(&'a mut sqlx::SqliteConnection),
+    /// A PostgreSQL connection.
+    #[cfg(feature = "postgres")]
+    Postgres(&'a mut sqlx::PgConnection),
+}
+
+impl Conn<'_> {
+    /// The same connection, borrowed for a shorter time.
+    pub(crate) fn reborrow(&mut self) -> Conn<'_> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Conn::Sqlite(c) => Conn::Sqlite(c),
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
+/// A connection taken from a pool, held by a context.
+#[derive(Debug)]
+pub(crate) enum Pooled {
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
+
+impl Pooled {
+    /// The held connection, borrowed.
+    pub(crate) fn conn(&mut self) -> Conn<'_> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Pooled::Sqlite(c) => Conn::Sqlite(c),
+            #[cfg(feature = "postgres")]
+            Pooled::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
+impl Conn<'_> {
+    /// The engine of this connection.
+    pub fn backend(&self) -> Backend {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Conn::Sqlite(_) => Backend::Sqlite,
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+impl Pooled {
+    /// A connection from `db`'s pool.
+    pub(crate) async fn acquire(db: &Db) -> crate::Result<Pooled> {
+        Ok(match db {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(p) => Pooled::Sqlite(p.acquire().await?),
+            #[cfg(feature = "postgres")]
+            Db::Postgres(p) => Pooled::Postgres(p.acquire().await?),
+        })
+    }
+}
+
+/// Forwards the database's notifications of commits to the worker's
+/// wake-up, where the engine has them.
+pub(crate) fn listen(db: &Db) -> Option<tokio::task::JoinHandle<()>> {
+    match db {
+        #[cfg(feature = "postgres")]
+        Db::Postgres(p) => Some(postgres::driver::listen(p.clone())),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// Notices other connections' commits where the engine cannot notify.
+#[derive(Debug)]
+pub(crate) enum Changes {
+    /// Watches the database files.
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlite::driver::DataVersion),
+    /// Nothing to watch: notifications wake the worker.
+    Notified,
+}
+
+impl Changes {
+    pub(crate) fn new(db: &Db) -> Self {
+        match db {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(p) => Changes::Sqlite(sqlite::driver::DataVersion::new(p)),
+            #[allow(unreachable_patterns)]
+            _ => Changes::Notified,
+        }
+    }
+
+    /// Notes whether the last pass found work.
+    pub(crate) fn active(&mut self, found: bool) {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Changes::Sqlite(d) => d.active(found),
+            Changes::Notified => {
+                let _ = found;
+            }
+        }
+    }
+
+    /// Remembers the current state, before looking for work.
+    pub(crate) async fn mark(&mut self) {
+        #[cfg(feature = "sqlite")]
+        if let Changes::Sqlite(d) = self {
+            d.mark().await;
+        }
+    }
+
+    /// Completes when another connection commits (never where
+    /// notifications do the work).
+    pub(crate) async fn changed(&mut self) {
+        #[cfg(feature = "sqlite")]
+        if let Changes::Sqlite(d) = self {
+            d.changed().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
 }

@@ -1,5 +1,7 @@
 //! PostgreSQL, the scale-out engine.
 
+#[cfg(feature = "postgres")]
+pub(crate) mod driver;
 pub(crate) mod triggers;
 
 use crate::backend::{Dialect, Introspection, Settings};
@@ -14,6 +16,10 @@ use crate::value::{SqlType, Value};
 pub(crate) struct Postgres;
 
 impl Dialect for Postgres {
+    fn writes_in_one_transaction(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> &'static str {
         "PostgreSQL"
     }

@@ -1,5 +1,7 @@
 //! SQLite, the embedded default.
 
+#[cfg(feature = "sqlite")]
+pub(crate) mod driver;
 pub(crate) mod triggers;
 
 use crate::backend::{Dialect, Introspection, Settings};
@@ -14,6 +16,10 @@ use crate::value::{SqlType, Value};
 pub(crate) struct Sqlite;
 
 impl Dialect for Sqlite {
+    fn writes_in_one_transaction(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         "SQLite"
     }
