@@ -5,7 +5,7 @@
 //! calls [`App::run`].
 //!
 //! ```no_run
-//! use cached_fields::{BoxError, Cached, CachedModel, Registry, cli::App};
+//! use cached_fields::{BoxError, Cached, CachedModel, Ctx, Registry, cli::App};
 //!
 //! #[derive(Debug, CachedModel)]
 //! #[cached_model(table = "notes")]
@@ -16,7 +16,7 @@
 //!     words: Cached<i64>,
 //! }
 //! impl Note {
-//!     async fn calculate_words(&self, _: &mut sqlx::SqliteConnection) -> Result<i64, BoxError> {
+//!     async fn calculate_words(&self, _: &mut Ctx<'_>) -> Result<i64, BoxError> {
 //!         Ok(self.body.split_whitespace().count() as i64)
 //!     }
 //! }
@@ -24,9 +24,12 @@
 //! #[tokio::main]
 //! async fn main() -> std::process::ExitCode {
 //!     let registry = Registry::new().register::<Note>().expect("a valid declaration");
-//!     App::new("notes", registry).default_database_url("sqlite:notes.db").main().await
+//!     App::new("notes", registry).main().await // --database-url, or DATABASE_URL
 //! }
 //! ```
+//!
+//! `examples/notes.rs` is such an application, with a default database,
+//! its own tables and its own comparison for `verify`.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -111,8 +114,8 @@ pub struct WorkerArgs {
 #[derive(Debug, Clone, Args)]
 #[non_exhaustive]
 pub struct DatabaseArgs {
-    /// Database URL: sqlite:FILE or postgres://… (or the environment's `DATABASE_URL`).
-    #[arg(long, global = true, env = "DATABASE_URL")]
+    /// The database URL (the help shows the forms this build accepts).
+    #[arg(long, global = true, env = "DATABASE_URL", help = Backend::URL_HELP)]
     pub database_url: Option<String>,
 }
 

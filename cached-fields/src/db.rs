@@ -70,9 +70,9 @@ fn percent_decode(s: &str) -> Option<String> {
 ///
 /// ```
 /// use cached_fields::db::redact_with;
-/// let url = "postgres://ann:s3cret@db:5432/app?password=other";
+/// let url = "db://ann:s3cret@db:5432/app?password=other";
 /// let text = format!("cannot connect to {url}");
-/// assert_eq!(redact_with(&text, url), "cannot connect to postgres://ann:***@db:5432/app?password=***");
+/// assert_eq!(redact_with(&text, url), "cannot connect to db://ann:***@db:5432/app?password=***");
 /// ```
 pub fn redact_with(text: &str, url: &str) -> String {
     let mut out = text.to_owned();
@@ -173,6 +173,11 @@ impl<'c> Target<'c> for &'c mut Ctx<'_> {
 /// no match on a backend enum. Each backend's module implements it for its
 /// connection.
 ///
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the connection argument of a calculate function, batch function or hook",
+    label = "the function's second argument",
+    note = "take `&mut cached_fields::Ctx<'_>` (any backend), or `&mut` the sqlx connection type of the one backend the application uses"
+)]
 pub trait FromCtx<'a, 'c: 'a>: Sized + Send + 'a {
     /// This argument, from the context the library runs the function in;
     /// [`Error::WrongBackend`] when the context is on another backend.
@@ -190,20 +195,6 @@ impl<'a, 'c: 'a> FromCtx<'a, 'c> for &'a mut Ctx<'c> {
 #[doc(hidden)]
 pub fn from_ctx<'a, 'c: 'a, C: FromCtx<'a, 'c>>(ctx: &'a mut Ctx<'c>) -> BoxFuture<'a, Result<C>> {
     C::from_ctx(ctx)
-}
-
-/// A statement prepared on this connection before a column it returns was
-/// retyped (PostgreSQL: "cached plan must not change result type"): it
-/// works once prepared again.
-pub(crate) fn stale_plan(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(d) => {
-            d.code().as_deref() == Some("0A000")
-                && d.message()
-                    .contains("cached plan must not change result type")
-        }
-        _ => false,
-    }
 }
 
 impl<'c> Ctx<'c> {
@@ -352,20 +343,17 @@ mod tests {
 
     #[test]
     fn passwords_are_hidden() {
+        assert_eq!(redact("db://u:secret@h:5432/db"), "db://u:***@h:5432/db");
+        assert_eq!(redact("db://u@h/db"), "db://u@h/db");
+        assert_eq!(redact("file:x.db"), "file:x.db");
         assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("sqlite:x.db"), "sqlite:x.db");
-        assert_eq!(
-            redact("postgres://h/db?user=u&password=p%40ss&sslmode=disable"),
-            "postgres://h/db?user=u&password=***&sslmode=disable"
+            redact("db://h/db?user=u&password=p%40ss&sslmode=disable"),
+            "db://h/db?user=u&password=***&sslmode=disable"
         );
         assert_eq!(
-            redact_with("bad password p@ss", "postgres://h/db?password=p%40ss"),
+            redact_with("bad password p@ss", "db://h/db?password=p%40ss"),
             "bad password ***"
         );
-        assert_eq!(redact("postgres://h/db?x=a@b"), "postgres://h/db?x=a@b");
+        assert_eq!(redact("db://h/db?x=a@b"), "db://h/db?x=a@b");
     }
 }

@@ -56,8 +56,8 @@ pub enum Error {
     },
     /// The database URL names no backend this build supports.
     #[error(
-        "unsupported database URL {url:?}: expected sqlite:… or postgres://… \
-         (enabled backends: {enabled})"
+        "unsupported database URL {url:?}: expected one of the URL forms of the enabled \
+         backends: {enabled}"
     )]
     UnsupportedUrl {
         /// The URL, as given.
@@ -195,9 +195,9 @@ pub enum Error {
         /// The cached field.
         field: String,
     },
-    /// Code written for one backend's connection ran on another: a
-    /// calculate function that takes a `PgConnection` while the database is
-    /// SQLite, say.
+    /// Code written for one backend's connection ran on another's: a
+    /// calculate function that takes one backend's connection type while
+    /// the database is another's.
     #[error("this code needs a {wanted} connection, but the database is {actual}")]
     WrongBackend {
         /// The backend the code was written for.
@@ -237,21 +237,17 @@ impl Error {
     }
 }
 
-/// SQLite's "database is locked" and PostgreSQL's "terminating connection" family.
+/// A busy or locked database, a lost connection, a deadlock: an error
+/// whose code some backend classifies as passing (see
+/// [`Dialect::is_transient`](crate::backend::Dialect::is_transient)).
 fn is_busy_or_gone(e: &sqlx::Error) -> bool {
     let sqlx::Error::Database(db) = e else {
         return false;
     };
     let code = db.code().unwrap_or_default();
-    // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
-    // PostgreSQL: class 08 (connection exception), 57P01..57P03 (admin shutdown,
-    // crash shutdown, cannot connect now), 40001/40P01 (serialization, deadlock),
-    // 55P03 (lock not available: a lock_timeout).
-    matches!(
-        code.as_ref(),
-        "5" | "6" | "517" | "262" | "40001" | "40P01" | "55P03"
-    ) || code.starts_with("08")
-        || code.starts_with("57P")
+    crate::backend::Backend::ALL
+        .iter()
+        .any(|b| b.dialect().is_transient(&code))
 }
 
 impl From<sqlx::Error> for Error {

@@ -11,7 +11,8 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 
-/// PostgreSQL's limit on identifier length (longer names are truncated silently).
+/// The shortest identifier-length limit of the backends (longer names are
+/// truncated silently by some).
 const MAX_LEN: usize = 63;
 
 /// A validated SQL identifier: ASCII letters, digits and underscores, not

@@ -29,29 +29,7 @@ pub type CalcManyFn<M, T> =
 /// A hook run after each successful recalculation of a field.
 pub type HookFn<M> = for<'a, 'c> fn(&'a M, &'a mut Ctx<'c>) -> BoxFuture<'a, Result<(), BoxError>>;
 
-/// The row types a model must decode from, one per enabled backend.
-#[cfg(all(feature = "sqlite", feature = "postgres"))]
-pub trait FromBackendRows:
-    for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
-    + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-{
-}
-#[cfg(all(feature = "sqlite", feature = "postgres"))]
-impl<T> FromBackendRows for T where
-    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
-        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-{
-}
-/// The row types a model must decode from, one per enabled backend.
-#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
-pub trait FromBackendRows: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> {}
-#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
-impl<T> FromBackendRows for T where T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> {}
-/// The row types a model must decode from, one per enabled backend.
-#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
-pub trait FromBackendRows: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> {}
-#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
-impl<T> FromBackendRows for T where T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> {}
+pub use crate::backend::FromBackendRows;
 
 /// A struct mapped to a table with cached fields. Usually derived with
 /// `#[derive(CachedModel)]`; see the crate root for an example.

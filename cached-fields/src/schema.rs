@@ -12,7 +12,8 @@ use crate::model::{FieldColumns, Model};
 use crate::triggers::{self, Catalog, Guarded, TableKeys};
 use crate::value::{SqlType, Value};
 
-/// The PostgreSQL notification channel the triggers signal on.
+/// The notification channel the triggers signal on, where the backend
+/// has notifications.
 pub const CHANNEL: &str = "cached_fields";
 
 /// The schema-relevant part of a cached field.
@@ -88,7 +89,7 @@ pub enum ObjectKind {
     Column,
     /// An index.
     Index,
-    /// A trigger (and, on PostgreSQL, its function).
+    /// A trigger (and, where the backend needs one, its function).
     Trigger,
 }
 
@@ -155,8 +156,8 @@ pub enum State {
     Outdated,
     /// A column whose type is not the declared one.
     WrongType,
-    /// A trigger that is not enabled to fire always (PostgreSQL: disabled,
-    /// or enabled only for origin or replica sessions).
+    /// A trigger that is not enabled to fire always (disabled, or enabled
+    /// only for origin or replica sessions).
     Disabled,
     /// A trigger or index of this library that no declaration asks for any more.
     Obsolete,
@@ -254,7 +255,8 @@ fn same_type(backend: Backend, declared: &str, actual: &str) -> bool {
 /// Every object the declarations need on `backend`, in creation order:
 /// every column of every model first (a trigger may read another model's
 /// cached column), then indexes, then triggers. Without a database to ask,
-/// SQLite's `REPLACE` triggers cover conflicts on the rowid only; `migrate`
+/// triggers that catch an upsert replacing a row (where a backend needs
+/// them) cover conflicts on the rowid only; `migrate`
 /// adds every unique key it finds.
 pub fn plan(backend: Backend, specs: &[TableSpec]) -> Vec<SchemaObject> {
     plan_with(backend, specs, &Catalog::default())

@@ -22,7 +22,11 @@ macro_rules! on_backend {
                     $query
                 };
                 let result = match first {
-                    Err(e) if $crate::db::stale_plan(&e) => {
+                    Err(e)
+                        if $crate::backend::Backend::ALL
+                            .iter()
+                            .any(|b| b.dialect().is_stale_plan(&e)) =>
+                    {
                         $conn.clear_cached_statements().await?;
                         let $exec = &mut *$conn;
                         let $args = $to_args($values)?;
@@ -159,14 +163,27 @@ impl Backend {
 }
 
 impl Backend {
-    /// The backends compiled into this build, for messages.
+    /// The backends compiled into this build and their URL forms, for messages.
     pub const ENABLED: &'static str = if cfg!(all(feature = "sqlite", feature = "postgres")) {
-        "sqlite, postgres"
+        "sqlite (sqlite:FILE, sqlite::memory:), postgres (postgres://…)"
     } else if cfg!(feature = "sqlite") {
-        "sqlite"
+        "sqlite (sqlite:FILE, sqlite::memory:)"
     } else {
-        "postgres"
+        "postgres (postgres://…)"
     };
+
+    /// Help for a database URL option: the forms this build accepts.
+    pub const URL_HELP: &'static str = if cfg!(all(feature = "sqlite", feature = "postgres")) {
+        "Database URL: sqlite:FILE or postgres://… (or the environment's DATABASE_URL)"
+    } else if cfg!(feature = "sqlite") {
+        "Database URL: sqlite:FILE (or the environment's DATABASE_URL)"
+    } else {
+        "Database URL: postgres://… (or the environment's DATABASE_URL)"
+    };
+
+    /// Every backend the library knows (compiled in or not), for what does
+    /// not need a connection: generated SQL, error classification.
+    pub const ALL: &'static [Backend] = &[Backend::Sqlite, Backend::Postgres];
 }
 
 impl Backend {
@@ -239,6 +256,14 @@ pub(crate) trait Dialect: Sync {
     fn claim(&self, f: &FieldSql<'_>, select_list: &str) -> String;
     /// A query counting the tables called `table` (0 or 1).
     fn table_exists(&self, table: &str) -> String;
+    /// Whether a database error with this code passes (busy, locked, a
+    /// lost connection, a deadlock): the operation may be tried again.
+    fn is_transient(&self, code: &str) -> bool;
+    /// Whether this error means a statement the connection prepared before
+    /// a column it returns was retyped: it works once prepared again.
+    fn is_stale_plan(&self, _e: &sqlx::Error) -> bool {
+        false
+    }
     /// Why a value cannot be stored as it is, if it cannot.
     fn refuses(&self, value: &Value) -> Option<&'static str>;
     /// See [`crate::triggers::bump`].
@@ -571,3 +596,27 @@ impl Changes {
         std::future::pending::<()>().await;
     }
 }
+
+/// The row types a model must decode from, one per enabled backend.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+pub trait FromBackendRows:
+    for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+    + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+{
+}
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+impl<T> FromBackendRows for T where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+{
+}
+/// The row types a model must decode from, one per enabled backend.
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
+pub trait FromBackendRows: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> {}
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
+impl<T> FromBackendRows for T where T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> {}
+/// The row types a model must decode from, one per enabled backend.
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+pub trait FromBackendRows: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> {}
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+impl<T> FromBackendRows for T where T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> {}

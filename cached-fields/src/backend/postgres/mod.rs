@@ -132,6 +132,27 @@ impl Dialect for Postgres {
         )
     }
 
+    /// Class 08 (connection exception), 57P01..57P03 (admin shutdown,
+    /// crash shutdown, cannot connect now), 40001/40P01 (serialization,
+    /// deadlock), 55P03 (lock not available: a `lock_timeout`).
+    fn is_transient(&self, code: &str) -> bool {
+        matches!(code, "40001" | "40P01" | "55P03")
+            || code.starts_with("08")
+            || code.starts_with("57P")
+    }
+
+    /// "cached plan must not change result type".
+    fn is_stale_plan(&self, e: &sqlx::Error) -> bool {
+        match e {
+            sqlx::Error::Database(d) => {
+                d.code().as_deref() == Some("0A000")
+                    && d.message()
+                        .contains("cached plan must not change result type")
+            }
+            _ => false,
+        }
+    }
+
     fn refuses(&self, _: &Value) -> Option<&'static str> {
         None
     }

@@ -108,6 +108,11 @@ impl Dialect for Sqlite {
         format!("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'")
     }
 
+    /// `SQLITE_BUSY` (5), `SQLITE_LOCKED` (6) and their extended codes.
+    fn is_transient(&self, code: &str) -> bool {
+        matches!(code, "5" | "6" | "517" | "262")
+    }
+
     fn refuses(&self, value: &Value) -> Option<&'static str> {
         matches!(value, Value::Float(f) if f.is_nan())
             .then_some("NaN (SQLite stores a NaN as NULL, which reads back as never calculated)")
