@@ -247,6 +247,7 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> TokenStream {
                             #krate::model::Model::<#name>::builder(#table)
                                 .primary_key(#pk_str)
                                 .key_of_model()
+                                .rows(#krate::model::Decoders::all())
                                 .columns([#(#plain_cols),*])
                                 #(.field(#field_decls))*
                                 .build()

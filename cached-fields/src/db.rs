@@ -7,7 +7,7 @@ use futures::future::BoxFuture;
 use sqlx::Row;
 
 pub use crate::backend::{Backend, Conn, Db};
-use crate::backend::{Pooled, on_backend};
+use crate::backend::{DecodeRow, Pooled, on_backend};
 use crate::error::{Error, Result};
 use crate::ident;
 use crate::key::Key;
@@ -305,7 +305,7 @@ impl<'c> Ctx<'c> {
                         .value_at(pk, key_type)
                         .ok()
                         .and_then(|v| Key::from_value(&v));
-                    (key, M::from_row(row).map_err(Error::from))
+                    (key, DecodeRow::decode::<M>(row))
                 })
                 .collect())
         )
@@ -320,10 +320,10 @@ impl<'c> Ctx<'c> {
         on_backend!(
             self,
             values,
-            |exec, args| sqlx::query_as_with::<_, M, _>(ident::sql(sql.clone()), args)
+            |exec, args| sqlx::query_with(ident::sql(sql.clone()), args)
                 .fetch_all(exec)
                 .await,
-            |models| Ok(models)
+            |rows| rows.iter().map(DecodeRow::decode::<M>).collect()
         )
     }
 }

@@ -29,11 +29,11 @@ pub type CalcManyFn<M, T> =
 /// A hook run after each successful recalculation of a field.
 pub type HookFn<M> = for<'a, 'c> fn(&'a M, &'a mut Ctx<'c>) -> BoxFuture<'a, Result<(), BoxError>>;
 
-pub use crate::backend::FromBackendRows;
+pub use crate::backend::{Decoders, FromBackendRows};
 
 /// A struct mapped to a table with cached fields. Usually derived with
 /// `#[derive(CachedModel)]`; see the crate root for an example.
-pub trait CachedModel: FromBackendRows + Send + Sync + Unpin + Sized + 'static {
+pub trait CachedModel: Send + Sync + Unpin + Sized + 'static {
     /// The model's declaration, built once.
     fn model() -> Result<&'static Model<Self>>;
     /// The primary key's Rust type: one of the [`PrimaryKey`](crate::PrimaryKey) types.
@@ -476,6 +476,7 @@ impl<M> FieldBuilder<M> {
 /// assert!(bad.unwrap_err().to_string().contains("items; --"));
 /// ```
 pub struct Model<M> {
+    decoders: Decoders<M>,
     table: Ident,
     primary_key: Ident,
     key_type: SqlType,
@@ -501,6 +502,7 @@ impl<M> Model<M> {
             table: table.to_owned(),
             primary_key: "id".to_owned(),
             key_type: SqlType::Int,
+            decoders: Decoders::none(),
             columns: None,
             fields: Vec::new(),
         }
@@ -516,6 +518,10 @@ impl<M> Model<M> {
     /// How the primary key is bound and read (see [`PrimaryKey`](crate::PrimaryKey)).
     pub fn key_type(&self) -> SqlType {
         self.key_type
+    }
+    /// How rows are read on each backend.
+    pub fn decoders(&self) -> &Decoders<M> {
+        &self.decoders
     }
     /// The cached fields, in declaration order.
     pub fn fields(&self) -> &[Field<M>] {
@@ -544,6 +550,7 @@ impl<M> Model<M> {
 /// Declares a model; see [`Model::builder`].
 #[must_use = "a model builder declares nothing until built"]
 pub struct ModelBuilder<M> {
+    decoders: Decoders<M>,
     table: String,
     primary_key: String,
     key_type: SqlType,
@@ -586,6 +593,13 @@ impl<M> ModelBuilder<M> {
         M: CachedModel,
     {
         self.key_type = <M::Key as crate::PrimaryKey>::SQL_TYPE;
+        self
+    }
+    /// How rows are read on each backend (the derive sets
+    /// [`Decoders::all`]; the default reads none: such a model can be
+    /// declared and migrated, not loaded).
+    pub fn rows(mut self, decoders: Decoders<M>) -> Self {
+        self.decoders = decoders;
         self
     }
     /// The plain columns the struct reads (the derive lists its fields).
@@ -654,6 +668,7 @@ impl<M> ModelBuilder<M> {
             }
         }
         Ok(Model {
+            decoders: self.decoders,
             table,
             primary_key,
             key_type: self.key_type,

@@ -287,3 +287,86 @@ per_backend! {
         .await;
     }
 }
+
+/// A hand-written model that reads PostgreSQL rows only: it implements
+/// sqlx's `FromRow` for `PgRow` alone, in a build where SQLite is enabled
+/// too (features are additive: no bound for the other backend's rows).
+#[derive(Debug)]
+struct Handmade {
+    id: i64,
+    tripled: Cached<i64>,
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Handmade {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        let model =
+            <Handmade as CachedModel>::model().map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        Ok(Handmade {
+            id: row.try_get("id")?,
+            tripled: Cached::decode(row, model.fields()[0].columns())?,
+        })
+    }
+}
+
+fn calculate_tripled<'a>(
+    m: &'a Handmade,
+    _: &'a mut Ctx<'_>,
+) -> futures::future::BoxFuture<'a, Result<i64, BoxError>> {
+    Box::pin(async move { Ok(m.id * 3) })
+}
+
+impl CachedModel for Handmade {
+    type Key = i64;
+    fn model() -> cached_fields::Result<&'static cached_fields::model::Model<Self>> {
+        static MODEL: std::sync::OnceLock<
+            cached_fields::Result<cached_fields::model::Model<Handmade>>,
+        > = std::sync::OnceLock::new();
+        MODEL
+            .get_or_init(|| {
+                cached_fields::model::Model::builder("handmade")
+                    .rows(cached_fields::model::Decoders::none().postgres())
+                    .field(cached_fields::model::Field::builder(
+                        "tripled",
+                        |m: &Handmade| &m.tripled,
+                        calculate_tripled,
+                    ))
+                    .build()
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+    fn primary_key(&self) -> Key {
+        Key::Int(self.id)
+    }
+}
+
+per_backend! {
+    async fn a_hand_written_model_reads_only_the_rows_it_implements() {
+        on_both("handmade", |db, _| async move {
+            exec_text(&db, "CREATE TABLE handmade (id BIGINT PRIMARY KEY)".to_owned()).await;
+            exec_text(&db, "INSERT INTO handmade (id) VALUES (1), (2)".to_owned()).await;
+            let registry = Registry::new().register::<Handmade>().unwrap();
+            registry.migrate(&db).await.unwrap();
+            match db.backend() {
+                Backend::Postgres => {
+                    let s = Worker::new(db.clone(), registry).drain().await.unwrap();
+                    assert_eq!((s.recalculated, s.failed), (2, 0), "{s:?}");
+                    let m = cached_fields::runtime::recalculate::<Handmade>(2, "tripled", &db)
+                        .await
+                        .unwrap();
+                    assert_eq!(m.tripled.stored(), Some(6));
+                }
+                _ => {
+                    // No reader for this backend's rows: an error that says so.
+                    let e = cached_fields::runtime::recalculate::<Handmade>(2, "tripled", &db)
+                        .await
+                        .unwrap_err()
+                        .to_string();
+                    assert!(e.contains("handmade") && e.contains("no reader for SQLite rows"), "{e}");
+                }
+            }
+        })
+        .await;
+    }
+}

@@ -597,7 +597,87 @@ impl Changes {
     }
 }
 
-/// The row types a model must decode from, one per enabled backend.
+/// How a model's rows are read on each backend, one reader per enabled
+/// backend that the model runs on. The derive sets every enabled backend's
+/// ([`Decoders::all`]); a hand-written model sets the ones it implements
+/// sqlx's `FromRow` for, so enabling another backend elsewhere in a build
+/// adds no bound to it.
+///
+/// ```
+/// use cached_fields::{Cached, backend::Decoders, model::Model};
+/// struct Item { id: i64, doubled: Cached<i64> }
+/// // No backend's rows: the model can be declared, not loaded.
+/// let model = Model::<Item>::builder("items").rows(Decoders::none()).build().unwrap();
+/// assert_eq!(model.table().as_str(), "items");
+/// ```
+pub struct Decoders<M> {
+    #[cfg(feature = "sqlite")]
+    pub(crate) sqlite: Option<Reader<sqlx::sqlite::SqliteRow, M>>,
+    #[cfg(feature = "postgres")]
+    pub(crate) postgres: Option<Reader<sqlx::postgres::PgRow, M>>,
+}
+
+/// Reads a model from one backend's row.
+type Reader<R, M> = fn(&R) -> Result<M, sqlx::Error>;
+
+impl<M> std::fmt::Debug for Decoders<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoders").finish_non_exhaustive()
+    }
+}
+
+impl<M> Decoders<M> {
+    /// No backend's rows.
+    pub fn none() -> Self {
+        Decoders {
+            #[cfg(feature = "sqlite")]
+            sqlite: None,
+            #[cfg(feature = "postgres")]
+            postgres: None,
+        }
+    }
+
+    /// Every enabled backend's rows, through the model's `FromRow`
+    /// implementations (the derive generates one for every row type).
+    pub fn all() -> Self
+    where
+        M: FromBackendRows,
+    {
+        fn read<R, M>(row: &R) -> Result<M, sqlx::Error>
+        where
+            R: sqlx::Row,
+            M: for<'r> sqlx::FromRow<'r, R>,
+        {
+            M::from_row(row)
+        }
+        Decoders {
+            #[cfg(feature = "sqlite")]
+            sqlite: Some(read::<sqlx::sqlite::SqliteRow, M>),
+            #[cfg(feature = "postgres")]
+            postgres: Some(read::<sqlx::postgres::PgRow, M>),
+        }
+    }
+}
+
+/// A backend's row type: reads a model with the model's reader for it.
+pub(crate) trait DecodeRow {
+    fn decode<M: crate::CachedModel>(&self) -> crate::Result<M>;
+}
+
+/// The error for a model with no reader for `backend`'s rows.
+#[allow(dead_code)] // a build whose every model reads every row type
+pub(crate) fn no_reader(table: &str, backend: Backend) -> crate::Error {
+    crate::Error::declaration(
+        table,
+        format!(
+            "the model has no reader for {backend} rows: implement sqlx's FromRow for them \
+             and declare it with ModelBuilder::rows"
+        ),
+    )
+}
+
+/// The row types a derived model decodes from, one per enabled backend
+/// (see [`Decoders::all`]).
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
 pub trait FromBackendRows:
     for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
@@ -610,12 +690,14 @@ impl<T> FromBackendRows for T where
         + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
 {
 }
-/// The row types a model must decode from, one per enabled backend.
+/// The row types a derived model decodes from, one per enabled backend
+/// (see [`Decoders::all`]).
 #[cfg(all(feature = "sqlite", not(feature = "postgres")))]
 pub trait FromBackendRows: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> {}
 #[cfg(all(feature = "sqlite", not(feature = "postgres")))]
 impl<T> FromBackendRows for T where T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> {}
-/// The row types a model must decode from, one per enabled backend.
+/// The row types a derived model decodes from, one per enabled backend
+/// (see [`Decoders::all`]).
 #[cfg(all(feature = "postgres", not(feature = "sqlite")))]
 pub trait FromBackendRows: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> {}
 #[cfg(all(feature = "postgres", not(feature = "sqlite")))]
