@@ -285,7 +285,7 @@ pub async fn flag_many<'c, M: CachedModel>(
         args.extend(chunk.iter().map(Key::to_value));
         flagged += with_schema_hint(ctx.execute(sql, &args).await, &mut ctx, model).await?;
     }
-    crate::worker::wake();
+    crate::worker::wake(ctx.db().as_ref());
     Ok(flagged)
 }
 
@@ -343,7 +343,7 @@ pub async fn expire_after<'c, M: CachedModel>(
         });
     }
     field.slot(m).store_expiry(Some(when));
-    crate::worker::wake();
+    crate::worker::wake(ctx.db().as_ref());
     Ok(())
 }
 

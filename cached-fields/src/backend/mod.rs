@@ -381,6 +381,16 @@ impl Db {
         }
     }
 
+    /// The pool's identity, the same for every clone of this `Db`.
+    pub(crate) fn identity(&self) -> usize {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(p) => std::sync::Arc::as_ptr(&p.connect_options()) as usize,
+            #[cfg(feature = "postgres")]
+            Db::Postgres(p) => std::sync::Arc::as_ptr(&p.connect_options()) as usize,
+        }
+    }
+
     /// The engine behind this pool.
     pub fn backend(&self) -> Backend {
         match self {
@@ -535,14 +545,20 @@ impl Pooled {
     }
 }
 
-/// Forwards the database's notifications of commits to the worker's
-/// wake-up, where the engine has them.
-pub(crate) fn listen(db: &Db) -> Option<tokio::task::JoinHandle<()>> {
+/// Forwards the database's notifications of commits to `wake`, where the
+/// engine has them.
+pub(crate) fn listen(
+    db: &Db,
+    wake: &std::sync::Arc<tokio::sync::Notify>,
+) -> Option<tokio::task::JoinHandle<()>> {
     match db {
         #[cfg(feature = "postgres")]
-        Db::Postgres(p) => Some(postgres::driver::listen(p.clone())),
+        Db::Postgres(p) => Some(postgres::driver::listen(p.clone(), wake.clone())),
         #[allow(unreachable_patterns)]
-        _ => None,
+        _ => {
+            let _ = wake;
+            None
+        }
     }
 }
 

@@ -110,7 +110,10 @@ pub(crate) async fn begin_exclusive(pool: &PgPool) -> Result<Tx> {
 
 /// Forwards the triggers' notifications to the worker's wake-up, until the
 /// task is aborted; reconnects after a failure.
-pub(crate) fn listen(pool: PgPool) -> tokio::task::JoinHandle<()> {
+pub(crate) fn listen(
+    pool: PgPool,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             match sqlx::postgres::PgListener::connect_with(&pool).await {
@@ -119,7 +122,7 @@ pub(crate) fn listen(pool: PgPool) -> tokio::task::JoinHandle<()> {
                         tracing::warn!(error = %e, "LISTEN failed; polling");
                     } else {
                         while l.recv().await.is_ok() {
-                            crate::worker::wake();
+                            wake.notify_one();
                         }
                     }
                 }

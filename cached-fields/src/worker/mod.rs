@@ -1,32 +1,43 @@
 //! The worker: claims due rows (flagged, expired), recalculates them and
 //! writes the values back, as a task in the application or its own process.
+//! One module per role, as River splits producer, executor and completer:
+//! [`claim`] leases rows, [`execute`] calculates them, [`complete`] writes
+//! them back, [`wake`] brings an idle worker back; this module runs the
+//! loop over the registry's fields.
+
+mod claim;
+mod complete;
+mod execute;
+mod memory;
+mod status;
+mod wake;
+
+pub(crate) use claim::next_due;
+pub(crate) use memory::RowMemory;
+pub(crate) use status::status;
+pub use status::{FieldStatus, keys, recalculate_keys};
+pub(crate) use wake::wake;
+
+use complete::{record_failure, write_all, write_one};
+use execute::{Computed, Outcome, backoff, calculate_all};
+use memory::{LOOP_COUNT, LOOP_WINDOW};
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
-use tokio::sync::Notify;
 
 use crate::db::{Ctx, Db};
 use crate::error::{Error, Result};
 use crate::failures;
-use crate::key::Key;
 use crate::model::{CachedModel, DEFAULT_TIMEOUT};
 use crate::registry::Registry;
 use crate::runtime::{self, Stored};
 use crate::statements::{self, FieldSql};
-use crate::value::{SqlType, Value};
-
-static WAKE: LazyLock<Notify> = LazyLock::new(Notify::new);
-
-/// Wakes this process's idle workers (after a flag or an expiry change).
-pub(crate) fn wake() {
-    WAKE.notify_one();
-}
 
 /// Worker tuning.
 #[derive(Debug, Clone)]
@@ -42,90 +53,6 @@ pub(crate) struct Settings {
     /// What this worker remembers of recent rows (self-invalidation,
     /// deferrals), shared by its clones.
     pub(crate) rows: Arc<RowMemory>,
-}
-
-/// A row recalculated this many times in a row, each superseded by a new
-/// invalidation within [`LOOP_WINDOW`], is taken to invalidate itself.
-const LOOP_COUNT: u32 = 10;
-const LOOP_WINDOW: Duration = Duration::from_secs(5);
-
-/// A row deferred behind another worker's lease waits twice as long each
-/// time, from 50 ms up to this (never past that lease's end).
-const DEFER_MAX_MS: i64 = 5000;
-
-/// Per row of a field: superseded recalculations in a row (since when), and
-/// deferrals in a row.
-#[derive(Debug, Default)]
-pub(crate) struct RowMemory {
-    rows: Mutex<HashMap<(String, String, Key), RowTrack>>,
-}
-
-#[derive(Debug)]
-struct RowTrack {
-    superseded: u32,
-    since: Instant,
-    deferrals: u32,
-}
-
-impl RowMemory {
-    fn with<T>(
-        &self,
-        table: &str,
-        field: &str,
-        key: &Key,
-        f: impl FnOnce(&mut RowTrack) -> T,
-    ) -> T {
-        let mut rows = self
-            .rows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if rows.len() > 10_000 {
-            rows.retain(|_, t| t.since.elapsed() < LOOP_WINDOW * 4);
-        }
-        let t = rows
-            .entry((table.to_owned(), field.to_owned(), key.clone()))
-            .or_insert_with(|| RowTrack {
-                superseded: 0,
-                since: Instant::now(),
-                deferrals: 0,
-            });
-        f(t)
-    }
-
-    fn forget(&self, table: &str, field: &str, key: &Key) {
-        let mut rows = self
-            .rows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // The common case, on every stored value: nothing to forget.
-        if !rows.is_empty() {
-            rows.remove(&(table.to_owned(), field.to_owned(), key.clone()));
-        }
-    }
-
-    /// Counts a superseded write-back; true when the row looks like it
-    /// invalidates itself.
-    fn superseded(&self, table: &str, field: &str, key: &Key) -> bool {
-        self.with(table, field, key, |t| {
-            if t.superseded == 0 || t.since.elapsed() > LOOP_WINDOW {
-                t.superseded = 0;
-                t.since = Instant::now();
-            }
-            t.superseded += 1;
-            t.superseded >= LOOP_COUNT
-        })
-    }
-
-    /// How long to defer a row once more.
-    fn defer(&self, table: &str, field: &str, key: &Key) -> i64 {
-        self.with(table, field, key, |t| {
-            let ms = DEFER_MS
-                .saturating_mul(1 << t.deferrals.min(10))
-                .min(DEFER_MAX_MS);
-            t.deferrals += 1;
-            ms
-        })
-    }
 }
 
 /// What one claimed batch came to.
@@ -325,7 +252,8 @@ impl Worker {
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<Stats> {
         self.validate()?;
         let mut stats = Stats::default();
-        let listener = self.listen();
+        let waker = wake::waker(&self.db);
+        let listener = crate::backend::listen(&self.db, &waker);
         let mut watcher = crate::backend::Changes::new(&self.db);
         tokio::pin!(stop);
         let mut failures = 0u32;
@@ -356,7 +284,7 @@ impl Worker {
             tokio::select! {
                 biased;
                 () = &mut stop => break,
-                () = WAKE.notified() => {}
+                () = waker.notified() => {}
                 () = watcher.changed() => {}
                 () = tokio::time::sleep(wait) => {}
             }
@@ -512,11 +440,6 @@ impl Worker {
             None => self.settings.poll,
         }
     }
-
-    /// Forwards the database's notifications to [`wake`], where it has them.
-    fn listen(&self) -> Option<tokio::task::JoinHandle<()>> {
-        crate::backend::listen(&self.db)
-    }
 }
 
 async fn shutdown_signal() {
@@ -541,45 +464,6 @@ async fn shutdown_signal() {
     }
 }
 
-fn backoff(settings: &Settings, attempts: i32) -> Duration {
-    let exp = u32::try_from(attempts.clamp(0, 30)).unwrap_or(30);
-    let d = settings
-        .retry_base
-        .saturating_mul(2u32.saturating_pow(exp))
-        .min(settings.retry_max);
-    // Jitter of up to a quarter, so failing rows do not retry in lockstep.
-    let nanos = u64::from(Utc::now().timestamp_subsec_nanos());
-    let jitter = d.mul_f64((nanos % 1000) as f64 / 4000.0);
-    d + jitter
-}
-
-/// How long a row waits for another worker's recalculation of a field it
-/// chains on.
-const DEFER_MS: i64 = 50;
-
-/// What one row's calculation came to, before anything is written.
-enum Outcome<M> {
-    /// Ready to calculate from this row, its inputs read at this instant.
-    Ready(M, DateTime<Utc>),
-    /// A value, computed from this row (possibly reloaded after its chain).
-    Value(M, Value, DateTime<Utc>),
-    /// The calculation failed; retry after the backoff.
-    Failed(Error),
-    /// The row was deleted.
-    Gone,
-    /// A chained field of the row is leased by another worker (its index):
-    /// wait for it rather than repeat its work.
-    Deferred(usize),
-}
-
-struct Computed<M> {
-    key: Key,
-    attempts: i32,
-    /// Fields this row's chain needed first, recalculated and stored inline.
-    chained: u64,
-    outcome: Outcome<M>,
-}
-
 /// Claims one batch of due rows of field `field`, calculates them
 /// concurrently, and writes every result back. A row that cannot be
 /// decoded, calculated or written fails alone (recorded, retried with
@@ -601,25 +485,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
     let now = Utc::now();
     let lease_until =
         now + chrono::Duration::from_std(settings.lease).unwrap_or(chrono::Duration::seconds(30));
-    let batch = i64::try_from(settings.batch_size).unwrap_or(64);
-    let mut ctx = Ctx::from(db);
-    let claimed = runtime::with_schema_hint(
-        ctx.fetch_models_each::<M>(
-            sql.claim(model.select_list()),
-            &[
-                Value::Timestamp(now),
-                Value::Timestamp(lease_until),
-                Value::Int(batch),
-            ],
-            model.primary_key().as_str(),
-            model.key_type(),
-        )
-        .await,
-        &mut ctx,
-        model,
-    )
-    .await?;
-    drop(ctx);
+    let claimed = claim::claim(db, model, &sql, settings, now, lease_until).await?;
     let mut report = BatchReport {
         claimed: claimed.len() as u64,
         stats: Stats::default(),
@@ -761,396 +627,4 @@ pub(crate) async fn process_batch<M: CachedModel>(
         Some(e) => Err(e),
         None => Ok(report),
     }
-}
-
-/// Calculates the rows that are ready: in one call of the field's batch
-/// function when it has one (falling back to one call per row should the
-/// batch fail or time out, so a bad row fails alone), else one call per row
-/// at the worker's concurrency; each call is cancelled at the time limit.
-async fn calculate_all<M: CachedModel>(
-    db: &Db,
-    model: &crate::model::Model<M>,
-    field: &crate::model::Field<M>,
-    settings: &Settings,
-    prepared: Vec<Result<Computed<M>>>,
-) -> Vec<Result<Computed<M>>> {
-    let limit = runtime::limit(field, settings.timeout);
-    let ready: Vec<&M> = prepared
-        .iter()
-        .filter_map(|c| match c {
-            Ok(Computed {
-                outcome: Outcome::Ready(row, _),
-                ..
-            }) => Some(row),
-            _ => None,
-        })
-        .collect();
-    let batch = if ready.len() > 1 {
-        runtime::compute_many(&mut Ctx::from(db), model, field, &ready, limit).await
-    } else {
-        None
-    };
-    drop(ready);
-    let mut values = match batch {
-        Some(Ok(values)) => Some(values.into_iter()),
-        Some(Err(e)) => {
-            tracing::warn!(error = %e, "batch calculation failed; calculating row by row");
-            None
-        }
-        None => None,
-    };
-    let jobs: Vec<(Result<Computed<M>>, Option<Value>)> = prepared
-        .into_iter()
-        .map(|c| {
-            let is_ready = matches!(
-                c,
-                Ok(Computed {
-                    outcome: Outcome::Ready(..),
-                    ..
-                })
-            );
-            let value = values
-                .as_mut()
-                .filter(|_| is_ready)
-                .and_then(Iterator::next);
-            (c, value)
-        })
-        .collect();
-    futures::stream::iter(jobs)
-        .map(|(c, value)| async move {
-            let mut c = c?;
-            c.outcome = match c.outcome {
-                Outcome::Ready(row, read_at) => {
-                    let value = match value {
-                        Some(v) => Ok(v),
-                        None => {
-                            runtime::compute(&mut Ctx::from(db), model, field, &row, limit).await
-                        }
-                    };
-                    match value {
-                        Ok(v) => Outcome::Value(row, v, read_at),
-                        Err(e) if e.is_retryable() => return Err(e),
-                        Err(e) => Outcome::Failed(e),
-                    }
-                }
-                other => other,
-            };
-            Ok(c)
-        })
-        .buffer_unordered(settings.concurrency)
-        .collect()
-        .await
-}
-
-/// Writes every result: in one transaction where the backend prefers it
-/// (one write lock, one commit), else as a few autocommit statements that
-/// carry the worker's settings (asynchronous commit, a short lock timeout),
-/// which saves the round trips of a transaction. Every statement is correct on its
-/// own: a crash between them leaves rows leased until the lease ends.
-async fn write_all<M: CachedModel>(
-    db: &Db,
-    model: &crate::model::Model<M>,
-    field: &crate::model::Field<M>,
-    settings: &Settings,
-    done: &[Computed<M>],
-) -> Result<Vec<Option<Stored>>> {
-    if !db.backend().dialect().writes_in_one_transaction() {
-        return write_each(&mut Ctx::from(db), model, field, settings, done).await;
-    }
-    let mut tx = db.begin().await?;
-    let stored = write_each(&mut tx.ctx(), model, field, settings, done).await?;
-    tx.commit().await?;
-    Ok(stored)
-}
-
-/// The statements of [`write_all`]: every value in one statement, then each
-/// failure or deferral.
-async fn write_each<M: CachedModel>(
-    ctx: &mut Ctx<'_>,
-    model: &crate::model::Model<M>,
-    field: &crate::model::Field<M>,
-    settings: &Settings,
-    done: &[Computed<M>],
-) -> Result<Vec<Option<Stored>>> {
-    let values: Vec<(&M, &Value)> = done
-        .iter()
-        .filter_map(|c| match &c.outcome {
-            Outcome::Value(row, value, _) => Some((row, value)),
-            _ => None,
-        })
-        .collect();
-    let read_at = done
-        .iter()
-        .filter_map(|c| match &c.outcome {
-            Outcome::Value(_, _, at) => Some(*at),
-            _ => None,
-        })
-        .min()
-        .unwrap_or_else(Utc::now);
-    let mut stored = runtime::store_many(ctx, model, field, &values, read_at, true)
-        .await?
-        .into_iter();
-    let mut out = Vec::with_capacity(done.len());
-    for c in done {
-        out.push(match &c.outcome {
-            Outcome::Value(..) => stored.next(),
-            _ => write_one(ctx, model, field, settings, c).await?,
-        });
-    }
-    Ok(out)
-}
-
-/// Records a failed attempt of row `c`: attempts + 1, the message, the next
-/// attempt after the backoff (which also ends its lease).
-async fn record_failure<M: CachedModel>(
-    ctx: &mut Ctx<'_>,
-    model: &crate::model::Model<M>,
-    field: &crate::model::Field<M>,
-    settings: &Settings,
-    c: &Computed<M>,
-    e: &Error,
-) -> Result<()> {
-    let retry_at = Utc::now()
-        + chrono::Duration::from_std(backoff(settings, c.attempts))
-            .unwrap_or(chrono::Duration::seconds(1));
-    tracing::warn!(error = %e, attempt = c.attempts + 1, %retry_at, "recalculation failed");
-    let sql = FieldSql::new(
-        ctx.backend(),
-        model.table(),
-        model.primary_key(),
-        field.columns(),
-    )
-    .record_failure();
-    ctx.execute(
-        sql,
-        &[
-            Value::Text(e.to_string()),
-            Value::Timestamp(retry_at),
-            c.key.to_value(),
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-/// Writes one result: the value (if still current), or the failure.
-async fn write_one<M: CachedModel>(
-    ctx: &mut Ctx<'_>,
-    model: &crate::model::Model<M>,
-    field: &crate::model::Field<M>,
-    settings: &Settings,
-    c: &Computed<M>,
-) -> Result<Option<Stored>> {
-    match &c.outcome {
-        Outcome::Value(row, value, read_at) => {
-            runtime::store(ctx, model, field, row, value, *read_at, true)
-                .await
-                .map(Some)
-        }
-        Outcome::Failed(e) => {
-            record_failure(ctx, model, field, settings, c, e).await?;
-            Ok(None)
-        }
-        Outcome::Deferred(upstream) => {
-            let up = model.fields()[*upstream].columns();
-            let sql = FieldSql::new(
-                ctx.backend(),
-                model.table(),
-                model.primary_key(),
-                field.columns(),
-            )
-            .defer_behind(up);
-            // Briefly at first (the other worker usually stores the upstream
-            // value within milliseconds), then twice as long each time, and
-            // never past the end of the upstream's lease or backoff: a
-            // killed worker's lease is waited out, not spun on.
-            let ms = settings
-                .rows
-                .defer(model.table().as_str(), field.name().as_str(), &c.key);
-            let retry_at = Utc::now() + chrono::Duration::milliseconds(ms);
-            ctx.execute(sql, &[c.key.to_value(), Value::Timestamp(retry_at)])
-                .await?;
-            Ok(None)
-        }
-        // Every ready row was calculated before writing.
-        Outcome::Ready(..) | Outcome::Gone => Ok(None),
-    }
-}
-
-/// When the next row of the field becomes due, if any is scheduled.
-pub(crate) async fn next_due<M: CachedModel>(
-    db: &Db,
-    field_idx: usize,
-) -> Result<Option<DateTime<Utc>>> {
-    let model = M::model()?;
-    let field = &model.fields()[field_idx];
-    let sql = FieldSql::new(
-        db.backend(),
-        model.table(),
-        model.primary_key(),
-        field.columns(),
-    );
-    let rows = Ctx::from(db)
-        .fetch_values(
-            sql.next_due(),
-            &[Value::Timestamp(statements::parked_alt())],
-            &[SqlType::Float],
-        )
-        .await?;
-    Ok(match rows.first().and_then(|r| r.first()) {
-        Some(Value::Float(s)) => statements::from_epoch(*s),
-        _ => None,
-    })
-}
-
-/// One field's figures, for `status`.
-#[derive(Debug, Clone, Serialize)]
-#[non_exhaustive]
-pub struct FieldStatus {
-    /// The table.
-    pub table: String,
-    /// The cached field.
-    pub field: String,
-    /// Rows in the table.
-    pub rows: i64,
-    /// Rows flagged for recalculation.
-    pub stale: i64,
-    /// Rows not flagged whose expiry has passed.
-    pub expired: i64,
-    /// Flagged rows whose last calculation failed.
-    pub failing: i64,
-    /// Seconds since the longest-waiting flagged row became stale.
-    pub oldest_stale_secs: Option<f64>,
-    /// The most-retried failure: key, attempts, message.
-    pub last_error: Option<(Key, i64, String)>,
-    /// A failure of the field as a whole (a batch that could not run at
-    /// all): how many in a row, and the last message.
-    pub field_error: Option<(i64, String)>,
-    /// After-recalculation hooks that failed (their values were stored).
-    pub hook_failures: i64,
-}
-
-pub(crate) async fn status(db: &Db, registry: &Registry) -> Result<Vec<FieldStatus>> {
-    let mut out = Vec::new();
-    let mut ctx = Ctx::from(db);
-    let now = Utc::now();
-    // Made-up figures from a schema that is not there would mislead.
-    for entry in &registry.entries {
-        crate::schema::require_columns(&mut ctx, &entry.spec).await?;
-    }
-    let recorded = failures::all(&mut ctx).await?;
-    for entry in &registry.entries {
-        let spec = &entry.spec;
-        for &i in &spec.order {
-            let f = &spec.fields[i];
-            let name = &f.name;
-            let sql = FieldSql::new(db.backend(), &spec.table, &spec.primary_key, &f.columns);
-            let rows = ctx
-                .fetch_values(
-                    sql.status(),
-                    &[Value::Timestamp(now)],
-                    &[
-                        SqlType::Int,
-                        SqlType::Int,
-                        SqlType::Int,
-                        SqlType::Int,
-                        SqlType::Float,
-                    ],
-                )
-                .await?;
-            let int = |v: Option<&Value>| match v {
-                Some(Value::Int(i)) => *i,
-                _ => 0,
-            };
-            let r = rows.first().cloned().unwrap_or_default();
-            let oldest = match r.get(4) {
-                Some(Value::Float(s)) => Some((now.timestamp_micros() as f64 / 1e6 - s).max(0.0)),
-                _ => None,
-            };
-            let last = ctx
-                .fetch_values(
-                    sql.last_failure(),
-                    &[],
-                    &[spec.key_type, SqlType::Int, SqlType::Text],
-                )
-                .await?;
-            let last_error = last.first().and_then(|r| match &r[..] {
-                [k, Value::Int(a), m] => Some((
-                    Key::from_value(k)?,
-                    *a,
-                    match m {
-                        Value::Text(m) => m.clone(),
-                        _ => String::new(),
-                    },
-                )),
-                _ => None,
-            });
-            let record = |kind| {
-                recorded.iter().find(|r| {
-                    r.kind == kind && r.table == spec.table.as_str() && r.field == name.as_str()
-                })
-            };
-            out.push(FieldStatus {
-                field_error: record(failures::Kind::Field).map(|r| (r.count, r.last_error.clone())),
-                hook_failures: record(failures::Kind::Hook).map_or(0, |r| r.count),
-                table: spec.table.to_string(),
-                field: name.to_string(),
-                rows: int(r.first()),
-                stale: int(r.get(1)),
-                expired: int(r.get(2)),
-                failing: int(r.get(3)),
-                oldest_stale_secs: oldest,
-                last_error,
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Recalculates the given rows of one field now, one by one (for `recalc`).
-pub async fn recalculate_keys(
-    db: &Db,
-    registry: &Registry,
-    table: &str,
-    field: &str,
-    keys: &[Key],
-) -> Result<()> {
-    let (entry, idx) = registry.find(table, field)?;
-    for k in keys {
-        match entry.ops.recalculate(db, idx, k.clone()).await {
-            Ok(()) | Err(Error::RowNotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Keys of one field's rows in key order, stale ones only or all, after
-/// `after` (from the first when `None`), at most `limit`.
-pub async fn keys(
-    db: &Db,
-    registry: &Registry,
-    table: &str,
-    field: &str,
-    all: bool,
-    after: Option<&Key>,
-    limit: i64,
-) -> Result<Vec<Key>> {
-    let (entry, idx) = registry.find(table, field)?;
-    let sql = FieldSql::new(
-        db.backend(),
-        &entry.spec.table,
-        &entry.spec.primary_key,
-        &entry.spec.fields[idx].columns,
-    )
-    .keys(all, after.is_some());
-    let mut args = vec![Value::Timestamp(Utc::now()), Value::Int(limit)];
-    args.extend(after.map(Key::to_value));
-    let rows = Ctx::from(db)
-        .fetch_values(sql, &args, &[entry.spec.key_type])
-        .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| r.first().and_then(Key::from_value))
-        .collect())
 }
