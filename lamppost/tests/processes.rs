@@ -59,10 +59,6 @@ impl TestDb {
         }
     }
 
-    async fn postgres(name: &str) -> Option<TestDb> {
-        Self::postgres_with(name, true).await
-    }
-
     /// A fresh PostgreSQL database, migrated by `lamppost migrate` or not.
     async fn postgres_with(name: &str, migrate: bool) -> Option<TestDb> {
         let admin_url =
@@ -289,15 +285,23 @@ macro_rules! per_backend {
     };
 }
 
-/// Fresh databases: SQLite and PostgreSQL, or the one backend of a
-/// `per_backend!` test.
+/// Fresh migrated databases: SQLite and PostgreSQL, or the one backend of
+/// a `per_backend!` test.
 async fn backends(name: &str) -> Vec<TestDb> {
+    backends_with(name, true).await
+}
+
+/// [`backends`], migrated by `lamppost migrate` or not.
+async fn backends_with(name: &str, migrate: bool) -> Vec<TestDb> {
     match ONLY.try_with(|b| *b).ok() {
-        Some(cached_fields::Backend::Sqlite) => vec![TestDb::sqlite(name).await],
-        Some(_) => TestDb::postgres(name).await.into_iter().collect(),
+        Some(cached_fields::Backend::Sqlite) => vec![TestDb::sqlite_with(name, migrate).await],
+        Some(_) => TestDb::postgres_with(name, migrate)
+            .await
+            .into_iter()
+            .collect(),
         None => {
-            let mut v = vec![TestDb::sqlite(name).await];
-            v.extend(TestDb::postgres(name).await);
+            let mut v = vec![TestDb::sqlite_with(name, migrate).await];
+            v.extend(TestDb::postgres_with(name, migrate).await);
             v
         }
     }
@@ -574,7 +578,7 @@ per_backend! {
 /// `lamppost bench` runs end to end and prints every figure as one JSON
 /// object on its last line (timings are printed, never asserted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bench_prints_every_figure_as_json() {
+async fn bench_prints_every_figure_as_json_on_sqlite() {
     let db = TestDb::sqlite("bench").await;
     let out = lamppost(&db.url, &["bench", "--rows", "60"]);
     let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
@@ -795,36 +799,35 @@ per_backend! {
     }
 }
 
-/// Issue #8: two `lamppost migrate` processes started together on a fresh
-/// database both succeed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_migrate_processes_both_succeed() {
-    for round in 0..3 {
-        let mut dbs = vec![TestDb::sqlite_with("concurrent", false).await];
-        dbs.extend(TestDb::postgres_with("concurrent", false).await);
-        for db in dbs {
-            let spawn = || {
-                Command::new(env!("CARGO_BIN_EXE_lamppost"))
-                    .arg("migrate")
-                    .env("DATABASE_URL", &db.url)
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            };
-            let (a, b) = (spawn(), spawn());
-            for child in [a, b] {
-                let out = child.wait_with_output().unwrap();
-                assert!(
-                    out.status.success(),
-                    "round {round} on {}: {}{}",
-                    db.url,
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
+per_backend! {
+    /// Issue #8: two `lamppost migrate` processes started together on a fresh
+    /// database both succeed.
+    async fn concurrent_migrate_processes_both_succeed() {
+        for round in 0..3 {
+            for db in backends_with("concurrent", false).await {
+                let spawn = || {
+                    Command::new(env!("CARGO_BIN_EXE_lamppost"))
+                        .arg("migrate")
+                        .env("DATABASE_URL", &db.url)
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .unwrap()
+                };
+                let (a, b) = (spawn(), spawn());
+                for child in [a, b] {
+                    let out = child.wait_with_output().unwrap();
+                    assert!(
+                        out.status.success(),
+                        "round {round} on {}: {}{}",
+                        db.url,
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                lamppost(&db.url, &["check"]);
+                db.drop_db().await;
             }
-            lamppost(&db.url, &["check"]);
-            db.drop_db().await;
         }
     }
 }
