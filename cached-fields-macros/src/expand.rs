@@ -162,12 +162,12 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> TokenStream {
             #vis fn #f<'a, 'c: 'a>(
                 &'a self,
                 db: impl #krate::Target<'c> + 'a,
-            ) -> #krate::runtime::Read<'a, #ty> {
-                #krate::runtime::read_field(self, #f_str, &self.#f, db)
+            ) -> #krate::Read<'a, #ty> {
+                #p::read_field(self, #f_str, &self.#f, db)
             }
             #[doc = #doc_flag]
             #vis async fn #flag<'c>(&self, db: impl #krate::Target<'c>) -> #krate::Result<()> {
-                #krate::runtime::flag::<Self>(
+                #p::flag::<Self>(
                     #krate::CachedModel::primary_key(self), #f_str, ::core::option::Option::None, db,
                 ).await?;
                 self.#f.mark_stale();
@@ -179,7 +179,7 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> TokenStream {
                 db: impl #krate::Target<'c>,
                 and_recalculate: impl ::core::convert::Into<#krate::Recalculate>,
             ) -> #krate::Result<()> {
-                #krate::runtime::flag::<Self>(
+                #p::flag::<Self>(
                     #krate::CachedModel::primary_key(self), #f_str, ::core::option::Option::Some(and_recalculate.into()), db,
                 ).await?;
                 self.#f.mark_stale();
@@ -187,7 +187,7 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> TokenStream {
             }
             #[doc = #doc_recalc]
             #vis async fn #recalc<'c>(&self, db: impl #krate::Target<'c>) -> #krate::Result<#ty> {
-                let fresh = #krate::runtime::recalculate::<Self>(
+                let fresh = #p::recalculate::<Self>(
                     #krate::CachedModel::primary_key(self), #f_str, db,
                 ).await?;
                 self.#f.replace_with(&fresh.#f);
@@ -209,7 +209,7 @@ pub(crate) fn expand(input: &DeriveInput, m: &ModelAttrs) -> TokenStream {
                     db: impl #krate::Target<'c>,
                     when: impl ::core::convert::Into<#krate::Expiry>,
                 ) -> #krate::Result<()> {
-                    #krate::runtime::expire_after(self, #f_str, when, db).await
+                    #p::expire_after(self, #f_str, when, db).await
                 }
             });
         }

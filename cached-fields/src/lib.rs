@@ -62,6 +62,9 @@ pub mod ident;
 pub mod key;
 pub mod model;
 pub mod registry;
+/// The derive's plumbing (reads, flags and recalculations by field name);
+/// use the generated methods instead.
+#[doc(hidden)]
 pub mod runtime;
 pub mod schema;
 mod statements;
@@ -82,7 +85,7 @@ pub use model::{Cached, CachedModel};
 #[doc(inline)]
 pub use registry::Registry;
 #[doc(inline)]
-pub use runtime::{Expiry, Recalculate, eager_recalculation, set_eager_recalculation};
+pub use runtime::{Expiry, Read, Recalculate, eager_recalculation, set_eager_recalculation};
 #[doc(inline)]
 pub use value::{CachedValue, Json, SqlType, Value};
 #[doc(inline)]
@@ -204,6 +207,7 @@ pub use cached_fields_macros::CachedModel;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::db::from_ctx;
+    pub use crate::runtime::{expire_after, flag, read_field, recalculate};
 
     /// The key of a model's row, converted where the model's key type is
     /// known to be a [`PrimaryKey`](crate::PrimaryKey) (so a wrong one is

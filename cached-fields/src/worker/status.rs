@@ -116,6 +116,7 @@ pub(crate) async fn status(db: &Db, registry: &Registry) -> Result<Vec<FieldStat
 }
 
 /// Recalculates the given rows of one field now, one by one (for `recalc`).
+#[doc(hidden)]
 pub async fn recalculate_keys(
     db: &Db,
     registry: &Registry,
@@ -135,6 +136,7 @@ pub async fn recalculate_keys(
 
 /// Keys of one field's rows in key order, stale ones only or all, after
 /// `after` (from the first when `None`), at most `limit`.
+#[doc(hidden)]
 pub async fn keys(
     db: &Db,
     registry: &Registry,
