@@ -352,7 +352,7 @@ impl App {
 /// Prints `e` (whose message includes its cause) without any secret of
 /// `url`; the failure exit code.
 fn report(e: &CliError, url: &str) -> ExitCode {
-    eprintln!("error: {}", redact_with(&e.to_string(), url));
+    eprintln!("error: {}", redact_with(&crate::error::report(e), url));
     ExitCode::FAILURE
 }
 

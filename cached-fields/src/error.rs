@@ -107,6 +107,9 @@ pub enum Error {
         key: Key,
         /// The error's message.
         message: String,
+        /// The error the function returned, if it returned one.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
     },
     /// The user's calculate function panicked.
     #[error("calculating {table}.{field} for row {key} panicked: {message}")]
@@ -207,7 +210,7 @@ pub enum Error {
     },
     /// The database or driver reported an error.
     #[error("database error: {0}")]
-    Database(Arc<sqlx::Error>),
+    Database(#[source] Arc<sqlx::Error>),
 }
 
 impl Error {
@@ -248,6 +251,28 @@ fn is_busy_or_gone(e: &sqlx::Error) -> bool {
     crate::backend::Backend::ALL
         .iter()
         .any(|b| b.dialect().is_transient(&code))
+}
+
+/// An error and its causes as one line: each cause not already part of
+/// the message before it is appended after a colon (this crate's messages
+/// include their cause, an application's may not).
+///
+/// ```
+/// use cached_fields::error::report;
+/// let e = std::io::Error::other("disk full");
+/// assert_eq!(report(&e), "disk full");
+/// ```
+pub fn report(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+        source = s.source();
+    }
+    text
 }
 
 impl From<sqlx::Error> for Error {

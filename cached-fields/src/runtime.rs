@@ -455,6 +455,7 @@ pub(crate) async fn compute_many<M: CachedModel>(
                     values.len(),
                     rows.len()
                 ),
+                source: None,
             });
         }
         for (m, v) in rows.iter().zip(&values) {
@@ -479,6 +480,7 @@ fn calculated<M, T>(
             field: field.name().to_string(),
             key: key.clone(),
             message: e.to_string(),
+            source: Some(std::sync::Arc::from(e)),
         }),
         Err(panic) => Err(Error::Panicked {
             table: model.table().to_string(),

@@ -603,3 +603,24 @@ per_backend! {
         .await;
     }
 }
+
+per_backend! {
+    /// A calculate function's error is the `source` of the library's error
+    /// (not only its text), and a report of the chain says it once.
+    async fn a_calculation_error_keeps_its_cause() {
+        on_both("cause", |db, _| async move {
+            common::setup(&db).await;
+            common::insert(&db, 1, "cause").await;
+            exec(&db, "UPDATE items SET mode = 'fail' WHERE id = 1").await;
+            let it = common::item(&db, 1).await.unwrap();
+            let err = it.doubled(&db).await.unwrap_err();
+            assert!(matches!(err, Error::Calculate { .. }), "{err:?}");
+            let source = std::error::Error::source(&err).expect("the function's error");
+            assert_eq!(source.to_string(), "boom on item 1");
+            let report = cached_fields::error::report(&err);
+            assert_eq!(report.matches("boom on item 1").count(), 1, "{report}");
+            assert!(report.contains("items.doubled") && report.contains("row 1"), "{report}");
+        })
+        .await;
+    }
+}

@@ -93,7 +93,7 @@ async fn main() -> std::process::ExitCode {
             // Whatever quoted the URL, its password is not printed.
             eprintln!(
                 "error: {}",
-                cached_fields::db::redact_with(&format!("{e:#}"), &url)
+                cached_fields::db::redact_with(&cached_fields::error::report(e.as_ref()), &url)
             );
             std::process::ExitCode::FAILURE
         }
