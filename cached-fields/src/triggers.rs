@@ -120,7 +120,7 @@ pub(crate) fn column_list(cols: &[&Ident]) -> String {
 
 /// Columns of the field's own row it depends on: plain columns, and the
 /// value columns of the cached fields it chains on.
-pub(crate) fn own_columns<'a>(spec: &'a TableSpec, f: &'a FieldSpec) -> Vec<&'a Ident> {
+fn own_columns<'a>(spec: &'a TableSpec, f: &'a FieldSpec) -> Vec<&'a Ident> {
     let mut cols: Vec<&Ident> = Vec::new();
     for d in &f.depends_on {
         let col = match d {
@@ -162,4 +162,75 @@ pub(crate) fn relations(f: &FieldSpec) -> Vec<(&Ident, &Ident, Vec<&Ident>)> {
         }
     }
     out
+}
+
+/// A field's dependency on columns of its own row: the trigger's name and
+/// the columns it watches (plain columns, and the value columns of the
+/// cached fields it chains on); `None` when it has none.
+pub(crate) fn own_dependency<'a>(
+    spec: &'a TableSpec,
+    f: &'a FieldSpec,
+) -> Option<(Ident, Vec<&'a Ident>)> {
+    let own = own_columns(spec, f);
+    (!own.is_empty()).then(|| {
+        (
+            Ident::derived(&["cf_dep", spec.table.as_str(), f.name.as_str()]),
+            own,
+        )
+    })
+}
+
+/// A field's dependency on one related table, as every backend's triggers
+/// see it: the child table, its foreign key, and the columns an update of
+/// which flags the parent (the foreign key among them: a move).
+pub(crate) struct Related<'a> {
+    pub(crate) child: &'a Ident,
+    pub(crate) fk: &'a Ident,
+    pub(crate) watched: Vec<&'a Ident>,
+    table: &'a Ident,
+    field: &'a Ident,
+}
+
+impl Related<'_> {
+    /// `cf_{kind}_{table}_{field}_{child}_{fk}_{hash}`: the kind first,
+    /// where a long name is not cut.
+    pub(crate) fn name(&self, kind: &str) -> Ident {
+        Ident::derived(&[
+            "cf",
+            kind,
+            self.table.as_str(),
+            self.field.as_str(),
+            self.child.as_str(),
+            self.fk.as_str(),
+        ])
+    }
+}
+
+/// The related tables a field depends on (see [`Related`]).
+pub(crate) fn related<'a>(spec: &'a TableSpec, f: &'a FieldSpec) -> Vec<Related<'a>> {
+    relations(f)
+        .into_iter()
+        .map(|(child, fk, cols)| {
+            let mut watched = cols;
+            if !watched.contains(&fk) {
+                watched.push(fk);
+            }
+            Related {
+                child,
+                fk,
+                watched,
+                table: &spec.table,
+                field: &f.name,
+            }
+        })
+        .collect()
+}
+
+/// `OLD.a {op} NEW.a OR …`: whether a row's watched columns changed, with
+/// the backend's null-safe inequality `op`.
+pub(crate) fn changed(cols: &[&Ident], op: &str) -> String {
+    cols.iter()
+        .map(|c| format!("OLD.{q} {op} NEW.{q}", q = c.quoted()))
+        .collect::<Vec<_>>()
+        .join(" OR ")
 }

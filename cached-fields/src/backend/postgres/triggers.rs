@@ -7,7 +7,7 @@ use crate::ident::Ident;
 use crate::model::FieldColumns;
 use crate::schema::{CHANNEL, FieldSpec, ObjectKind, SchemaObject, TableSpec};
 use crate::statements;
-use crate::triggers::{Guarded, column_list, guarded, own_columns, relations};
+use crate::triggers::{Guarded, changed, column_list, guarded, own_dependency, related};
 
 /// This backend, for the shared statement fragments.
 const B: Backend = Backend::Postgres;
@@ -90,14 +90,6 @@ fn values_helper(name: &Ident) -> Ident {
 /// The instant from which `F_next_attempt_at` means parked (a lazy flag).
 fn parked_from() -> String {
     format!("TIMESTAMPTZ '{}'", statements::PARKED_FROM_SQL)
-}
-
-/// `OLD.a IS DISTINCT FROM NEW.a OR …`.
-fn changed(cols: &[&Ident]) -> String {
-    cols.iter()
-        .map(|c| format!("OLD.{q} IS DISTINCT FROM NEW.{q}", q = c.quoted()))
-        .collect::<Vec<_>>()
-        .join(" OR ")
 }
 
 /// See [`crate::triggers::bump`].
@@ -281,14 +273,12 @@ pub(crate) fn dependencies(spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject>
     let guards = vec![guarded(spec, f)];
     let mut out = Vec::new();
 
-    let own = own_columns(spec, f);
-    if !own.is_empty() {
-        let name = Ident::derived(&["cf_dep", spec.table.as_str(), f.name.as_str()]);
+    if let Some((name, own)) = own_dependency(spec, f) {
         let head = format!(
             "{when} UPDATE OF {cols} ON {t} FOR EACH ROW WHEN ({changed})",
             when = "BEFORE",
             cols = column_list(&own),
-            changed = changed(&own),
+            changed = changed(&own, "IS DISTINCT FROM"),
         );
         out.push(trigger(
             &spec.table,
@@ -299,29 +289,13 @@ pub(crate) fn dependencies(spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject>
         ));
     }
 
-    for (child, fk, cols) in relations(f) {
-        // `cf_{kind}_{table}_{field}_{child}_{fk}_{hash}`: the kind first,
-        // where a long name is not cut.
-        let named = |kind: &str| {
-            Ident::derived(&[
-                "cf",
-                kind,
-                spec.table.as_str(),
-                f.name.as_str(),
-                child.as_str(),
-                fk.as_str(),
-            ])
-        };
-        let (ct, k) = (child.quoted(), fk.quoted());
-        // The foreign key may be a dependency itself (a child count).
-        let mut watched = cols.clone();
-        if !watched.contains(&fk) {
-            watched.push(fk);
-        }
+    for r in related(spec, f) {
+        let (child, named) = (r.child, |kind: &str| r.name(kind));
+        let (ct, k) = (child.quoted(), r.fk.quoted());
         let upd_head = format!(
             "AFTER UPDATE OF {} ON {ct} FOR EACH ROW WHEN ({})",
-            column_list(&watched),
-            changed(&watched)
+            column_list(&r.watched),
+            changed(&r.watched, "IS DISTINCT FROM")
         );
         let flag_moved =
             format!("UPDATE {t} SET {needed} = TRUE WHERE {pk} IN (OLD.{k}, NEW.{k});");

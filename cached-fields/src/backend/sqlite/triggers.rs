@@ -5,7 +5,9 @@ use crate::backend::Backend;
 use crate::ident::Ident;
 use crate::schema::{FieldSpec, ObjectKind, SchemaObject, TableSpec};
 use crate::statements;
-use crate::triggers::{Catalog, Guarded, TableKeys, column_list, guarded, own_columns, relations};
+use crate::triggers::{
+    Catalog, Guarded, TableKeys, changed, column_list, guarded, own_dependency, related,
+};
 
 /// This backend, for the shared statement fragments.
 const B: Backend = Backend::Sqlite;
@@ -52,14 +54,6 @@ pub(crate) fn drop(name: &Ident) -> Vec<String> {
 /// The instant from which `F_next_attempt_at` means parked (a lazy flag).
 fn parked_from() -> String {
     format!("julianday('{}')", statements::PARKED_FROM_SQL)
-}
-
-/// `OLD.a IS NOT NEW.a OR …`.
-fn changed(cols: &[&Ident]) -> String {
-    cols.iter()
-        .map(|c| format!("OLD.{q} IS NOT NEW.{q}", q = c.quoted()))
-        .collect::<Vec<_>>()
-        .join(" OR ")
 }
 
 /// See [`crate::triggers::bump`].
@@ -271,14 +265,12 @@ pub(crate) fn dependencies(
     let guards = vec![guarded(spec, f)];
     let mut out = Vec::new();
 
-    let own = own_columns(spec, f);
-    if !own.is_empty() {
-        let name = Ident::derived(&["cf_dep", spec.table.as_str(), f.name.as_str()]);
+    if let Some((name, own)) = own_dependency(spec, f) {
         let head = format!(
             "{when} UPDATE OF {cols} ON {t} FOR EACH ROW WHEN ({changed})",
             when = "AFTER",
             cols = column_list(&own),
-            changed = changed(&own),
+            changed = changed(&own, "IS NOT"),
         );
         out.push(trigger(
             &spec.table,
@@ -289,29 +281,13 @@ pub(crate) fn dependencies(
         ));
     }
 
-    for (child, fk, cols) in relations(f) {
-        // `cf_{kind}_{table}_{field}_{child}_{fk}_{hash}`: the kind first,
-        // where a long name is not cut.
-        let named = |kind: &str| {
-            Ident::derived(&[
-                "cf",
-                kind,
-                spec.table.as_str(),
-                f.name.as_str(),
-                child.as_str(),
-                fk.as_str(),
-            ])
-        };
-        let (ct, k) = (child.quoted(), fk.quoted());
-        // The foreign key may be a dependency itself (a child count).
-        let mut watched = cols.clone();
-        if !watched.contains(&fk) {
-            watched.push(fk);
-        }
+    for r in related(spec, f) {
+        let (child, named) = (r.child, |kind: &str| r.name(kind));
+        let (ct, k) = (child.quoted(), r.fk.quoted());
         let upd_head = format!(
             "AFTER UPDATE OF {} ON {ct} FOR EACH ROW WHEN ({})",
-            column_list(&watched),
-            changed(&watched)
+            column_list(&r.watched),
+            changed(&r.watched, "IS NOT")
         );
         let flag_moved =
             format!("UPDATE {t} SET {needed} = TRUE WHERE {pk} IN (OLD.{k}, NEW.{k});");
@@ -341,7 +317,7 @@ pub(crate) fn dependencies(
             .get(child.as_str())
             .cloned()
             .unwrap_or_default();
-        out.extend(replace(spec, f, child, fk, &keys, &named));
+        out.extend(replace(spec, f, child, r.fk, &keys, &named));
     }
     out
 }
