@@ -125,6 +125,65 @@ macro_rules! impl_cached_row {
     };
 }
 
+/// What every driver provides for its own types: `Db::as_…` for its pool,
+/// `Db::from(pool)`, its connection and transaction as [`Target`]s, and
+/// its connection as a calculate function's argument ([`FromCtx`]).
+///
+/// [`Target`]: crate::db::Target
+/// [`FromCtx`]: crate::db::FromCtx
+macro_rules! driver_types {
+    ($variant:ident, $pool:ty, $conn:ty, $database:ty, $name:literal, $as:ident) => {
+        impl $crate::backend::Db {
+            #[doc = concat!("The ", $name, " pool, if this is ", $name, ".")]
+            pub fn $as(&self) -> Option<&$pool> {
+                match self {
+                    $crate::backend::Db::$variant(p) => Some(p),
+                    #[allow(unreachable_patterns)]
+                    _ => None,
+                }
+            }
+        }
+
+        /// A `Db` on an application's own pool, configured as the
+        /// application chose (`Db::connect` sets the library's options).
+        impl From<$pool> for $crate::backend::Db {
+            fn from(pool: $pool) -> Self {
+                $crate::backend::Db::$variant(pool)
+            }
+        }
+
+        impl<'c> $crate::db::Target<'c> for &'c mut $conn {
+            fn into_ctx(self) -> $crate::db::Ctx<'c> {
+                $crate::db::Ctx::borrowed($crate::backend::Conn::$variant(self))
+            }
+        }
+
+        impl<'c> $crate::db::Target<'c> for &'c mut sqlx::Transaction<'_, $database> {
+            fn into_ctx(self) -> $crate::db::Ctx<'c> {
+                $crate::db::Target::into_ctx(&mut **self)
+            }
+        }
+
+        impl<'a, 'c: 'a> $crate::db::FromCtx<'a, 'c> for &'a mut $conn {
+            fn from_ctx(
+                ctx: &'a mut $crate::db::Ctx<'c>,
+            ) -> futures::future::BoxFuture<'a, $crate::Result<Self>> {
+                Box::pin(async move {
+                    let actual = ctx.backend();
+                    match ctx.conn().await? {
+                        $crate::backend::Conn::$variant(c) => Ok(c),
+                        #[allow(unreachable_patterns)]
+                        _ => Err($crate::Error::WrongBackend {
+                            wanted: $name,
+                            actual,
+                        }),
+                    }
+                })
+            }
+        }
+    };
+}
+
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 

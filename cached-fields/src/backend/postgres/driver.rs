@@ -6,12 +6,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-use futures::future::BoxFuture;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Arguments, Connection};
 
-use crate::backend::{Conn, Db, Tx};
-use crate::db::{Ctx, FromCtx, Target, fault_at, redact, redact_with};
+use crate::backend::Tx;
+use crate::db::{fault_at, redact, redact_with};
 use crate::error::{Error, Result};
 use crate::value::{SqlType, Value};
 
@@ -133,51 +132,14 @@ pub(crate) fn listen(
     })
 }
 
-impl Db {
-    /// The PostgreSQL pool, if this is PostgreSQL.
-    pub fn as_postgres(&self) -> Option<&PgPool> {
-        match self {
-            Db::Postgres(p) => Some(p),
-            #[allow(unreachable_patterns)]
-            _ => None,
-        }
-    }
-}
-
-/// A `Db` on an application's own pool.
-impl From<PgPool> for Db {
-    fn from(pool: PgPool) -> Self {
-        Db::Postgres(pool)
-    }
-}
-
-impl<'c> Target<'c> for &'c mut PgConnection {
-    fn into_ctx(self) -> Ctx<'c> {
-        Ctx::borrowed(Conn::Postgres(self))
-    }
-}
-
-impl<'c> Target<'c> for &'c mut sqlx::Transaction<'_, sqlx::Postgres> {
-    fn into_ctx(self) -> Ctx<'c> {
-        (&mut **self).into_ctx()
-    }
-}
-
-impl<'a, 'c: 'a> FromCtx<'a, 'c> for &'a mut PgConnection {
-    fn from_ctx(ctx: &'a mut Ctx<'c>) -> BoxFuture<'a, Result<Self>> {
-        Box::pin(async move {
-            let actual = ctx.backend();
-            match ctx.conn().await? {
-                Conn::Postgres(c) => Ok(c),
-                #[allow(unreachable_patterns)]
-                _ => Err(Error::WrongBackend {
-                    wanted: "PostgreSQL",
-                    actual,
-                }),
-            }
-        })
-    }
-}
+driver_types!(
+    Postgres,
+    PgPool,
+    PgConnection,
+    sqlx::Postgres,
+    "PostgreSQL",
+    as_postgres
+);
 
 /// Binds `values` in order, NULLs typed.
 pub(crate) fn args(values: &[Value]) -> Result<sqlx::postgres::PgArguments> {

@@ -5,15 +5,14 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-use futures::future::BoxFuture;
 use sqlx::Arguments;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
 
-use crate::backend::{Conn, Db, Tx};
-use crate::db::{Ctx, FromCtx, Target, redact, redact_with};
+use crate::backend::Tx;
+use crate::db::{redact, redact_with};
 use crate::error::{Error, Result};
 use crate::value::{SqlType, Value};
 
@@ -115,52 +114,14 @@ pub(crate) async fn after_migrate(pool: &SqlitePool) -> Result<()> {
     Ok(())
 }
 
-impl Db {
-    /// The SQLite pool, if this is SQLite.
-    pub fn as_sqlite(&self) -> Option<&SqlitePool> {
-        match self {
-            Db::Sqlite(p) => Some(p),
-            #[allow(unreachable_patterns)]
-            _ => None,
-        }
-    }
-}
-
-/// A `Db` on an application's own pool, configured as the application
-/// chose (`Db::connect` sets WAL mode and the busy timeout itself).
-impl From<SqlitePool> for Db {
-    fn from(pool: SqlitePool) -> Self {
-        Db::Sqlite(pool)
-    }
-}
-
-impl<'c> Target<'c> for &'c mut SqliteConnection {
-    fn into_ctx(self) -> Ctx<'c> {
-        Ctx::borrowed(Conn::Sqlite(self))
-    }
-}
-
-impl<'c> Target<'c> for &'c mut sqlx::Transaction<'_, sqlx::Sqlite> {
-    fn into_ctx(self) -> Ctx<'c> {
-        (&mut **self).into_ctx()
-    }
-}
-
-impl<'a, 'c: 'a> FromCtx<'a, 'c> for &'a mut SqliteConnection {
-    fn from_ctx(ctx: &'a mut Ctx<'c>) -> BoxFuture<'a, Result<Self>> {
-        Box::pin(async move {
-            let actual = ctx.backend();
-            match ctx.conn().await? {
-                Conn::Sqlite(c) => Ok(c),
-                #[allow(unreachable_patterns)]
-                _ => Err(Error::WrongBackend {
-                    wanted: "SQLite",
-                    actual,
-                }),
-            }
-        })
-    }
-}
+driver_types!(
+    Sqlite,
+    SqlitePool,
+    SqliteConnection,
+    sqlx::Sqlite,
+    "SQLite",
+    as_sqlite
+);
 
 /// Binds `values` in order.
 pub(crate) fn args(values: &[Value]) -> Result<sqlx::sqlite::SqliteArguments> {
