@@ -38,20 +38,14 @@ pub(crate) struct ModelAttrs {
 
 fn check_ident(lit: &LitStr) -> Result<()> {
     let s = lit.value();
-    let mut chars = s.chars();
-    let ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && s.len() <= 63;
-    if ok {
+    if cached_fields_ident::is_plain(&s) {
         Ok(())
     } else {
         Err(Error::new(
             lit.span(),
             format!(
-                "invalid SQL identifier {s:?}: use letters, digits and underscores, \
-                 not starting with a digit, at most 63 bytes"
+                "invalid SQL identifier {s:?}: {}",
+                cached_fields_ident::RULE
             ),
         ))
     }

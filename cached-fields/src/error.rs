@@ -25,10 +25,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A table, column or field name is not a plain SQL identifier.
-    #[error(
-        "invalid identifier {value:?} ({what}): use letters, digits and underscores, \
-         not starting with a digit, at most 63 bytes"
-    )]
+    #[error("invalid identifier {value:?} ({what}): {}", cached_fields_ident::RULE)]
     InvalidIdentifier {
         /// The rejected text.
         value: String,

@@ -11,9 +11,7 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 
-/// The shortest identifier-length limit of the backends (longer names are
-/// truncated silently by some).
-const MAX_LEN: usize = 63;
+use cached_fields_ident::MAX_LEN;
 
 /// A validated SQL identifier: ASCII letters, digits and underscores, not
 /// starting with a digit, at most 63 bytes.
@@ -36,12 +34,7 @@ impl Ident {
 
     /// Validates `name`, saying in the error what the name is for.
     pub fn for_what(name: &str, what: &'static str) -> Result<Self> {
-        let mut chars = name.chars();
-        let first_ok = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-        let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if first_ok && rest_ok && name.len() <= MAX_LEN {
+        if cached_fields_ident::is_plain(name) {
             Ok(Ident(name.to_owned()))
         } else {
             Err(Error::InvalidIdentifier {
