@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::per_backend;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 

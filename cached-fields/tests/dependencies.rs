@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::per_backend;
+
 use cached_fields::model::{Field, Model};
 use cached_fields::schema::{self, State, TableSpec};
 use cached_fields::{Backend, BoxError, Cached, Ctx, Db, Error, Worker};

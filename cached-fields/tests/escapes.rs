@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::per_backend;
+
 use cached_fields::schema::{ObjectKind, State};
 use cached_fields::{Backend, BoxError, Cached, CachedModel, Conn, Ctx, Db, Registry, Worker};
 use common::posts::{self, assert_consistent, drain, flagged, registry, setup, sql};

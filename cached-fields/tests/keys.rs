@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::per_backend;
+
 use cached_fields::{
     Backend, BoxError, Cached, CachedModel, Ctx, Db, Error, Key, Registry, SqlType, Worker,
 };
