@@ -68,6 +68,7 @@ pub mod registry;
 pub mod runtime;
 pub mod schema;
 mod statements;
+pub mod status;
 mod triggers;
 pub mod value;
 pub mod worker;

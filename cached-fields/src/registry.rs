@@ -1,62 +1,16 @@
-//! The registry: every model and cached field the worker and the schema
-//! tools know, from their declarations (no name patterns).
+//! The registry: a passive catalog of every model and cached field, from
+//! their declarations (no name patterns), which the worker and the schema
+//! tools read. It calls neither: the worker's operations on a model are
+//! the model's declaration itself, type-erased (the worker implements its
+//! `ModelOps` for every `Model<M>`).
 
 use std::fmt;
-use std::sync::Arc;
-
-use futures::future::BoxFuture;
 
 use crate::db::Db;
 use crate::error::Result;
-use crate::key::Key;
 use crate::model::CachedModel;
 use crate::schema::{self, Migration, Problem, TableSpec};
-use crate::worker::{self, BatchReport, Settings};
-
-/// Per-model work the worker runs, with the model type erased.
-pub(crate) trait ModelOps: Send + Sync {
-    fn process<'a>(
-        &'a self,
-        db: &'a Db,
-        field: usize,
-        settings: &'a Settings,
-    ) -> BoxFuture<'a, Result<BatchReport>>;
-    fn next_due<'a>(
-        &'a self,
-        db: &'a Db,
-        field: usize,
-    ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>>>;
-    fn recalculate<'a>(&'a self, db: &'a Db, field: usize, key: Key) -> BoxFuture<'a, Result<()>>;
-}
-
-struct Ops<M>(std::marker::PhantomData<fn() -> M>);
-
-impl<M: CachedModel> ModelOps for Ops<M> {
-    fn process<'a>(
-        &'a self,
-        db: &'a Db,
-        field: usize,
-        settings: &'a Settings,
-    ) -> BoxFuture<'a, Result<BatchReport>> {
-        Box::pin(worker::process_batch::<M>(db, field, settings))
-    }
-    fn next_due<'a>(
-        &'a self,
-        db: &'a Db,
-        field: usize,
-    ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>>> {
-        Box::pin(worker::next_due::<M>(db, field))
-    }
-    fn recalculate<'a>(&'a self, db: &'a Db, field: usize, key: Key) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let model = M::model()?;
-            let name = model.fields()[field].name().as_str();
-            crate::runtime::recalculate::<M>(key, name, db)
-                .await
-                .map(drop)
-        })
-    }
-}
+use crate::worker::ModelOps;
 
 /// One registered model.
 #[derive(Clone)]
@@ -64,7 +18,8 @@ pub(crate) struct Entry {
     /// The model's Rust type, for messages.
     pub(crate) type_name: &'static str,
     pub(crate) spec: TableSpec,
-    pub(crate) ops: Arc<dyn ModelOps>,
+    /// The worker's operations on the model, the model type erased.
+    pub(crate) ops: &'static dyn ModelOps,
 }
 
 /// Every model the application declares. The crate root's example runs
@@ -174,7 +129,7 @@ impl Registry {
         self.entries.push(Entry {
             type_name,
             spec: TableSpec::of(model),
-            ops: Arc::new(Ops::<M>(std::marker::PhantomData)),
+            ops: model,
         });
         Ok(self)
     }
@@ -220,7 +175,7 @@ impl Registry {
     }
 
     /// Per-field status figures.
-    pub async fn status(&self, db: &Db) -> Result<Vec<crate::worker::FieldStatus>> {
-        worker::status(db, self).await
+    pub async fn status(&self, db: &Db) -> Result<Vec<crate::status::FieldStatus>> {
+        crate::status::status(db, self).await
     }
 }

@@ -9,13 +9,13 @@ mod claim;
 mod complete;
 mod execute;
 mod memory;
-mod status;
+mod ops;
 mod wake;
 
+pub use crate::status::{FieldStatus, keys, recalculate_keys};
 pub(crate) use claim::next_due;
 pub(crate) use memory::RowMemory;
-pub(crate) use status::status;
-pub use status::{FieldStatus, keys, recalculate_keys};
+pub(crate) use ops::ModelOps;
 pub(crate) use wake::wake;
 
 use complete::{record_failure, write_all, write_one};

@@ -1,4 +1,5 @@
-//! Figures per field for `status`, and the keys `recalc` pages through.
+//! Figures per field for `status` (read from the tables, not from any
+//! worker), and the keys `recalc` pages through.
 
 use chrono::Utc;
 use serde::Serialize;
