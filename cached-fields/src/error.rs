@@ -92,6 +92,9 @@ pub enum Error {
         expected: String,
         /// The decoder's message.
         message: String,
+        /// The decoder's error.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
     },
     /// The user's calculate function returned an error.
     #[error("calculating {table}.{field} for row {key} failed: {message}")]

@@ -234,6 +234,7 @@ fn value_error<M>(model: &Model<M>, field: &Field<M>, e: &crate::value::ValueErr
         column: field.columns().value.to_string(),
         expected: field.sql_type().name().to_owned(),
         message: e.to_string(),
+        source: Some(std::sync::Arc::new(e.clone())),
     }
 }
 
@@ -788,8 +789,8 @@ pub(crate) async fn with_schema_hint<T, M>(
     }
 }
 
-fn decode_error<M>(model: &Model<M>, e: &sqlx::Error) -> Error {
-    let sqlx::Error::ColumnDecode { index, source } = e else {
+fn decode_error<M>(model: &Model<M>, e: &std::sync::Arc<sqlx::Error>) -> Error {
+    let sqlx::Error::ColumnDecode { index, source } = &**e else {
         return Error::Database(std::sync::Arc::new(sqlx::Error::Protocol(e.to_string())));
     };
     let column = index.trim_matches('"').to_owned();
@@ -804,5 +805,6 @@ fn decode_error<M>(model: &Model<M>, e: &sqlx::Error) -> Error {
         column,
         expected,
         message: source.to_string(),
+        source: Some(e.clone()),
     }
 }

@@ -1,5 +1,5 @@
 //! Everything that differs between database engines, one module per
-//! engine behind the library's own traits: [`Dialect`], the SQL an engine
+//! engine behind the library's own traits: `Dialect`, the SQL an engine
 //! speaks (column types, timestamps, the claim, triggers, introspection),
 //! and the drivers, the connections of the engines this build enables.
 //! A new engine is a new folder here and one arm per `match` in this file.
@@ -132,9 +132,10 @@ macro_rules! impl_cached_row {
 /// [`Target`]: crate::db::Target
 /// [`FromCtx`]: crate::db::FromCtx
 macro_rules! driver_types {
-    ($variant:ident, $pool:ty, $conn:ty, $database:ty, $name:literal, $as:ident) => {
+    ($feature:literal, $variant:ident, $pool:ty, $conn:ty, $database:ty, $name:literal, $as:ident) => {
         impl $crate::backend::Db {
             #[doc = concat!("The ", $name, " pool, if this is ", $name, ".")]
+            #[cfg_attr(docsrs, doc(cfg(feature = $feature)))]
             pub fn $as(&self) -> Option<&$pool> {
                 match self {
                     $crate::backend::Db::$variant(p) => Some(p),
@@ -195,7 +196,7 @@ use crate::statements::{FieldSql, Prefix};
 use crate::triggers::Catalog;
 use crate::value::{SqlType, Value};
 
-/// Which database engine a [`Db`](crate::Db) talks to.
+/// Which database engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Backend {
@@ -403,9 +404,11 @@ compile_error!("cached-fields needs at least one of the features `sqlite` and `p
 pub enum Db {
     /// A SQLite pool.
     #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     Sqlite(sqlx::SqlitePool),
     /// A PostgreSQL pool.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     Postgres(sqlx::PgPool),
 }
 
@@ -541,9 +544,11 @@ impl Tx {
 pub enum Conn<'a> {
     /// A SQLite connection.
     #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     Sqlite(&'a mut sqlx::SqliteConnection),
     /// A PostgreSQL connection.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     Postgres(&'a mut sqlx::PgConnection),
 }
 

@@ -1,8 +1,8 @@
 //! The worker: claims due rows (flagged, expired), recalculates them and
 //! writes the values back, as a task in the application or its own process.
 //! One module per role, as River splits producer, executor and completer:
-//! [`claim`] leases rows, [`execute`] calculates them, [`complete`] writes
-//! them back, [`wake`] brings an idle worker back; this module runs the
+//! `claim` leases rows, `execute` calculates them, `complete` writes
+//! them back, `wake` brings an idle worker back; this module runs the
 //! loop over the registry's fields.
 
 mod claim;

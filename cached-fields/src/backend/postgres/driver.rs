@@ -133,6 +133,7 @@ pub(crate) fn listen(
 }
 
 driver_types!(
+    "postgres",
     Postgres,
     PgPool,
     PgConnection,
@@ -182,6 +183,7 @@ impl_cached_row!(PgRow, sqlx::types::Json<serde_json::Value>, |j| Ok::<
 impl<M> crate::backend::Decoders<M> {
     /// Reads this backend's rows through the model's `FromRow`.
     #[must_use]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn postgres(mut self) -> Self
     where
         M: for<'r> sqlx::FromRow<'r, PgRow>,

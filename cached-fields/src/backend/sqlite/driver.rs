@@ -115,6 +115,7 @@ pub(crate) async fn after_migrate(pool: &SqlitePool) -> Result<()> {
 }
 
 driver_types!(
+    "sqlite",
     Sqlite,
     SqlitePool,
     SqliteConnection,
@@ -262,6 +263,7 @@ impl DataVersion {
 impl<M> crate::backend::Decoders<M> {
     /// Reads this backend's rows through the model's `FromRow`.
     #[must_use]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub fn sqlite(mut self) -> Self
     where
         M: for<'r> sqlx::FromRow<'r, SqliteRow>,
