@@ -15,18 +15,14 @@ macro_rules! on_backend {
         // Runs the query on `conn` with arguments from `to_args`, once more
         // after preparing it again if the plan went stale.
         macro_rules! run {
-            ($conn:ident, $to_args:path) => {{
+            ($conn:ident, $to_args:path, $backend:expr) => {{
                 let first = {
                     let $exec = &mut *$conn;
                     let $args = $to_args($values)?;
                     $query
                 };
                 let result = match first {
-                    Err(e)
-                        if $crate::backend::Backend::ALL
-                            .iter()
-                            .any(|b| b.dialect().is_stale_plan(&e)) =>
-                    {
+                    Err(e) if $backend.dialect().is_stale_plan(&e) => {
                         $conn.clear_cached_statements().await?;
                         let $exec = &mut *$conn;
                         let $args = $to_args($values)?;
@@ -43,11 +39,19 @@ macro_rules! on_backend {
         match $ctx.conn().await? {
             #[cfg(feature = "sqlite")]
             $crate::backend::Conn::Sqlite(conn) => {
-                run!(conn, $crate::backend::sqlite::driver::args)
+                run!(
+                    conn,
+                    $crate::backend::sqlite::driver::args,
+                    $crate::backend::Backend::Sqlite
+                )
             }
             #[cfg(feature = "postgres")]
             $crate::backend::Conn::Postgres(conn) => {
-                run!(conn, $crate::backend::postgres::driver::args)
+                run!(
+                    conn,
+                    $crate::backend::postgres::driver::args,
+                    $crate::backend::Backend::Postgres
+                )
             }
         }
     }};
