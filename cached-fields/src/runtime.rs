@@ -108,12 +108,7 @@ impl From<NaiveDate> for Expiry {
 }
 
 fn field_sql<'a, M>(ctx: &Ctx<'_>, model: &Model<M>, field: &'a Field<M>) -> FieldSql<'a> {
-    FieldSql::new(
-        ctx.backend(),
-        model.table(),
-        model.primary_key(),
-        field.columns(),
-    )
+    FieldSql::of(ctx.backend(), model, field)
 }
 
 /// Reads the field, recalculating inline (and storing) when it is flagged,

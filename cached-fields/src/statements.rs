@@ -88,6 +88,15 @@ pub(crate) struct FieldSql<'a> {
 }
 
 impl<'a> FieldSql<'a> {
+    /// The statements of `field` of `model` on `backend`.
+    pub(crate) fn of<M>(
+        backend: Backend,
+        model: &crate::model::Model<M>,
+        field: &'a crate::model::Field<M>,
+    ) -> Self {
+        Self::new(backend, model.table(), model.primary_key(), field.columns())
+    }
+
     pub(crate) fn new(backend: Backend, table: &Ident, pk: &Ident, cols: &'a FieldColumns) -> Self {
         FieldSql {
             backend,

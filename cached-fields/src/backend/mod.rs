@@ -130,13 +130,43 @@ macro_rules! impl_cached_row {
 }
 
 /// What every driver provides for its own types: `Db::as_…` for its pool,
-/// `Db::from(pool)`, its connection and transaction as [`Target`]s, and
-/// its connection as a calculate function's argument ([`FromCtx`]).
+/// `Db::from(pool)`, its connection and transaction as [`Target`]s, its
+/// connection as a calculate function's argument ([`FromCtx`]), and
+/// reading a model from its row type (`Decoders::…`, `DecodeRow`).
 ///
 /// [`Target`]: crate::db::Target
 /// [`FromCtx`]: crate::db::FromCtx
 macro_rules! driver_types {
-    ($feature:literal, $variant:ident, $pool:ty, $conn:ty, $database:ty, $name:literal, $as:ident) => {
+    ($feature:literal, $variant:ident, $pool:ty, $conn:ty, $database:ty, $row:ty, $name:literal, $as:ident, $reader:ident) => {
+        impl<M> $crate::backend::Decoders<M> {
+            #[doc = concat!("Reads ", $name, " rows through the model's `FromRow`.")]
+            #[must_use]
+            #[cfg_attr(docsrs, doc(cfg(feature = $feature)))]
+            pub fn $reader(mut self) -> Self
+            where
+                M: for<'r> sqlx::FromRow<'r, $row>,
+            {
+                fn read<M: for<'r> sqlx::FromRow<'r, $row>>(row: &$row) -> Result<M, sqlx::Error> {
+                    M::from_row(row)
+                }
+                self.$reader = Some(read::<M>);
+                self
+            }
+        }
+
+        impl $crate::backend::DecodeRow for $row {
+            fn decode<M: $crate::CachedModel>(&self) -> $crate::Result<M> {
+                let model = M::model()?;
+                match model.decoders().$reader {
+                    Some(read) => read(self).map_err($crate::Error::from),
+                    None => Err($crate::backend::no_reader(
+                        model.table().as_str(),
+                        $crate::Backend::$variant,
+                    )),
+                }
+            }
+        }
+
         impl $crate::backend::Db {
             #[doc = concat!("The ", $name, " pool, if this is ", $name, ".")]
             #[cfg_attr(docsrs, doc(cfg(feature = $feature)))]

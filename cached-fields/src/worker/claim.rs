@@ -51,12 +51,7 @@ pub(crate) async fn next_due<M: CachedModel>(
 ) -> Result<Option<DateTime<Utc>>> {
     let model = M::model()?;
     let field = &model.fields()[field_idx];
-    let sql = FieldSql::new(
-        db.backend(),
-        model.table(),
-        model.primary_key(),
-        field.columns(),
-    );
+    let sql = FieldSql::of(db.backend(), model, field);
     let rows = Ctx::from(db)
         .fetch_values(
             sql.next_due(),

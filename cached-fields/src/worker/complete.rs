@@ -84,13 +84,7 @@ pub(super) async fn record_failure<M: CachedModel>(
         + chrono::Duration::from_std(backoff(settings, c.attempts))
             .unwrap_or(chrono::Duration::seconds(1));
     tracing::warn!(error = %e, attempt = c.attempts + 1, %retry_at, "recalculation failed");
-    let sql = FieldSql::new(
-        ctx.backend(),
-        model.table(),
-        model.primary_key(),
-        field.columns(),
-    )
-    .record_failure();
+    let sql = FieldSql::of(ctx.backend(), model, field).record_failure();
     ctx.execute(
         sql,
         &[
@@ -123,13 +117,7 @@ pub(super) async fn write_one<M: CachedModel>(
         }
         Outcome::Deferred(upstream) => {
             let up = model.fields()[*upstream].columns();
-            let sql = FieldSql::new(
-                ctx.backend(),
-                model.table(),
-                model.primary_key(),
-                field.columns(),
-            )
-            .defer_behind(up);
+            let sql = FieldSql::of(ctx.backend(), model, field).defer_behind(up);
             // Briefly at first (the other worker usually stores the upstream
             // value within milliseconds), then twice as long each time, and
             // never past the end of the upstream's lease or backoff: a

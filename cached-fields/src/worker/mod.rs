@@ -476,12 +476,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
 ) -> Result<BatchReport> {
     let model = M::model()?;
     let field = &model.fields()[field_idx];
-    let sql = FieldSql::new(
-        db.backend(),
-        model.table(),
-        model.primary_key(),
-        field.columns(),
-    );
+    let sql = FieldSql::of(db.backend(), model, field);
     let now = Utc::now();
     let lease_until =
         now + chrono::Duration::from_std(settings.lease).unwrap_or(chrono::Duration::seconds(30));

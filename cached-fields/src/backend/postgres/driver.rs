@@ -138,8 +138,10 @@ driver_types!(
     PgPool,
     PgConnection,
     sqlx::Postgres,
+    PgRow,
     "PostgreSQL",
-    as_postgres
+    as_postgres,
+    postgres
 );
 
 /// Binds `values` in order, NULLs typed.
@@ -179,32 +181,3 @@ impl_cached_row!(PgRow, sqlx::types::Json<serde_json::Value>, |j| Ok::<
     _,
     serde_json::Error,
 >(j.0));
-
-impl<M> crate::backend::Decoders<M> {
-    /// Reads this backend's rows through the model's `FromRow`.
-    #[must_use]
-    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    pub fn postgres(mut self) -> Self
-    where
-        M: for<'r> sqlx::FromRow<'r, PgRow>,
-    {
-        fn read<M: for<'r> sqlx::FromRow<'r, PgRow>>(row: &PgRow) -> Result<M, sqlx::Error> {
-            M::from_row(row)
-        }
-        self.postgres = Some(read::<M>);
-        self
-    }
-}
-
-impl crate::backend::DecodeRow for PgRow {
-    fn decode<M: crate::CachedModel>(&self) -> Result<M> {
-        let model = M::model()?;
-        match model.decoders().postgres {
-            Some(read) => read(self).map_err(Error::from),
-            None => Err(crate::backend::no_reader(
-                model.table().as_str(),
-                crate::Backend::Postgres,
-            )),
-        }
-    }
-}

@@ -120,8 +120,10 @@ driver_types!(
     SqlitePool,
     SqliteConnection,
     sqlx::Sqlite,
+    SqliteRow,
     "SQLite",
-    as_sqlite
+    as_sqlite,
+    sqlite
 );
 
 /// Binds `values` in order.
@@ -256,37 +258,6 @@ impl DataVersion {
                     return;
                 }
             }
-        }
-    }
-}
-
-impl<M> crate::backend::Decoders<M> {
-    /// Reads this backend's rows through the model's `FromRow`.
-    #[must_use]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-    pub fn sqlite(mut self) -> Self
-    where
-        M: for<'r> sqlx::FromRow<'r, SqliteRow>,
-    {
-        fn read<M: for<'r> sqlx::FromRow<'r, SqliteRow>>(
-            row: &SqliteRow,
-        ) -> Result<M, sqlx::Error> {
-            M::from_row(row)
-        }
-        self.sqlite = Some(read::<M>);
-        self
-    }
-}
-
-impl crate::backend::DecodeRow for SqliteRow {
-    fn decode<M: crate::CachedModel>(&self) -> Result<M> {
-        let model = M::model()?;
-        match model.decoders().sqlite {
-            Some(read) => read(self).map_err(Error::from),
-            None => Err(crate::backend::no_reader(
-                model.table().as_str(),
-                crate::Backend::Sqlite,
-            )),
         }
     }
 }
