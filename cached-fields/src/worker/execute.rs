@@ -1,6 +1,7 @@
-//! Executing: each claimed row's chain first, then its calculation, in one
-//! call of the field's batch function or one call per row; and how long a
-//! failed row waits.
+//! Executing: the calculations of a claimed batch (whose rows the loop in
+//! `mod.rs` has brought up to date along their chains), in one call of the
+//! field's batch function or one call per row; and how long a failed row
+//! waits.
 
 use std::time::Duration;
 
