@@ -15,6 +15,7 @@ use crate::ident::Ident;
 /// | `"weight"` | a column of the field's own row |
 /// | `"total_weight"` | another cached field of the same model (a chain) |
 /// | `"pigeons(lamppost_id).weight"` | column `weight` of the `pigeons` rows whose foreign key `lamppost_id` points at this row |
+/// | `"lamppost_id->lampposts.first_name"` | column `first_name` of the `lampposts` row this row's foreign key `lamppost_id` points at (its `id`; `lampposts(key).first_name` names another referenced column) |
 ///
 /// ```
 /// use cached_fields::depends::Dependency;
@@ -38,6 +39,18 @@ pub enum Dependency {
         /// The column whose changes matter.
         column: Ident,
     },
+    /// A column of the row this row's foreign key points at:
+    /// `foreign_key->table.column` (or `foreign_key->table(referenced).column`).
+    Parent {
+        /// This row's foreign-key column.
+        foreign_key: Ident,
+        /// The referenced (parent) table.
+        table: Ident,
+        /// The column the foreign key references (default `id`).
+        referenced: Ident,
+        /// The column whose changes matter.
+        column: Ident,
+    },
 }
 
 impl fmt::Display for Dependency {
@@ -49,6 +62,18 @@ impl fmt::Display for Dependency {
                 foreign_key,
                 column,
             } => write!(f, "{table}({foreign_key}).{column}"),
+            Dependency::Parent {
+                foreign_key,
+                table,
+                referenced,
+                column,
+            } if referenced.as_str() == "id" => write!(f, "{foreign_key}->{table}.{column}"),
+            Dependency::Parent {
+                foreign_key,
+                table,
+                referenced,
+                column,
+            } => write!(f, "{foreign_key}->{table}({referenced}).{column}"),
         }
     }
 }
@@ -74,6 +99,40 @@ impl Dependency {
                 )
             })
         };
+        // One hop forward: `fk->table.column`, `fk->table(referenced).column`.
+        if let Some((fk, rest)) = text_trim.split_once("->") {
+            let (target, column) = rest.rsplit_once('.').ok_or_else(|| {
+                bad(
+                    text,
+                    "expected foreign_key->table.column: missing `.column`",
+                )
+            })?;
+            if column.contains("->") || target.contains(['.', '>']) {
+                return Err(bad(
+                    text,
+                    "nested dependency paths are not supported yet: one foreign key away \
+                     (foreign_key->table.column or table(foreign_key).column)",
+                ));
+            }
+            let (table, referenced) = match target.split_once('(') {
+                Some((t, r)) => (
+                    t,
+                    r.strip_suffix(')').ok_or_else(|| {
+                        bad(
+                            text,
+                            "expected foreign_key->table(referenced).column: missing `)`",
+                        )
+                    })?,
+                ),
+                None => (target, "id"),
+            };
+            return Ok(Dependency::Parent {
+                foreign_key: ident(fk, "foreign key column")?,
+                table: ident(table, "table")?,
+                referenced: ident(referenced, "referenced column")?,
+                column: ident(column, "column")?,
+            });
+        }
         // More than one hop (`a(b).c(d).e`, `lamppost.street.name`).
         let nested = match text_trim.split_once('(') {
             None => text_trim.contains('.'),

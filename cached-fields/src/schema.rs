@@ -77,6 +77,11 @@ impl TableSpec {
                     v.push(child);
                 }
             }
+            for p in triggers::parents(self, f) {
+                if !v.contains(&p.table) {
+                    v.push(p.table);
+                }
+            }
         }
         v
     }
@@ -579,6 +584,43 @@ fn validate(specs: &[TableSpec], ex: &Existing, plan: &[SchemaObject]) -> Result
                                 format!(
                                     "{table}.{foreign_key} is not a foreign key referencing {}({})",
                                     spec.table, spec.primary_key
+                                ),
+                            ));
+                        }
+                    }
+                    Dependency::Parent {
+                        foreign_key,
+                        table,
+                        referenced,
+                        column,
+                    } => {
+                        if !exists(&spec.table, foreign_key) {
+                            return Err(err(
+                                d,
+                                format!("table {} has no column {foreign_key}", spec.table),
+                            ));
+                        }
+                        if has(table).is_none() {
+                            return Err(err(d, format!("table {table} does not exist")));
+                        }
+                        for c in [referenced, column] {
+                            if !exists(table, c) {
+                                return Err(err(d, format!("table {table} has no column {c}")));
+                            }
+                        }
+                        let fk_ok = ex.foreign_keys.get(spec.table.as_str()).is_some_and(|fks| {
+                            fks.iter().any(|(c, t, to)| {
+                                c == foreign_key.as_str()
+                                    && t == table.as_str()
+                                    && (to.is_empty() || to == referenced.as_str())
+                            })
+                        });
+                        if !fk_ok {
+                            return Err(err(
+                                d,
+                                format!(
+                                    "{}.{foreign_key} is not a foreign key referencing {table}({referenced})",
+                                    spec.table
                                 ),
                             ));
                         }

@@ -125,6 +125,8 @@ fn own_columns<'a>(spec: &'a TableSpec, f: &'a FieldSpec) -> Vec<&'a Ident> {
     for d in &f.depends_on {
         let col = match d {
             Dependency::Column(c) => Some(c),
+            // Pointing at another parent row changes the value too.
+            Dependency::Parent { foreign_key, .. } => Some(foreign_key),
             Dependency::Field(n) => spec
                 .fields
                 .iter()
@@ -233,4 +235,65 @@ pub(crate) fn changed(cols: &[&Ident], op: &str) -> String {
         .map(|c| format!("OLD.{q} {op} NEW.{q}", q = c.quoted()))
         .collect::<Vec<_>>()
         .join(" OR ")
+}
+
+/// A field's dependency on columns of the row its foreign key points at,
+/// as every backend's triggers see it: an update of those columns (or of
+/// the referenced key) in the parent table flags the rows pointing at it.
+pub(crate) struct Parent<'a> {
+    pub(crate) table: &'a Ident,
+    pub(crate) referenced: &'a Ident,
+    pub(crate) foreign_key: &'a Ident,
+    /// The parent's columns whose changes matter, the referenced key among them.
+    pub(crate) watched: Vec<&'a Ident>,
+    own_table: &'a Ident,
+    field: &'a Ident,
+}
+
+impl Parent<'_> {
+    /// `cf_par_{table}_{field}_{parent}_{fk}_{hash}`.
+    pub(crate) fn name(&self) -> Ident {
+        Ident::derived(&[
+            "cf_par",
+            self.own_table.as_str(),
+            self.field.as_str(),
+            self.table.as_str(),
+            self.foreign_key.as_str(),
+        ])
+    }
+}
+
+/// The parent tables a field depends on, one per (foreign key, table).
+pub(crate) fn parents<'a>(spec: &'a TableSpec, f: &'a FieldSpec) -> Vec<Parent<'a>> {
+    let mut out: Vec<Parent<'_>> = Vec::new();
+    for d in &f.depends_on {
+        if let Dependency::Parent {
+            foreign_key,
+            table,
+            referenced,
+            column,
+        } = d
+        {
+            match out
+                .iter_mut()
+                .find(|p| p.table == table && p.foreign_key == foreign_key)
+            {
+                Some(p) if !p.watched.contains(&column) => p.watched.push(column),
+                Some(_) => {}
+                None => out.push(Parent {
+                    table,
+                    referenced,
+                    foreign_key,
+                    watched: if column == referenced {
+                        vec![column]
+                    } else {
+                        vec![column, referenced]
+                    },
+                    own_table: &spec.table,
+                    field: &f.name,
+                }),
+            }
+        }
+    }
+    out
 }

@@ -7,7 +7,7 @@ use crate::ident::Ident;
 use crate::model::FieldColumns;
 use crate::schema::{CHANNEL, FieldSpec, ObjectKind, SchemaObject, TableSpec};
 use crate::statements;
-use crate::triggers::{Guarded, changed, column_list, guarded, own_dependency, related};
+use crate::triggers::{Guarded, changed, column_list, guarded, own_dependency, parents, related};
 
 /// This backend, for the shared statement fragments.
 const B: Backend = Backend::Postgres;
@@ -332,6 +332,29 @@ pub(crate) fn dependencies(spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject>
             named("trunc"),
             format!("AFTER TRUNCATE ON {ct} FOR EACH STATEMENT"),
             format!("  UPDATE {t} SET {needed} = TRUE;\n  RETURN NULL;"),
+            guards.clone(),
+        ));
+    }
+
+    // The row the foreign key points at: an update of a watched column (or
+    // of the referenced key) flags the rows pointing at it, old key and new.
+    for p in parents(spec, f) {
+        let (pt, fk, r) = (
+            p.table.quoted(),
+            p.foreign_key.quoted(),
+            p.referenced.quoted(),
+        );
+        out.push(trigger(
+            p.table,
+            p.name(),
+            format!(
+                "AFTER UPDATE OF {} ON {pt} FOR EACH ROW WHEN ({})",
+                column_list(&p.watched),
+                changed(&p.watched, "IS DISTINCT FROM")
+            ),
+            format!(
+                "  UPDATE {t} SET {needed} = TRUE WHERE {fk} IN (OLD.{r}, NEW.{r});\n  RETURN NULL;"
+            ),
             guards.clone(),
         ));
     }

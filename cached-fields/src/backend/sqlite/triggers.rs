@@ -6,7 +6,7 @@ use crate::ident::Ident;
 use crate::schema::{FieldSpec, ObjectKind, SchemaObject, TableSpec};
 use crate::statements;
 use crate::triggers::{
-    Catalog, Guarded, TableKeys, changed, column_list, guarded, own_dependency, related,
+    Catalog, Guarded, TableKeys, changed, column_list, guarded, own_dependency, parents, related,
 };
 
 /// This backend, for the shared statement fragments.
@@ -318,6 +318,27 @@ pub(crate) fn dependencies(
             .cloned()
             .unwrap_or_default();
         out.extend(replace(spec, f, child, r.fk, &keys, &named));
+    }
+
+    // The row the foreign key points at: an update of a watched column (or
+    // of the referenced key) flags the rows pointing at it, old key and new.
+    for p in parents(spec, f) {
+        let (pt, fk, r) = (
+            p.table.quoted(),
+            p.foreign_key.quoted(),
+            p.referenced.quoted(),
+        );
+        out.push(trigger(
+            p.table,
+            p.name(),
+            format!(
+                "AFTER UPDATE OF {} ON {pt} FOR EACH ROW WHEN ({})",
+                column_list(&p.watched),
+                changed(&p.watched, "IS NOT")
+            ),
+            format!("UPDATE {t} SET {needed} = TRUE WHERE {fk} IN (OLD.{r}, NEW.{r});"),
+            guards.clone(),
+        ));
     }
     out
 }
