@@ -297,3 +297,15 @@ pub(crate) fn parents<'a>(spec: &'a TableSpec, f: &'a FieldSpec) -> Vec<Parent<'
     }
     out
 }
+
+/// The head of a trigger that fires when an `UPDATE` changes one of `cols`
+/// of `table`: `{timing} UPDATE OF cols ON table FOR EACH ROW WHEN (changed)`,
+/// with the backend's null-safe inequality `op`.
+pub(crate) fn on_change(timing: &str, table: &Ident, cols: &[&Ident], op: &str) -> String {
+    format!(
+        "{timing} UPDATE OF {} ON {} FOR EACH ROW WHEN ({})",
+        column_list(cols),
+        table.quoted(),
+        changed(cols, op)
+    )
+}

@@ -7,7 +7,10 @@ use crate::ident::Ident;
 use crate::model::FieldColumns;
 use crate::schema::{CHANNEL, FieldSpec, ObjectKind, SchemaObject, TableSpec};
 use crate::statements;
-use crate::triggers::{Guarded, changed, column_list, guarded, own_dependency, parents, related};
+use crate::triggers::{Guarded, guarded, on_change, own_dependency, parents, related};
+
+/// The null-safe inequality of two values.
+const NOT_SAME: &str = "IS DISTINCT FROM";
 
 /// This backend, for the shared statement fragments.
 const B: Backend = Backend::Postgres;
@@ -274,12 +277,7 @@ pub(crate) fn dependencies(spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject>
     let mut out = Vec::new();
 
     if let Some((name, own)) = own_dependency(spec, f) {
-        let head = format!(
-            "{when} UPDATE OF {cols} ON {t} FOR EACH ROW WHEN ({changed})",
-            when = "BEFORE",
-            cols = column_list(&own),
-            changed = changed(&own, "IS DISTINCT FROM"),
-        );
+        let head = on_change("BEFORE", &spec.table, &own, NOT_SAME);
         out.push(trigger(
             &spec.table,
             name,
@@ -292,11 +290,7 @@ pub(crate) fn dependencies(spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject>
     for r in related(spec, f) {
         let (child, named) = (r.child, |kind: &str| r.name(kind));
         let (ct, k) = (child.quoted(), r.fk.quoted());
-        let upd_head = format!(
-            "AFTER UPDATE OF {} ON {ct} FOR EACH ROW WHEN ({})",
-            column_list(&r.watched),
-            changed(&r.watched, "IS DISTINCT FROM")
-        );
+        let upd_head = on_change("AFTER", child, &r.watched, NOT_SAME);
         let flag_moved =
             format!("UPDATE {t} SET {needed} = TRUE WHERE {pk} IN (OLD.{k}, NEW.{k});");
         // Inserts and deletes flag each parent once per statement,
@@ -339,19 +333,11 @@ pub(crate) fn dependencies(spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject>
     // The row the foreign key points at: an update of a watched column (or
     // of the referenced key) flags the rows pointing at it, old key and new.
     for p in parents(spec, f) {
-        let (pt, fk, r) = (
-            p.table.quoted(),
-            p.foreign_key.quoted(),
-            p.referenced.quoted(),
-        );
+        let (fk, r) = (p.foreign_key.quoted(), p.referenced.quoted());
         out.push(trigger(
             p.table,
             p.name(),
-            format!(
-                "AFTER UPDATE OF {} ON {pt} FOR EACH ROW WHEN ({})",
-                column_list(&p.watched),
-                changed(&p.watched, "IS DISTINCT FROM")
-            ),
+            on_change("AFTER", p.table, &p.watched, NOT_SAME),
             format!(
                 "  UPDATE {t} SET {needed} = TRUE WHERE {fk} IN (OLD.{r}, NEW.{r});\n  RETURN NULL;"
             ),

@@ -6,8 +6,11 @@ use crate::ident::Ident;
 use crate::schema::{FieldSpec, ObjectKind, SchemaObject, TableSpec};
 use crate::statements;
 use crate::triggers::{
-    Catalog, Guarded, TableKeys, changed, column_list, guarded, own_dependency, parents, related,
+    Catalog, Guarded, TableKeys, guarded, on_change, own_dependency, parents, related,
 };
+
+/// The null-safe inequality of two values.
+const NOT_SAME: &str = "IS NOT";
 
 /// This backend, for the shared statement fragments.
 const B: Backend = Backend::Sqlite;
@@ -266,12 +269,7 @@ pub(crate) fn dependencies(
     let mut out = Vec::new();
 
     if let Some((name, own)) = own_dependency(spec, f) {
-        let head = format!(
-            "{when} UPDATE OF {cols} ON {t} FOR EACH ROW WHEN ({changed})",
-            when = "AFTER",
-            cols = column_list(&own),
-            changed = changed(&own, "IS NOT"),
-        );
+        let head = on_change("AFTER", &spec.table, &own, NOT_SAME);
         out.push(trigger(
             &spec.table,
             name,
@@ -284,11 +282,7 @@ pub(crate) fn dependencies(
     for r in related(spec, f) {
         let (child, named) = (r.child, |kind: &str| r.name(kind));
         let (ct, k) = (child.quoted(), r.fk.quoted());
-        let upd_head = format!(
-            "AFTER UPDATE OF {} ON {ct} FOR EACH ROW WHEN ({})",
-            column_list(&r.watched),
-            changed(&r.watched, "IS NOT")
-        );
+        let upd_head = on_change("AFTER", child, &r.watched, NOT_SAME);
         let flag_moved =
             format!("UPDATE {t} SET {needed} = TRUE WHERE {pk} IN (OLD.{k}, NEW.{k});");
         out.push(trigger(
@@ -323,19 +317,11 @@ pub(crate) fn dependencies(
     // The row the foreign key points at: an update of a watched column (or
     // of the referenced key) flags the rows pointing at it, old key and new.
     for p in parents(spec, f) {
-        let (pt, fk, r) = (
-            p.table.quoted(),
-            p.foreign_key.quoted(),
-            p.referenced.quoted(),
-        );
+        let (fk, r) = (p.foreign_key.quoted(), p.referenced.quoted());
         out.push(trigger(
             p.table,
             p.name(),
-            format!(
-                "AFTER UPDATE OF {} ON {pt} FOR EACH ROW WHEN ({})",
-                column_list(&p.watched),
-                changed(&p.watched, "IS NOT")
-            ),
+            on_change("AFTER", p.table, &p.watched, NOT_SAME),
             format!("UPDATE {t} SET {needed} = TRUE WHERE {fk} IN (OLD.{r}, NEW.{r});"),
             guards.clone(),
         ));
