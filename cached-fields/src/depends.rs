@@ -8,20 +8,32 @@ use crate::ident::Ident;
 
 /// What a cached field depends on; a change to it flags the field.
 ///
-/// Written as text in `depends_on(..)`:
+/// Written as text in `depends_on(..)`: a column or cached field of the
+/// field's own row, or a path through foreign keys ending in a column (or
+/// a cached field) of the rows it reaches. A path is hops joined by `.`,
+/// each naming the foreign key it follows, then the column:
+///
+/// | hop | follows |
+/// |---|---|
+/// | `lamppost_id->lampposts` | this table's foreign key `lamppost_id` to the `lampposts` row it points at (its `id`; `lampposts(key)` names another referenced column) |
+/// | `pigeons(lamppost_id)` | the `pigeons` rows whose foreign key `lamppost_id` points at this table's row (its primary key) |
 ///
 /// | text | meaning |
 /// |---|---|
 /// | `"weight"` | a column of the field's own row |
 /// | `"total_weight"` | another cached field of the same model (a chain) |
-/// | `"pigeons(lamppost_id).weight"` | column `weight` of the `pigeons` rows whose foreign key `lamppost_id` points at this row |
-/// | `"lamppost_id->lampposts.first_name"` | column `first_name` of the `lampposts` row this row's foreign key `lamppost_id` points at (its `id`; `lampposts(key).first_name` names another referenced column) |
+/// | `"pigeons(lamppost_id).weight"` | `weight` of the pigeons on this lamppost |
+/// | `"lamppost_id->lampposts.first_name"` | `first_name` of this pigeon's lamppost |
+/// | `"lampposts(street_id).pigeons(lamppost_id).weight"` | the weights of the pigeons on this street's lampposts (two hops) |
+/// | `"post_tags(post_id).tag_id->tags.name"` | the names of this post's tags, through a join table |
+/// | `"parent_id->nodes.path"` | the parent node's cached `path` (a tree) |
 ///
 /// ```
 /// use cached_fields::depends::Dependency;
-/// let d = Dependency::parse("pigeons(lamppost_id).weight", &[]).unwrap();
-/// assert_eq!(d.to_string(), "pigeons(lamppost_id).weight");
-/// assert!(Dependency::parse("pigeons(lamppost_id)", &[]).is_err());
+/// let d = Dependency::parse("lampposts(street_id).pigeons(lamppost_id).weight", &[]).unwrap();
+/// assert_eq!(d.to_string(), "lampposts(street_id).pigeons(lamppost_id).weight");
+/// let e = Dependency::parse("lamppost.street.name", &[]).unwrap_err();
+/// assert!(e.to_string().contains("hop 1 (lamppost)"), "{e}");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -30,50 +42,101 @@ pub enum Dependency {
     Column(Ident),
     /// Another cached field of the same model.
     Field(Ident),
-    /// A column of related rows: `table(foreign_key).column`.
-    Related {
-        /// The related (child) table.
-        table: Ident,
-        /// Its foreign-key column referencing this model's primary key.
+    /// A column (or cached field) of the rows a path of foreign keys reaches.
+    Path(Path),
+}
+
+/// A path through foreign keys to a column: `hop.hop….column`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Path {
+    /// The hops, from the field's own table outwards (at least one).
+    pub hops: Vec<Hop>,
+    /// The column (or cached field) of the last hop's table.
+    pub column: Ident,
+}
+
+/// One hop of a [`Path`]: from the table it leaves to the table it names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Hop {
+    /// `foreign_key->table` or `foreign_key->table(referenced)`: the row
+    /// the leaving table's foreign key points at.
+    Forward {
+        /// The leaving table's foreign-key column.
         foreign_key: Ident,
-        /// The column whose changes matter.
-        column: Ident,
-    },
-    /// A column of the row this row's foreign key points at:
-    /// `foreign_key->table.column` (or `foreign_key->table(referenced).column`).
-    Parent {
-        /// This row's foreign-key column.
-        foreign_key: Ident,
-        /// The referenced (parent) table.
+        /// The table it references.
         table: Ident,
-        /// The column the foreign key references (default `id`).
+        /// The column it references (default `id`).
         referenced: Ident,
-        /// The column whose changes matter.
-        column: Ident,
     },
+    /// `table(foreign_key)`: the rows of `table` whose foreign key points
+    /// at the leaving table's row (its primary key).
+    Reverse {
+        /// The referencing table.
+        table: Ident,
+        /// Its foreign-key column.
+        foreign_key: Ident,
+    },
+}
+
+impl Hop {
+    /// The table this hop arrives at.
+    pub fn table(&self) -> &Ident {
+        match self {
+            Hop::Forward { table, .. } | Hop::Reverse { table, .. } => table,
+        }
+    }
+
+    /// The column of the leaving table the join reads, given that table's
+    /// primary key.
+    pub fn near<'a>(&'a self, leaving_key: &'a Ident) -> &'a Ident {
+        match self {
+            Hop::Forward { foreign_key, .. } => foreign_key,
+            Hop::Reverse { .. } => leaving_key,
+        }
+    }
+
+    /// The column of the arrival table the join reads.
+    pub fn far(&self) -> &Ident {
+        match self {
+            Hop::Forward { referenced, .. } => referenced,
+            Hop::Reverse { foreign_key, .. } => foreign_key,
+        }
+    }
+}
+
+impl fmt::Display for Hop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hop::Forward {
+                foreign_key,
+                table,
+                referenced,
+            } if referenced.as_str() == "id" => write!(f, "{foreign_key}->{table}"),
+            Hop::Forward {
+                foreign_key,
+                table,
+                referenced,
+            } => write!(f, "{foreign_key}->{table}({referenced})"),
+            Hop::Reverse { table, foreign_key } => write!(f, "{table}({foreign_key})"),
+        }
+    }
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for h in &self.hops {
+            write!(f, "{h}.")?;
+        }
+        write!(f, "{}", self.column)
+    }
 }
 
 impl fmt::Display for Dependency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Dependency::Column(c) | Dependency::Field(c) => write!(f, "{c}"),
-            Dependency::Related {
-                table,
-                foreign_key,
-                column,
-            } => write!(f, "{table}({foreign_key}).{column}"),
-            Dependency::Parent {
-                foreign_key,
-                table,
-                referenced,
-                column,
-            } if referenced.as_str() == "id" => write!(f, "{foreign_key}->{table}.{column}"),
-            Dependency::Parent {
-                foreign_key,
-                table,
-                referenced,
-                column,
-            } => write!(f, "{foreign_key}->{table}({referenced}).{column}"),
+            Dependency::Path(p) => write!(f, "{p}"),
         }
     }
 }
@@ -86,93 +149,98 @@ fn bad(text: &str, why: &str) -> Error {
     }
 }
 
+/// The grammar, for messages.
+const GRAMMAR: &str = "a hop is foreign_key->table (the row this table's foreign key points at) \
+     or table(foreign_key) (the rows of table whose foreign key points here), and a path is \
+     hops joined by `.` ending in a column, e.g. lamppost_id->lampposts.street_id->streets.name";
+
 impl Dependency {
     /// Parses one `depends_on` entry; `fields` are the model's cached field
     /// names, which make a bare name a chain rather than a column.
     pub fn parse(text: &str, fields: &[&str]) -> Result<Self> {
-        let text_trim = text.trim();
-        let ident = |s: &str, what| {
+        let segments: Vec<&str> = text.trim().split('.').map(str::trim).collect();
+        let Some((column, hops)) = segments.split_last() else {
+            return Err(bad(text, "empty dependency"));
+        };
+        let ident = |s: &str, what: &'static str, place: &str| {
             Ident::for_what(s.trim(), what).map_err(|_| {
                 bad(
                     text,
-                    &format!("{what} {:?} is not a plain SQL identifier", s.trim()),
+                    &format!("{place}{what} {:?} is not a plain SQL identifier", s.trim()),
                 )
             })
         };
-        // One hop forward: `fk->table.column`, `fk->table(referenced).column`.
-        if let Some((fk, rest)) = text_trim.split_once("->") {
-            let (target, column) = rest.rsplit_once('.').ok_or_else(|| {
-                bad(
-                    text,
-                    "expected foreign_key->table.column: missing `.column`",
-                )
-            })?;
-            if column.contains("->") || target.contains(['.', '>']) {
+        if hops.is_empty() {
+            if column.contains("->") || column.contains('(') {
                 return Err(bad(
                     text,
-                    "nested dependency paths are not supported yet: one foreign key away \
-                     (foreign_key->table.column or table(foreign_key).column)",
+                    &format!("a path ends in a column: missing `.column` ({GRAMMAR})"),
                 ));
             }
-            let (table, referenced) = match target.split_once('(') {
-                Some((t, r)) => (
-                    t,
-                    r.strip_suffix(')').ok_or_else(|| {
-                        bad(
-                            text,
-                            "expected foreign_key->table(referenced).column: missing `)`",
-                        )
-                    })?,
-                ),
-                None => (target, "id"),
-            };
-            return Ok(Dependency::Parent {
-                foreign_key: ident(fk, "foreign key column")?,
-                table: ident(table, "table")?,
-                referenced: ident(referenced, "referenced column")?,
-                column: ident(column, "column")?,
+            let name = ident(column, "column", "")?;
+            return Ok(if fields.contains(&name.as_str()) {
+                Dependency::Field(name)
+            } else {
+                Dependency::Column(name)
             });
         }
-        // More than one hop (`a(b).c(d).e`, `lamppost.street.name`).
-        let nested = match text_trim.split_once('(') {
-            None => text_trim.contains('.'),
-            Some((_, rest)) => rest
-                .split_once(')')
-                .is_some_and(|(_, col)| col.strip_prefix('.').unwrap_or(col).contains(['.', '('])),
-        };
-        if nested {
+        let mut parsed = Vec::with_capacity(hops.len());
+        for (i, hop) in hops.iter().enumerate() {
+            let place = format!("hop {} ({hop}): ", i + 1);
+            let wrong = |why: &str| bad(text, &format!("{place}{why}"));
+            let parens = |s: &str| -> Result<(String, Option<String>)> {
+                match s.split_once('(') {
+                    None if s.contains(')') => Err(wrong("unbalanced `)`")),
+                    None => Ok((s.to_owned(), None)),
+                    Some((t, r)) => {
+                        let inner = r
+                            .strip_suffix(')')
+                            .ok_or_else(|| wrong("expected `)` at the end of the hop"))?;
+                        Ok((t.to_owned(), Some(inner.to_owned())))
+                    }
+                }
+            };
+            let before_paren = hop.split('(').next().unwrap_or_default();
+            if let Some((fk, target)) = before_paren
+                .contains("->")
+                .then(|| hop.split_once("->"))
+                .flatten()
+            {
+                let (table, referenced) = parens(target)?;
+                parsed.push(Hop::Forward {
+                    foreign_key: ident(fk, "foreign key column", &place)?,
+                    table: ident(&table, "table", &place)?,
+                    referenced: ident(
+                        referenced.as_deref().unwrap_or("id"),
+                        "referenced column",
+                        &place,
+                    )?,
+                });
+            } else {
+                let (table, fk) = parens(hop)?;
+                let Some(fk) = fk else {
+                    return Err(wrong(&format!(
+                        "names no foreign key to follow: write foreign_key->{hop} for the row \
+                         this table's foreign key points at, or {hop}(foreign_key) for the rows \
+                         pointing here ({GRAMMAR})"
+                    )));
+                };
+                parsed.push(Hop::Reverse {
+                    table: ident(&table, "table", &place)?,
+                    foreign_key: ident(&fk, "foreign key column", &place)?,
+                });
+            }
+        }
+        if column.contains("->") || column.contains('(') {
             return Err(bad(
                 text,
-                "nested dependency paths are not supported yet: depend on a column of this row, \
-                 another cached field, or table(foreign_key).column one foreign key away",
+                &format!("a path ends in a column: missing `.column` after {column:?} ({GRAMMAR})"),
             ));
         }
-        match text_trim.split_once('(') {
-            None => {
-                let name = ident(text_trim, "column")?;
-                if fields.contains(&name.as_str()) {
-                    Ok(Dependency::Field(name))
-                } else {
-                    Ok(Dependency::Column(name))
-                }
-            }
-            Some((table, rest)) => {
-                let (fk, rest) = rest
-                    .split_once(')')
-                    .ok_or_else(|| bad(text, "expected table(foreign_key).column: missing `)`"))?;
-                let column = rest.strip_prefix('.').ok_or_else(|| {
-                    bad(
-                        text,
-                        "expected table(foreign_key).column: missing `.column`",
-                    )
-                })?;
-                Ok(Dependency::Related {
-                    table: ident(table, "table")?,
-                    foreign_key: ident(fk, "foreign key column")?,
-                    column: ident(column, "column")?,
-                })
-            }
-        }
+        Ok(Dependency::Path(Path {
+            hops: parsed,
+            column: ident(column, "column", "the end of the path: ")?,
+        }))
     }
 }
 
@@ -228,7 +296,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_the_three_forms() {
+    fn parses_every_form_and_prints_it_back() {
         let f = ["total_weight"];
         assert!(matches!(
             Dependency::parse("weight", &f).unwrap(),
@@ -238,37 +306,56 @@ mod tests {
             Dependency::parse("total_weight", &f).unwrap(),
             Dependency::Field(_)
         ));
-        let r = Dependency::parse(" pigeons(lamppost_id).weight ", &f).unwrap();
-        assert_eq!(r.to_string(), "pigeons(lamppost_id).weight");
-    }
-
-    #[test]
-    fn nested_paths_say_nesting_is_not_supported_yet() {
-        for nested in [
-            "pigeons(lamppost_id).streets(id).name",
-            "lamppost.street.name",
-            "street.name",
+        for text in [
+            "pigeons(lamppost_id).weight",
+            "lamppost_id->lampposts.first_name",
+            "code->places(code).name",
+            "lampposts(street_id).pigeons(lamppost_id).weight",
+            "lamppost_id->lampposts.street_id->streets.name",
+            "post_tags(post_id).tag_id->tags.name",
+            "lamppost_id->lampposts.pigeons(lamppost_id).weight",
+            "parent_id->nodes.path",
         ] {
-            let e = Dependency::parse(nested, &[]).unwrap_err().to_string();
-            assert!(
-                e.contains("nested dependency paths are not supported yet"),
-                "{e}"
-            );
-            assert!(e.contains(&format!("{nested:?}")), "{e}");
+            let d = Dependency::parse(&format!(" {text} "), &f).unwrap();
+            assert_eq!(d.to_string(), text);
         }
+        let Dependency::Path(p) =
+            Dependency::parse("post_tags(post_id).tag_id->tags.name", &[]).unwrap()
+        else {
+            panic!("a path")
+        };
+        assert_eq!(p.hops.len(), 2);
+        let pk = Ident::new("id").unwrap();
+        assert_eq!(p.hops[0].near(&pk).as_str(), "id");
+        assert_eq!(p.hops[0].far().as_str(), "post_id");
+        assert_eq!(p.hops[1].near(&pk).as_str(), "tag_id");
+        assert_eq!(p.hops[1].far().as_str(), "id");
     }
 
     #[test]
-    fn rejects_malformed_paths_naming_them() {
-        for bad in [
-            "pigeons(lamppost_id)",
-            "pigeons(lamppost_id.weight",
-            "pigeons(lamp post).weight",
-            "pigeons(x).w;drop",
-            "",
+    fn a_wrong_path_names_its_hop() {
+        for (text, says) in [
+            (
+                "lamppost.street.name",
+                "hop 1 (lamppost): names no foreign key",
+            ),
+            (
+                "lamppost_id->lampposts.street.name",
+                "hop 2 (street): names no foreign key",
+            ),
+            ("pigeons(lamppost_id)", "missing `.column`"),
+            ("pigeons(lamppost_id.weight", "hop 1 (pigeons(lamppost_id)"),
+            (
+                "pigeons(lamp post).weight",
+                "hop 1 (pigeons(lamp post)): foreign key column",
+            ),
+            ("pigeons(x).w;drop", "column \"w;drop\""),
+            ("a->b.c->d", "missing `.column`"),
+            ("", "column \"\""),
         ] {
-            let e = Dependency::parse(bad, &[]).unwrap_err().to_string();
-            assert!(e.contains(&format!("{bad:?}")), "{e}");
+            let e = Dependency::parse(text, &[]).unwrap_err().to_string();
+            assert!(e.contains(&format!("{text:?}")), "{e}");
+            assert!(e.contains(says), "{text}: {e}");
         }
     }
 

@@ -172,6 +172,22 @@ pub enum Error {
         /// Within this long.
         window: std::time::Duration,
     },
+    /// A field that reads its own value along a path (a tree) found a row
+    /// that reaches itself: a cycle in the data, which has no value.
+    #[error(
+        "{table}.{field} of row {key} depends on itself: following {path} from it comes back \
+         to it (a cycle in the data; break it and the rows are recalculated at their next retry)"
+    )]
+    Cycle {
+        /// The table.
+        table: String,
+        /// The cached field.
+        field: String,
+        /// The primary key of the row.
+        key: Key,
+        /// The dependency followed.
+        path: String,
+    },
     /// A setting outside the range that can work.
     #[error("invalid {option} {value}: accepted {accepted}")]
     InvalidSetting {

@@ -73,6 +73,11 @@ impl Ident {
         Ident(format!("{}{suffix}", &full[..keep]))
     }
 
+    /// `id`, the conventional primary key.
+    pub(crate) fn id() -> Self {
+        Ident("id".to_owned())
+    }
+
     /// The name as written.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -58,6 +58,7 @@ pub mod db;
 pub mod depends;
 pub mod error;
 mod failures;
+pub mod graph;
 pub mod ident;
 pub mod key;
 pub mod model;

@@ -53,6 +53,8 @@ pub(crate) struct Entry {
 #[derive(Clone, Default)]
 pub struct Registry {
     pub(crate) entries: Vec<Entry>,
+    /// Every field as (entry, field), each after the cached fields it reads.
+    pub(crate) order: Vec<(usize, usize)>,
 }
 
 impl fmt::Debug for Registry {
@@ -131,6 +133,7 @@ impl Registry {
             spec: TableSpec::of(model),
             ops: model,
         });
+        self.order = crate::graph::order(&self.specs());
         Ok(self)
     }
 
@@ -155,6 +158,12 @@ impl Registry {
     /// The schema view of every model.
     pub fn specs(&self) -> Vec<TableSpec> {
         self.entries.iter().map(|e| e.spec.clone()).collect()
+    }
+
+    /// Every field's dependencies, the triggers guarding each, and the
+    /// order the worker recalculates fields in (see [`Graph`](crate::graph::Graph)).
+    pub fn graph(&self) -> crate::graph::Graph {
+        crate::graph::Graph::of(&self.specs())
     }
 
     /// Installs or upgrades columns, indexes and triggers; idempotent.

@@ -72,14 +72,13 @@ impl TableSpec {
     fn trigger_tables(&self) -> Vec<&Ident> {
         let mut v = vec![&self.table];
         for f in &self.fields {
-            for (child, _, _) in triggers::relations(f) {
-                if !v.contains(&child) {
-                    v.push(child);
-                }
-            }
-            for p in triggers::parents(self, f) {
-                if !v.contains(&p.table) {
-                    v.push(p.table);
+            for d in &f.depends_on {
+                if let Dependency::Path(p) = d {
+                    for h in &p.hops {
+                        if !v.contains(&h.table()) {
+                            v.push(h.table());
+                        }
+                    }
                 }
             }
         }
@@ -268,6 +267,7 @@ pub fn plan(backend: Backend, specs: &[TableSpec]) -> Vec<SchemaObject> {
 }
 
 fn plan_with(backend: Backend, specs: &[TableSpec], catalog: &Catalog) -> Vec<SchemaObject> {
+    let catalog = &catalog.with_models(specs);
     let mut cols = Vec::new();
     let mut indexes = Vec::new();
     let mut trigs = Vec::new();
@@ -530,6 +530,14 @@ fn table_keys(table: &Ident, without_rowid: bool, rows: Vec<Vec<String>>) -> Tab
 /// column or foreign key that does not exist (or that no declaration adds:
 /// another model's cached column counts, since `migrate` adds it first).
 fn validate(specs: &[TableSpec], ex: &Existing, plan: &[SchemaObject]) -> Result<()> {
+    let catalog = Catalog::default().with_models(specs);
+    if let Some(cycle) = crate::graph::cycle(specs) {
+        let table = cycle.split('.').next().unwrap_or_default().to_owned();
+        return Err(Error::declaration(
+            &table,
+            format!("dependency cycle between cached fields: {cycle}"),
+        ));
+    }
     let has = |t: &Ident| ex.columns.get(t.as_str()).filter(|c| !c.is_empty());
     let exists = |t: &Ident, c: &Ident| {
         has(t).is_some_and(|cols| cols.contains_key(c.as_str()))
@@ -558,77 +566,77 @@ fn validate(specs: &[TableSpec], ex: &Existing, plan: &[SchemaObject]) -> Result
                     Dependency::Column(c) if !exists(&spec.table, c) => {
                         return Err(err(d, format!("table {} has no column {c}", spec.table)));
                     }
-                    Dependency::Related {
-                        table,
-                        foreign_key,
-                        column,
-                    } => {
-                        if has(table).is_none() {
-                            return Err(err(d, format!("table {table} does not exist")));
-                        }
-                        for c in [foreign_key, column] {
-                            if !exists(table, c) {
-                                return Err(err(d, format!("table {table} has no column {c}")));
-                            }
-                        }
-                        let fk_ok = ex.foreign_keys.get(table.as_str()).is_some_and(|fks| {
-                            fks.iter().any(|(c, t, to)| {
-                                c == foreign_key.as_str()
-                                    && t == spec.table.as_str()
-                                    && (to.is_empty() || to == spec.primary_key.as_str())
-                            })
-                        });
-                        if !fk_ok {
-                            return Err(err(
-                                d,
-                                format!(
-                                    "{table}.{foreign_key} is not a foreign key referencing {}({})",
-                                    spec.table, spec.primary_key
-                                ),
-                            ));
-                        }
-                    }
-                    Dependency::Parent {
-                        foreign_key,
-                        table,
-                        referenced,
-                        column,
-                    } => {
-                        if !exists(&spec.table, foreign_key) {
-                            return Err(err(
-                                d,
-                                format!("table {} has no column {foreign_key}", spec.table),
-                            ));
-                        }
-                        if has(table).is_none() {
-                            return Err(err(d, format!("table {table} does not exist")));
-                        }
-                        for c in [referenced, column] {
-                            if !exists(table, c) {
-                                return Err(err(d, format!("table {table} has no column {c}")));
-                            }
-                        }
-                        let fk_ok = ex.foreign_keys.get(spec.table.as_str()).is_some_and(|fks| {
-                            fks.iter().any(|(c, t, to)| {
-                                c == foreign_key.as_str()
-                                    && t == table.as_str()
-                                    && (to.is_empty() || to == referenced.as_str())
-                            })
-                        });
-                        if !fk_ok {
-                            return Err(err(
-                                d,
-                                format!(
-                                    "{}.{foreign_key} is not a foreign key referencing {table}({referenced})",
-                                    spec.table
-                                ),
-                            ));
-                        }
-                    }
+                    Dependency::Path(p) => validate_path(spec, p, ex, &catalog, &exists)
+                        .map_err(|reason| err(d, reason))?,
                     _ => {}
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Checks each hop of a path: both tables and both join columns exist, and
+/// a foreign key backs the join in the hop's direction; then the path's
+/// column. The reason names the hop that is wrong.
+fn validate_path(
+    spec: &TableSpec,
+    path: &crate::depends::Path,
+    ex: &Existing,
+    catalog: &Catalog,
+    exists: &dyn Fn(&Ident, &Ident) -> bool,
+) -> std::result::Result<(), String> {
+    let references = |child: &Ident, col: &Ident, parent: &Ident, to_col: &Ident| {
+        ex.foreign_keys.get(child.as_str()).is_some_and(|fks| {
+            fks.iter().any(|(c, t, to)| {
+                c == col.as_str()
+                    && t == parent.as_str()
+                    && (to.is_empty() || to == to_col.as_str())
+            })
+        })
+    };
+    let links = triggers::links(path, &spec.primary_key, catalog);
+    let mut from = &spec.table;
+    for (i, (hop, l)) in path.hops.iter().zip(&links).enumerate() {
+        let place = format!("hop {} ({hop})", i + 1);
+        if ex
+            .columns
+            .get(l.table.as_str())
+            .is_none_or(HashMap::is_empty)
+        {
+            return Err(format!("{place}: table {} does not exist", l.table));
+        }
+        for (t, c) in [(from, &l.near), (&l.table, &l.far)] {
+            if !exists(t, c) {
+                return Err(format!("{place}: table {t} has no column {c}"));
+            }
+        }
+        match hop {
+            crate::depends::Hop::Reverse { .. } => {
+                if !references(&l.table, &l.far, from, &l.near) {
+                    return Err(format!(
+                        "{place}: {}.{} is not a foreign key referencing {from}({})",
+                        l.table, l.far, l.near
+                    ));
+                }
+            }
+            _ => {
+                if !references(from, &l.near, &l.table, &l.far) {
+                    return Err(format!(
+                        "{place}: {from}.{} is not a foreign key referencing {}({})",
+                        l.near, l.table, l.far
+                    ));
+                }
+            }
+        }
+        from = &l.table;
+    }
+    let column = catalog.value_column(from, &path.column);
+    if !exists(from, &column) {
+        return Err(format!(
+            "the end of the path: table {from} has no column {}",
+            path.column
+        ));
     }
     Ok(())
 }

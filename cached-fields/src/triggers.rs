@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use crate::backend::Backend;
-use crate::depends::Dependency;
+use crate::depends::{Dependency, Hop, Path};
 use crate::ident::Ident;
 use crate::schema::{FieldSpec, SchemaObject, TableSpec};
 
@@ -21,6 +21,43 @@ pub(crate) struct Catalog {
     /// Table → its keys; a table not listed is taken as a rowid table with
     /// no other unique key (which is all an offline script can know).
     pub(crate) keys: HashMap<String, TableKeys>,
+    /// Table → the primary key and cached fields (name → value column) of
+    /// the model declared on it.
+    pub(crate) models: HashMap<String, (Ident, HashMap<String, Ident>)>,
+}
+
+impl Catalog {
+    /// The catalog with every declared model in `specs`.
+    pub(crate) fn with_models(&self, specs: &[TableSpec]) -> Catalog {
+        let mut c = self.clone();
+        for s in specs {
+            let values = s
+                .fields
+                .iter()
+                .map(|f| (f.name.to_string(), f.columns.value.clone()))
+                .collect();
+            c.models
+                .insert(s.table.to_string(), (s.primary_key.clone(), values));
+        }
+        c
+    }
+
+    /// The primary key of `table`: its model's, else `id`.
+    pub(crate) fn primary_key(&self, table: &Ident) -> Ident {
+        self.models
+            .get(table.as_str())
+            .map_or_else(|| Ident::id(), |(k, _)| k.clone())
+    }
+
+    /// The column a path's last name reads in `table`: a cached field's
+    /// value column, else the column of that name.
+    pub(crate) fn value_column(&self, table: &Ident, name: &Ident) -> Ident {
+        self.models
+            .get(table.as_str())
+            .and_then(|(_, v)| v.get(name.as_str()))
+            .cloned()
+            .unwrap_or_else(|| name.clone())
+    }
 }
 
 /// The keys of one table a row can conflict on.
@@ -118,21 +155,23 @@ pub(crate) fn column_list(cols: &[&Ident]) -> String {
         .join(", ")
 }
 
-/// Columns of the field's own row it depends on: plain columns, and the
-/// value columns of the cached fields it chains on.
+/// Columns of the field's own row it depends on: plain columns, the value
+/// columns of the cached fields it chains on, and the foreign key a path's
+/// first hop follows out of this row (pointing elsewhere changes the value).
 fn own_columns<'a>(spec: &'a TableSpec, f: &'a FieldSpec) -> Vec<&'a Ident> {
     let mut cols: Vec<&Ident> = Vec::new();
     for d in &f.depends_on {
         let col = match d {
             Dependency::Column(c) => Some(c),
-            // Pointing at another parent row changes the value too.
-            Dependency::Parent { foreign_key, .. } => Some(foreign_key),
+            Dependency::Path(p) => match p.hops.first() {
+                Some(Hop::Forward { foreign_key, .. }) => Some(foreign_key),
+                _ => None,
+            },
             Dependency::Field(n) => spec
                 .fields
                 .iter()
                 .find(|o| o.name == *n)
                 .map(|o| &o.columns.value),
-            _ => None,
         };
         if let Some(c) = col
             && !cols.contains(&c)
@@ -141,29 +180,6 @@ fn own_columns<'a>(spec: &'a TableSpec, f: &'a FieldSpec) -> Vec<&'a Ident> {
         }
     }
     cols
-}
-
-/// The related tables a field depends on: `(table, foreign key, columns)`.
-pub(crate) fn relations(f: &FieldSpec) -> Vec<(&Ident, &Ident, Vec<&Ident>)> {
-    let mut out: Vec<(&Ident, &Ident, Vec<&Ident>)> = Vec::new();
-    for d in &f.depends_on {
-        if let Dependency::Related {
-            table,
-            foreign_key,
-            column,
-        } = d
-        {
-            match out
-                .iter_mut()
-                .find(|(t, k, _)| *t == table && *k == foreign_key)
-            {
-                Some((_, _, cols)) if !cols.contains(&column) => cols.push(column),
-                Some(_) => {}
-                None => out.push((table, foreign_key, vec![column])),
-            }
-        }
-    }
-    out
 }
 
 /// A field's dependency on columns of its own row: the trigger's name and
@@ -182,50 +198,141 @@ pub(crate) fn own_dependency<'a>(
     })
 }
 
-/// A field's dependency on one related table, as every backend's triggers
-/// see it: the child table, its foreign key, and the columns an update of
-/// which flags the parent (the foreign key among them: a move).
-pub(crate) struct Related<'a> {
-    pub(crate) child: &'a Ident,
-    pub(crate) fk: &'a Ident,
-    pub(crate) watched: Vec<&'a Ident>,
-    table: &'a Ident,
-    field: &'a Ident,
+/// One join of a path as SQL reads it: the leaving table's column `near`
+/// equals the arrival `table`'s column `far`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Link {
+    pub(crate) table: Ident,
+    pub(crate) near: Ident,
+    pub(crate) far: Ident,
 }
 
-impl Related<'_> {
-    /// `cf_{kind}_{table}_{field}_{child}_{fk}_{hash}`: the kind first,
-    /// where a long name is not cut.
+/// The joins of `path` from the table `root` (whose primary key is
+/// `root_key`); a reverse hop leaves an intermediate table by its primary
+/// key as the catalog knows it (`id` for a table no model declares).
+pub(crate) fn links(path: &Path, root_key: &Ident, catalog: &Catalog) -> Vec<Link> {
+    let mut key = root_key.clone();
+    path.hops
+        .iter()
+        .map(|h| {
+            let link = Link {
+                table: h.table().clone(),
+                near: h.near(&key).clone(),
+                far: h.far().clone(),
+            };
+            key = catalog.primary_key(h.table());
+            link
+        })
+        .collect()
+}
+
+/// One table a field's paths pass through, as every backend's triggers see
+/// it: a write to `table` that changes one of `watched` (its join column
+/// back along the path, and the next hop's join column or the path's
+/// column) flags the field's rows whose path reaches the written row,
+/// found by walking the joins back to the field's table.
+#[derive(Debug, Clone)]
+pub(crate) struct Reach<'a> {
+    /// The table written.
+    pub(crate) table: Ident,
+    /// Its column the path arrives by.
+    pub(crate) far: Ident,
+    /// Its columns whose change matters.
+    pub(crate) watched: Vec<Ident>,
+    /// The joins from the field's table to here.
+    links: Vec<Link>,
+    spec: &'a TableSpec,
+    field: &'a FieldSpec,
+}
+
+impl Reach<'_> {
+    /// The joins from the field's table to this one.
+    pub(crate) fn links(&self) -> &[Link] {
+        &self.links
+    }
+
+    /// `cf_{kind}_{table}_{field}_{hop table}_{hop column}…_{hash}`: the
+    /// kind first, where a long name is not cut.
     pub(crate) fn name(&self, kind: &str) -> Ident {
-        Ident::derived(&[
+        let mut parts = vec![
             "cf",
             kind,
-            self.table.as_str(),
-            self.field.as_str(),
-            self.child.as_str(),
-            self.fk.as_str(),
-        ])
+            self.spec.table.as_str(),
+            self.field.name.as_str(),
+        ];
+        for l in self.links.iter().rev() {
+            parts.push(l.table.as_str());
+            parts.push(l.far.as_str());
+        }
+        Ident::derived(&parts)
+    }
+
+    /// `UPDATE {field's table} SET {flag} = TRUE WHERE …`: flags the rows
+    /// whose path reaches a row of this table whose arrival column is one
+    /// of `values` (a list or a subquery).
+    pub(crate) fn flag(&self, values: &str) -> String {
+        // A condition on the table each join leaves, from the written
+        // table's neighbour back to the field's own table.
+        let last = self.links.len() - 1;
+        let mut cond = format!("{} IN ({values})", self.links[last].near.quoted());
+        for l in self.links[..last].iter().rev() {
+            cond = format!(
+                "{} IN (SELECT {} FROM {} WHERE {cond})",
+                l.near.quoted(),
+                l.far.quoted(),
+                l.table.quoted()
+            );
+        }
+        format!(
+            "UPDATE {} SET {} = TRUE WHERE {cond}",
+            self.spec.table.quoted(),
+            self.field.columns.needed.quoted()
+        )
     }
 }
 
-/// The related tables a field depends on (see [`Related`]).
-pub(crate) fn related<'a>(spec: &'a TableSpec, f: &'a FieldSpec) -> Vec<Related<'a>> {
-    relations(f)
-        .into_iter()
-        .map(|(child, fk, cols)| {
-            let mut watched = cols;
-            if !watched.contains(&fk) {
-                watched.push(fk);
+/// Every table a field's paths pass through (see [`Reach`]), one per
+/// distinct way of getting there.
+pub(crate) fn reaches<'a>(
+    spec: &'a TableSpec,
+    f: &'a FieldSpec,
+    catalog: &Catalog,
+) -> Vec<Reach<'a>> {
+    let mut out: Vec<Reach<'a>> = Vec::new();
+    for d in &f.depends_on {
+        let Dependency::Path(p) = d else { continue };
+        let links = links(p, &spec.primary_key, catalog);
+        for j in 1..=links.len() {
+            let here = &links[j - 1];
+            let onward = match links.get(j) {
+                Some(next) => next.near.clone(),
+                None => catalog.value_column(&here.table, &p.column),
+            };
+            let prefix = &links[..j];
+            match out.iter_mut().find(|r| r.links == prefix) {
+                Some(r) => {
+                    if !r.watched.contains(&onward) {
+                        r.watched.push(onward);
+                    }
+                }
+                None => {
+                    let mut watched = vec![here.far.clone()];
+                    if onward != here.far {
+                        watched.push(onward);
+                    }
+                    out.push(Reach {
+                        table: here.table.clone(),
+                        far: here.far.clone(),
+                        watched,
+                        links: prefix.to_vec(),
+                        spec,
+                        field: f,
+                    });
+                }
             }
-            Related {
-                child,
-                fk,
-                watched,
-                table: &spec.table,
-                field: &f.name,
-            }
-        })
-        .collect()
+        }
+    }
+    out
 }
 
 /// `OLD.a {op} NEW.a OR …`: whether a row's watched columns changed, with
@@ -235,67 +342,6 @@ pub(crate) fn changed(cols: &[&Ident], op: &str) -> String {
         .map(|c| format!("OLD.{q} {op} NEW.{q}", q = c.quoted()))
         .collect::<Vec<_>>()
         .join(" OR ")
-}
-
-/// A field's dependency on columns of the row its foreign key points at,
-/// as every backend's triggers see it: an update of those columns (or of
-/// the referenced key) in the parent table flags the rows pointing at it.
-pub(crate) struct Parent<'a> {
-    pub(crate) table: &'a Ident,
-    pub(crate) referenced: &'a Ident,
-    pub(crate) foreign_key: &'a Ident,
-    /// The parent's columns whose changes matter, the referenced key among them.
-    pub(crate) watched: Vec<&'a Ident>,
-    own_table: &'a Ident,
-    field: &'a Ident,
-}
-
-impl Parent<'_> {
-    /// `cf_par_{table}_{field}_{parent}_{fk}_{hash}`.
-    pub(crate) fn name(&self) -> Ident {
-        Ident::derived(&[
-            "cf_par",
-            self.own_table.as_str(),
-            self.field.as_str(),
-            self.table.as_str(),
-            self.foreign_key.as_str(),
-        ])
-    }
-}
-
-/// The parent tables a field depends on, one per (foreign key, table).
-pub(crate) fn parents<'a>(spec: &'a TableSpec, f: &'a FieldSpec) -> Vec<Parent<'a>> {
-    let mut out: Vec<Parent<'_>> = Vec::new();
-    for d in &f.depends_on {
-        if let Dependency::Parent {
-            foreign_key,
-            table,
-            referenced,
-            column,
-        } = d
-        {
-            match out
-                .iter_mut()
-                .find(|p| p.table == table && p.foreign_key == foreign_key)
-            {
-                Some(p) if !p.watched.contains(&column) => p.watched.push(column),
-                Some(_) => {}
-                None => out.push(Parent {
-                    table,
-                    referenced,
-                    foreign_key,
-                    watched: if column == referenced {
-                        vec![column]
-                    } else {
-                        vec![column, referenced]
-                    },
-                    own_table: &spec.table,
-                    field: &f.name,
-                }),
-            }
-        }
-    }
-    out
 }
 
 /// The head of a trigger that fires when an `UPDATE` changes one of `cols`

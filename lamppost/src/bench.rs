@@ -548,16 +548,17 @@ pub(crate) async fn run(
     if existing > 0 && !reset {
         anyhow::bail!(
             "{} already has {existing} lampposts: bench needs an empty database, \
-             or --reset to delete every lamppost and pigeon in it",
+             or --reset to delete every lamppost, pigeon and street in it",
             cached_fields::db::redact_with(url, url)
         );
     }
     on_db!(&db, |p| {
         sqlx::query("DELETE FROM pigeons").execute(p).await?;
         sqlx::query("DELETE FROM lampposts").execute(p).await?;
+        sqlx::query("DELETE FROM streets").execute(p).await?;
     });
     say(format!("seeding {rows} lampposts with 3 pigeons each"));
-    crate::seed(&db, rows, 3).await?;
+    crate::seed(&db, rows, 3, crate::default_streets(rows)).await?;
     Worker::new(db.clone(), registry.clone()).drain().await?;
     let ids = ids(&db).await?;
 

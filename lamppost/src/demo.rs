@@ -56,7 +56,7 @@ pub(crate) async fn run(cost_us: u64) -> anyhow::Result<()> {
     println!("   total_weight_recalculation_needed, cached_slow_full_name,");
     println!("   slow_full_name_recalculation_needed and slow_full_name_expires_after,");
     println!("   and installed the triggers the fields' depends_on declarations ask for.");
-    crate::seed(&db, 1, 3).await?;
+    crate::seed(&db, 1, 3, 1).await?;
 
     let lamp = load(&db, 1).await?;
     let t = Instant::now();

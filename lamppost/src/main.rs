@@ -56,6 +56,9 @@ enum Command {
         /// Pigeons on each lamppost.
         #[arg(long, default_value_t = 3)]
         pigeons_per: u64,
+        /// Streets to spread the lampposts over (default: one per 10 lampposts).
+        #[arg(long)]
+        streets: Option<u64>,
     },
     /// The seed README's story, narrated, on a fresh embedded database.
     Demo,
@@ -66,7 +69,7 @@ enum Command {
         /// Lampposts to seed (each with 3 pigeons).
         #[arg(long, default_value_t = 20_000)]
         rows: u64,
-        /// Delete every lamppost and pigeon in the database first.
+        /// Delete every lamppost, pigeon and street in the database first.
         #[arg(long)]
         reset: bool,
         /// Measure only these figures (comma-separated: read, flag, drain,
@@ -121,9 +124,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Seed {
             lampposts,
             pigeons_per,
+            streets,
         } => {
             let db = Db::connect(&cli.database_url).await?;
-            seed(&db, lampposts, pigeons_per).await?;
+            let streets = streets.unwrap_or_else(|| default_streets(lampposts));
+            seed(&db, lampposts, pigeons_per, streets).await?;
             db.close().await;
             Ok(std::process::ExitCode::SUCCESS)
         }
@@ -137,6 +142,13 @@ pub(crate) async fn migrate(db: &Db) -> anyhow::Result<cached_fields::schema::Mi
 
 /// Rows whose cached values are flagged or disagree with what their inputs give.
 async fn verify(db: &Db) -> anyhow::Result<Vec<String>> {
+    let mut wrong = verify_lampposts(db).await?;
+    wrong.extend(verify_streets(db).await?);
+    wrong.extend(verify_pigeons(db).await?);
+    Ok(wrong)
+}
+
+async fn verify_lampposts(db: &Db) -> anyhow::Result<Vec<String>> {
     const SQL: &str = "SELECT l.id, l.total_weight_recalculation_needed, l.slow_full_name_recalculation_needed,
             l.cached_total_weight, l.cached_slow_full_name,
             CAST(l.weight + COALESCE((SELECT SUM(p.weight) FROM pigeons p WHERE p.lamppost_id = l.id), 0) AS BIGINT),
@@ -168,6 +180,53 @@ async fn verify(db: &Db) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+async fn verify_streets(db: &Db) -> anyhow::Result<Vec<String>> {
+    const SQL: &str = "SELECT s.id, s.pigeon_weight_recalculation_needed, s.heaviest_recalculation_needed,
+            s.cached_pigeon_weight, s.cached_heaviest,
+            CAST(COALESCE((SELECT SUM(p.weight) FROM pigeons p JOIN lampposts l ON l.id = p.lamppost_id
+                WHERE l.street_id = s.id), 0) AS BIGINT),
+            CAST(COALESCE((SELECT MAX(l.weight + COALESCE((SELECT SUM(p.weight) FROM pigeons p
+                WHERE p.lamppost_id = l.id), 0)) FROM lampposts l WHERE l.street_id = s.id), 0) AS BIGINT)
+        FROM streets s ORDER BY s.id";
+    type Row = (i64, bool, bool, Option<i64>, Option<i64>, i64, i64);
+    let rows: Vec<Row> = on_db!(db, |p| sqlx::query_as(SQL).fetch_all(p).await?);
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, f1, f2, pw, heaviest, expect_pw, expect_heaviest)| {
+            let ok = !f1 && !f2 && pw == Some(expect_pw) && heaviest == Some(expect_heaviest);
+            (!ok).then(|| {
+                format!(
+                    "street {id}: flags ({f1}, {f2}), pigeon_weight {pw:?} (expected {expect_pw}), \
+                     heaviest {heaviest:?} (expected {expect_heaviest})"
+                )
+            })
+        })
+        .collect())
+}
+
+async fn verify_pigeons(db: &Db) -> anyhow::Result<Vec<String>> {
+    const SQL: &str = "SELECT p.id, p.perch_recalculation_needed, p.cached_perch,
+            l.first_name || ' of ' || l.country || ' on ' || COALESCE(s.name, 'no street')
+        FROM pigeons p JOIN lampposts l ON l.id = p.lamppost_id
+        LEFT JOIN streets s ON s.id = l.street_id ORDER BY p.id";
+    type Row = (i64, bool, Option<String>, String);
+    let rows: Vec<Row> = on_db!(db, |p| sqlx::query_as(SQL).fetch_all(p).await?);
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, flagged, perch, expect)| {
+            let ok = !flagged && perch.as_deref() == Some(expect.as_str());
+            (!ok).then(|| {
+                format!("pigeon {id}: flag {flagged}, perch {perch:?} (expected {expect:?})")
+            })
+        })
+        .collect())
+}
+
+/// One street per 10 lampposts, at least one.
+pub(crate) fn default_streets(lampposts: u64) -> u64 {
+    lampposts.div_ceil(10).max(1)
+}
+
 const FIRST_NAMES: &[&str] = &[
     "Anna", "Boris", "Clara", "Dmitri", "Elena", "Felix", "Greta", "Hugo",
 ];
@@ -175,8 +234,29 @@ const COUNTRIES: &[&str] = &[
     "Latvia", "Chile", "Japan", "Kenya", "Norway", "Peru", "Spain",
 ];
 
-/// Inserts `n` lampposts with `per` pigeons each; new rows start flagged.
-pub(crate) async fn seed(db: &Db, n: u64, per: u64) -> anyhow::Result<()> {
+const STREET_NAMES: &[&str] = &["Elm", "Oak", "Birch", "Linden", "Maple", "Rowan"];
+
+/// Inserts `n` lampposts with `per` pigeons each, spread over `streets` new
+/// streets (none: no lamppost has a street); new rows start flagged.
+pub(crate) async fn seed(db: &Db, n: u64, per: u64, streets: u64) -> anyhow::Result<()> {
+    let mut street_ids: Vec<i64> = Vec::new();
+    on_db!(db, |pool| {
+        let mut tx = pool.begin().await?;
+        for i in 0..streets {
+            let name = format!(
+                "{} Street {}",
+                STREET_NAMES[usize::try_from(i)? % STREET_NAMES.len()],
+                i + 1
+            );
+            street_ids.push(
+                sqlx::query_scalar("INSERT INTO streets (name) VALUES ($1) RETURNING id")
+                    .bind(name)
+                    .fetch_one(&mut *tx)
+                    .await?,
+            );
+        }
+        tx.commit().await?;
+    });
     let bar = cached_fields::cli::progress(n, "seeding");
     let mut done = 0;
     while done < n {
@@ -184,12 +264,16 @@ pub(crate) async fn seed(db: &Db, n: u64, per: u64) -> anyhow::Result<()> {
         on_db!(db, |pool| {
             let mut tx = pool.begin().await?;
             for i in done..done + chunk {
+                let street = (!street_ids.is_empty())
+                    .then(|| street_ids[usize::try_from(i).unwrap_or(0) % street_ids.len()]);
                 let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO lampposts (weight, first_name, country) VALUES ($1, $2, $3) RETURNING id",
+                    "INSERT INTO lampposts (weight, first_name, country, street_id) \
+                     VALUES ($1, $2, $3, $4) RETURNING id",
                 )
                 .bind(i64::try_from(100 + i % 50)?)
                 .bind(FIRST_NAMES[usize::try_from(i)? % FIRST_NAMES.len()])
                 .bind(COUNTRIES[usize::try_from(i)? % COUNTRIES.len()])
+                .bind(street)
                 .fetch_one(&mut *tx)
                 .await?;
                 for j in 0..per {
@@ -206,6 +290,6 @@ pub(crate) async fn seed(db: &Db, n: u64, per: u64) -> anyhow::Result<()> {
         bar.set_position(done);
     }
     bar.finish_and_clear();
-    println!("seeded {n} lampposts with {per} pigeons each");
+    println!("seeded {n} lampposts with {per} pigeons each on {streets} streets");
     Ok(())
 }

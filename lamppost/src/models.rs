@@ -44,6 +44,8 @@ pub(crate) struct Lamppost {
     pub first_name: String,
     /// Its country.
     pub country: String,
+    /// The street it stands on, if any.
+    pub street_id: Option<i64>,
     /// `weight` plus the weight of every pigeon on it.
     #[cached(calculate = Lamppost::calculate_total_weight,
              calculate_many = Lamppost::calculate_total_weights,
@@ -134,7 +136,106 @@ impl Lamppost {
     }
 }
 
+/// One `BIGINT` computed by `sql` for the row `id` (`$1`).
+async fn scalar(ctx: &mut Ctx<'_>, sql: &'static str, id: i64) -> Result<i64, BoxError> {
+    Ok(match ctx.conn().await? {
+        Conn::Sqlite(c) => sqlx::query_scalar(sql).bind(id).fetch_one(c).await?,
+        Conn::Postgres(c) => sqlx::query_scalar(sql).bind(id).fetch_one(c).await?,
+        _ => return Err("unsupported backend".into()),
+    })
+}
+
+/// A street: its lampposts, and the pigeons on them.
+#[derive(Debug, Clone, CachedModel)]
+#[cached_model(table = "streets")]
+pub(crate) struct Street {
+    /// Primary key.
+    #[cached_model(primary_key)]
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// The weight of every pigeon on the street's lampposts: two hops back.
+    #[cached(calculate = Street::calculate_pigeon_weight,
+             depends_on("lampposts(street_id).pigeons(lamppost_id).weight"))]
+    pub pigeon_weight: Cached<i64>,
+    /// The largest `total_weight` among its lampposts: a chain on another
+    /// table's cached field.
+    #[cached(calculate = Street::calculate_heaviest,
+             depends_on("lampposts(street_id).total_weight"))]
+    pub heaviest: Cached<i64>,
+}
+
+impl Street {
+    /// What [`Street::pigeon_weight`] is, in SQL.
+    pub(crate) const PIGEON_WEIGHT: &'static str = "SELECT CAST(COALESCE(SUM(p.weight), 0) AS BIGINT) FROM pigeons p \
+         JOIN lampposts l ON l.id = p.lamppost_id WHERE l.street_id = $1";
+
+    async fn calculate_pigeon_weight(&self, ctx: &mut Ctx<'_>) -> Result<i64, BoxError> {
+        burn();
+        scalar(ctx, Self::PIGEON_WEIGHT, self.id).await
+    }
+
+    async fn calculate_heaviest(&self, ctx: &mut Ctx<'_>) -> Result<i64, BoxError> {
+        burn();
+        // The lampposts' stored values: the worker brings them up to date
+        // first (their new values flag this field again otherwise).
+        scalar(
+            ctx,
+            "SELECT CAST(COALESCE(MAX(cached_total_weight), 0) AS BIGINT) FROM lampposts \
+             WHERE street_id = $1",
+            self.id,
+        )
+        .await
+    }
+}
+
+/// A pigeon, and where it perches.
+#[derive(Debug, Clone, CachedModel)]
+#[cached_model(table = "pigeons")]
+pub(crate) struct Pigeon {
+    /// Primary key.
+    #[cached_model(primary_key)]
+    pub id: i64,
+    /// The lamppost it sits on.
+    pub lamppost_id: i64,
+    /// "{`first_name`} of {country} on {street name}" of its lamppost (or
+    /// "no street"): two hops forward.
+    #[cached(calculate = Pigeon::calculate_perch,
+             depends_on("lamppost_id->lampposts.first_name", "lamppost_id->lampposts.country",
+                        "lamppost_id->lampposts.street_id->streets.name"))]
+    pub perch: Cached<String>,
+}
+
+impl Pigeon {
+    /// The perch of the pigeon `$1`, in SQL.
+    pub(crate) const PERCH: &'static str = "SELECT l.first_name || ' of ' || l.country || ' on ' || COALESCE(s.name, 'no street') \
+         FROM pigeons p JOIN lampposts l ON l.id = p.lamppost_id \
+         LEFT JOIN streets s ON s.id = l.street_id WHERE p.id = $1";
+
+    async fn calculate_perch(&self, ctx: &mut Ctx<'_>) -> Result<String, BoxError> {
+        burn();
+        Ok(match ctx.conn().await? {
+            Conn::Sqlite(c) => {
+                sqlx::query_scalar(Self::PERCH)
+                    .bind(self.id)
+                    .fetch_one(c)
+                    .await?
+            }
+            Conn::Postgres(c) => {
+                sqlx::query_scalar(Self::PERCH)
+                    .bind(self.id)
+                    .fetch_one(c)
+                    .await?
+            }
+            _ => return Err("unsupported backend".into()),
+        })
+    }
+}
+
 /// The registry of the app's models.
 pub(crate) fn registry() -> cached_fields::Result<Registry> {
-    Registry::new().register::<Lamppost>()
+    Registry::new()
+        .register::<Lamppost>()?
+        .register::<Street>()?
+        .register::<Pigeon>()
 }

@@ -7,6 +7,7 @@
 
 mod claim;
 mod complete;
+mod cycle;
 mod execute;
 mod memory;
 mod ops;
@@ -357,22 +358,23 @@ impl Worker {
     async fn pass(&self) -> Result<(bool, Stats)> {
         let mut stats = Stats::default();
         let mut found = false;
-        for (e, entry) in self.registry.entries.iter().enumerate() {
-            for &field in &entry.spec.order {
-                if self.skips(e, field) {
-                    continue;
+        // Upstream fields first, across tables: a value they store flags the
+        // fields reading it, which this pass then reaches.
+        for &(e, field) in &self.registry.order {
+            if self.skips(e, field) {
+                continue;
+            }
+            let entry = &self.registry.entries[e];
+            match entry.ops.process(&self.db, field, &self.settings).await {
+                Ok(r) => {
+                    found |= r.claimed > 0;
+                    stats.add(r.stats);
+                    self.field_recovered(e, field).await;
                 }
-                match entry.ops.process(&self.db, field, &self.settings).await {
-                    Ok(r) => {
-                        found |= r.claimed > 0;
-                        stats.add(r.stats);
-                        self.field_recovered(e, field).await;
-                    }
-                    Err(err) if err.is_retryable() => return Err(err),
-                    Err(err) => {
-                        stats.field_failures += 1;
-                        self.field_failed(e, field, &err).await;
-                    }
+                Err(err) if err.is_retryable() => return Err(err),
+                Err(err) => {
+                    stats.field_failures += 1;
+                    self.field_failed(e, field, &err).await;
                 }
             }
         }
@@ -514,18 +516,23 @@ pub(crate) async fn process_batch<M: CachedModel>(
             let mut chained = 0;
             let before_chain = Utc::now();
             let lease = Some((before_chain, lease_until));
-            let outcome = match runtime::refresh_chain(&mut ctx, model, field, &m, lease).await {
-                Ok(runtime::Chain::Busy(upstream)) => Outcome::Deferred(upstream),
-                // When the row's inputs were read: at the claim, or at the
-                // reload after its chain (no earlier than this).
-                Ok(runtime::Chain::Reloaded(row, n)) => {
-                    chained = n;
-                    Outcome::Ready(row, before_chain)
-                }
-                Ok(runtime::Chain::Fresh) => Outcome::Ready(m, now),
-                Err(Error::RowNotFound { .. }) => Outcome::Gone,
+            let outcome = match cycle::check(&mut ctx, model, field, &m).await {
+                Ok(Some(e)) => Outcome::Failed(e),
                 Err(e) if e.is_retryable() => return Err(e),
                 Err(e) => Outcome::Failed(e),
+                Ok(None) => match runtime::refresh_chain(&mut ctx, model, field, &m, lease).await {
+                    Ok(runtime::Chain::Busy(upstream)) => Outcome::Deferred(upstream),
+                    // When the row's inputs were read: at the claim, or at the
+                    // reload after its chain (no earlier than this).
+                    Ok(runtime::Chain::Reloaded(row, n)) => {
+                        chained = n;
+                        Outcome::Ready(row, before_chain)
+                    }
+                    Ok(runtime::Chain::Fresh) => Outcome::Ready(m, now),
+                    Err(Error::RowNotFound { .. }) => Outcome::Gone,
+                    Err(e) if e.is_retryable() => return Err(e),
+                    Err(e) => Outcome::Failed(e),
+                },
             };
             Ok(Computed {
                 key,

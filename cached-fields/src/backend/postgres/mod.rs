@@ -173,9 +173,9 @@ impl Dialect for Postgres {
         &self,
         spec: &TableSpec,
         f: &FieldSpec,
-        _: &Catalog,
+        catalog: &Catalog,
     ) -> Vec<SchemaObject> {
-        triggers::dependencies(spec, f)
+        triggers::dependencies(spec, f, catalog)
     }
 
     fn drop_trigger(&self, table: &Ident, name: &Ident) -> Vec<String> {

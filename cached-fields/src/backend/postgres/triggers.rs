@@ -7,7 +7,7 @@ use crate::ident::Ident;
 use crate::model::FieldColumns;
 use crate::schema::{CHANNEL, FieldSpec, ObjectKind, SchemaObject, TableSpec};
 use crate::statements;
-use crate::triggers::{Guarded, guarded, on_change, own_dependency, parents, related};
+use crate::triggers::{Catalog, Guarded, guarded, on_change, own_dependency, reaches};
 
 /// The null-safe inequality of two values.
 const NOT_SAME: &str = "IS DISTINCT FROM";
@@ -269,10 +269,12 @@ pub(crate) fn guards(spec: &TableSpec) -> Vec<SchemaObject> {
 }
 
 /// See [`crate::triggers::dependencies`].
-pub(crate) fn dependencies(spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject> {
-    let (t, pk) = (spec.table.quoted(), spec.primary_key.quoted());
+pub(crate) fn dependencies(
+    spec: &TableSpec,
+    f: &FieldSpec,
+    catalog: &Catalog,
+) -> Vec<SchemaObject> {
     let c = &f.columns;
-    let needed = c.needed.quoted();
     let guards = vec![guarded(spec, f)];
     let mut out = Vec::new();
 
@@ -287,59 +289,47 @@ pub(crate) fn dependencies(spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject>
         ));
     }
 
-    for r in related(spec, f) {
-        let (child, named) = (r.child, |kind: &str| r.name(kind));
-        let (ct, k) = (child.quoted(), r.fk.quoted());
-        let upd_head = on_change("AFTER", child, &r.watched, NOT_SAME);
-        let flag_moved =
-            format!("UPDATE {t} SET {needed} = TRUE WHERE {pk} IN (OLD.{k}, NEW.{k});");
-        // Inserts and deletes flag each parent once per statement,
-        // from the transition table; updates compare row by row; a
-        // TRUNCATE flags every parent.
-        out.push(trigger(
-                child,
-                named("ins"),
-                format!("AFTER INSERT ON {ct} REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT"),
+    // Every table on a path: inserts and deletes flag each reached row once
+    // per statement, from the transition table; updates compare row by
+    // row (old and new arrival key: a move); a TRUNCATE flags every row.
+    for r in reaches(spec, f, catalog) {
+        let (table, far) = (r.table.quoted(), r.far.quoted());
+        let statement = |kind: &str, rows: &str| {
+            trigger(
+                &r.table,
+                r.name(kind),
                 format!(
-                    "  UPDATE {t} SET {needed} = TRUE WHERE {pk} IN (SELECT {k} FROM cf_rows);\n  RETURN NULL;"
+                    "AFTER {kind_sql} ON {table} REFERENCING {rows} TABLE AS cf_rows FOR EACH STATEMENT",
+                    kind_sql = if kind == "ins" { "INSERT" } else { "DELETE" }
+                ),
+                format!(
+                    "  {};\n  RETURN NULL;",
+                    r.flag(&format!("SELECT {far} FROM cf_rows"))
                 ),
                 guards.clone(),
-            ));
+            )
+        };
+        out.push(statement("ins", "NEW"));
+        out.push(statement("del", "OLD"));
+        let watched: Vec<&Ident> = r.watched.iter().collect();
         out.push(trigger(
-                child,
-                named("del"),
-                format!("AFTER DELETE ON {ct} REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT"),
-                format!(
-                    "  UPDATE {t} SET {needed} = TRUE WHERE {pk} IN (SELECT {k} FROM cf_rows);\n  RETURN NULL;"
-                ),
-                guards.clone(),
-            ));
-        out.push(trigger(
-            child,
-            named("upd"),
-            upd_head,
-            format!("  {flag_moved}\n  RETURN NULL;"),
-            guards.clone(),
-        ));
-        out.push(trigger(
-            child,
-            named("trunc"),
-            format!("AFTER TRUNCATE ON {ct} FOR EACH STATEMENT"),
-            format!("  UPDATE {t} SET {needed} = TRUE;\n  RETURN NULL;"),
-            guards.clone(),
-        ));
-    }
-
-    // The row the foreign key points at: an update of a watched column (or
-    // of the referenced key) flags the rows pointing at it, old key and new.
-    for p in parents(spec, f) {
-        let (fk, r) = (p.foreign_key.quoted(), p.referenced.quoted());
-        out.push(trigger(
-            p.table,
-            p.name(),
-            on_change("AFTER", p.table, &p.watched, NOT_SAME),
+            &r.table,
+            r.name("upd"),
+            on_change("AFTER", &r.table, &watched, NOT_SAME),
             format!(
-                "  UPDATE {t} SET {needed} = TRUE WHERE {fk} IN (OLD.{r}, NEW.{r});\n  RETURN NULL;"
+                "  {};\n  RETURN NULL;",
+                r.flag(&format!("OLD.{far}, NEW.{far}"))
+            ),
+            guards.clone(),
+        ));
+        out.push(trigger(
+            &r.table,
+            r.name("trunc"),
+            format!("AFTER TRUNCATE ON {table} FOR EACH STATEMENT"),
+            format!(
+                "  UPDATE {} SET {} = TRUE;\n  RETURN NULL;",
+                spec.table.quoted(),
+                c.needed.quoted()
             ),
             guards.clone(),
         ));

@@ -6,7 +6,7 @@ use crate::ident::Ident;
 use crate::schema::{FieldSpec, ObjectKind, SchemaObject, TableSpec};
 use crate::statements;
 use crate::triggers::{
-    Catalog, Guarded, TableKeys, guarded, on_change, own_dependency, parents, related,
+    Catalog, Guarded, Reach, TableKeys, guarded, on_change, own_dependency, reaches,
 };
 
 /// The null-safe inequality of two values.
@@ -187,24 +187,12 @@ fn conflict(keys: &TableKeys, row: &str) -> Option<String> {
 }
 
 /// The triggers that catch `REPLACE`: an `INSERT OR REPLACE` (or
-/// `REPLACE INTO`) or `UPDATE OR REPLACE` of a child row deletes the row
-/// it conflicts with without firing delete triggers (unless a connection
-/// turned on `recursive_triggers`), so before the write they flag the
-/// parent of any row it is about to replace.
-fn replace(
-    spec: &TableSpec,
-    f: &FieldSpec,
-    child: &Ident,
-    fk: &Ident,
-    keys: &TableKeys,
-    named: &dyn Fn(&str) -> Ident,
-) -> Vec<SchemaObject> {
-    let (t, pk, needed) = (
-        spec.table.quoted(),
-        spec.primary_key.quoted(),
-        f.columns.needed.quoted(),
-    );
-    let (ct, k) = (child.quoted(), fk.quoted());
+/// `REPLACE INTO`) or `UPDATE OR REPLACE` of a row on a path deletes the
+/// row it conflicts with without firing delete triggers (unless a
+/// connection turned on `recursive_triggers`), so before the write they
+/// flag the rows that reach the row it is about to replace.
+fn replace(spec: &TableSpec, f: &FieldSpec, r: &Reach<'_>, keys: &TableKeys) -> Vec<SchemaObject> {
+    let (ct, far) = (r.table.quoted(), r.far.quoted());
     let Some(on_insert) = conflict(keys, "NEW") else {
         return Vec::new();
     };
@@ -230,13 +218,16 @@ fn replace(
     }
     let guards = vec![guarded(spec, f)];
     let flag = |cond: &str| {
-        format!("UPDATE {t} SET {needed} = TRUE WHERE {pk} IN (SELECT {k} FROM {ct} WHERE {cond});")
+        format!(
+            "{};",
+            r.flag(&format!("SELECT {far} FROM {ct} WHERE {cond}"))
+        )
     };
     let on_update = format!("({on_insert}) AND {not_self}");
     vec![
         trigger(
-            child,
-            named("rep"),
+            &r.table,
+            r.name("rep"),
             format!(
                 "BEFORE INSERT ON {ct} FOR EACH ROW WHEN EXISTS (SELECT 1 FROM {ct} WHERE {on_insert})"
             ),
@@ -244,8 +235,8 @@ fn replace(
             guards.clone(),
         ),
         trigger(
-            child,
-            named("repu"),
+            &r.table,
+            r.name("repu"),
             format!(
                 "BEFORE UPDATE ON {ct} FOR EACH ROW WHEN ({}) AND EXISTS (SELECT 1 FROM {ct} WHERE {on_update})",
                 key_cols.join(" OR ")
@@ -279,52 +270,38 @@ pub(crate) fn dependencies(
         ));
     }
 
-    for r in related(spec, f) {
-        let (child, named) = (r.child, |kind: &str| r.name(kind));
-        let (ct, k) = (child.quoted(), r.fk.quoted());
-        let upd_head = on_change("AFTER", child, &r.watched, NOT_SAME);
-        let flag_moved =
-            format!("UPDATE {t} SET {needed} = TRUE WHERE {pk} IN (OLD.{k}, NEW.{k});");
+    // Every table on a path: inserts, deletes, updates of a watched column
+    // (old and new arrival key: a move), and replacements.
+    for r in reaches(spec, f, catalog) {
+        let (table, far) = (r.table.quoted(), r.far.quoted());
         out.push(trigger(
-            child,
-            named("ins"),
-            format!("AFTER INSERT ON {ct} FOR EACH ROW"),
-            format!("UPDATE {t} SET {needed} = TRUE WHERE {pk} = NEW.{k};"),
+            &r.table,
+            r.name("ins"),
+            format!("AFTER INSERT ON {table} FOR EACH ROW"),
+            format!("{};", r.flag(&format!("NEW.{far}"))),
             guards.clone(),
         ));
         out.push(trigger(
-            child,
-            named("del"),
-            format!("AFTER DELETE ON {ct} FOR EACH ROW"),
-            format!("UPDATE {t} SET {needed} = TRUE WHERE {pk} = OLD.{k};"),
+            &r.table,
+            r.name("del"),
+            format!("AFTER DELETE ON {table} FOR EACH ROW"),
+            format!("{};", r.flag(&format!("OLD.{far}"))),
             guards.clone(),
         ));
+        let watched: Vec<&Ident> = r.watched.iter().collect();
         out.push(trigger(
-            child,
-            named("upd"),
-            upd_head,
-            flag_moved,
+            &r.table,
+            r.name("upd"),
+            on_change("AFTER", &r.table, &watched, NOT_SAME),
+            format!("{};", r.flag(&format!("OLD.{far}, NEW.{far}"))),
             guards.clone(),
         ));
         let keys = catalog
             .keys
-            .get(child.as_str())
+            .get(r.table.as_str())
             .cloned()
             .unwrap_or_default();
-        out.extend(replace(spec, f, child, r.fk, &keys, &named));
-    }
-
-    // The row the foreign key points at: an update of a watched column (or
-    // of the referenced key) flags the rows pointing at it, old key and new.
-    for p in parents(spec, f) {
-        let (fk, r) = (p.foreign_key.quoted(), p.referenced.quoted());
-        out.push(trigger(
-            p.table,
-            p.name(),
-            on_change("AFTER", p.table, &p.watched, NOT_SAME),
-            format!("UPDATE {t} SET {needed} = TRUE WHERE {fk} IN (OLD.{r}, NEW.{r});"),
-            guards.clone(),
-        ));
+        out.extend(replace(spec, f, &r, &keys));
     }
     out
 }

@@ -1,0 +1,335 @@
+//! The dependency graph of every registered cached field: what each reads,
+//! along which path, and which trigger guards each table on the way; the
+//! order the worker recalculates fields in (a field after the cached
+//! fields it reads, across tables too).
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::depends::Dependency;
+use crate::schema::TableSpec;
+use crate::triggers::{self, Catalog};
+
+/// Every cached field's dependencies ([`Registry::graph`](crate::Registry::graph)).
+///
+/// ```
+/// use cached_fields::{BoxError, Cached, CachedModel, Ctx, Registry};
+///
+/// #[derive(Debug, CachedModel)]
+/// #[cached_model(table = "pets")]
+/// struct Pet {
+///     id: i64,
+///     #[cached(depends_on("name", "owner_id->owners.name"))]
+///     tag: Cached<String>,
+/// }
+/// impl Pet {
+///     async fn calculate_tag(&self, _: &mut Ctx<'_>) -> Result<String, BoxError> {
+///         Ok(String::new())
+///     }
+/// }
+///
+/// let graph = Registry::new().register::<Pet>().unwrap().graph();
+/// let text = graph.to_string();
+/// assert!(text.contains("pets.tag"), "{text}");
+/// assert!(text.contains("owner_id->owners.name"), "{text}");
+/// assert!(graph.dot().starts_with("digraph"));
+/// ```
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Graph {
+    /// Every field, in the order the worker recalculates them.
+    pub fields: Vec<FieldNode>,
+}
+
+/// One cached field and what it reads.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct FieldNode {
+    /// Its table.
+    pub table: String,
+    /// Its name.
+    pub field: String,
+    /// Each `depends_on` entry.
+    pub dependencies: Vec<Edge>,
+}
+
+/// One dependency of a field.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Edge {
+    /// As declared.
+    pub declared: String,
+    /// The cached field it reads, as `(table, field)`, when it ends in one.
+    pub reads_field: Option<(String, String)>,
+    /// The table each write of which can flag the field, with the columns
+    /// watched there and the triggers that do it.
+    pub guards: Vec<Guard>,
+}
+
+/// Writes to one table that flag a field.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Guard {
+    /// The table written.
+    pub table: String,
+    /// The columns whose update flags the field (inserts and deletes of
+    /// a table on a path do too).
+    pub watches: Vec<String>,
+    /// The triggers' names (their common part: each backend adds its own
+    /// for replacements or truncations).
+    pub triggers: Vec<String>,
+}
+
+impl Graph {
+    pub(crate) fn of(specs: &[TableSpec]) -> Self {
+        let catalog = Catalog::default().with_models(specs);
+        let mut fields = Vec::new();
+        for (e, f) in order(specs) {
+            let spec = &specs[e];
+            let field = &spec.fields[f];
+            let reaches = triggers::reaches(spec, field, &catalog);
+            let own = triggers::own_dependency(spec, field);
+            let dependencies = field
+                .depends_on
+                .iter()
+                .map(|d| {
+                    let mut guards = Vec::new();
+                    let own_guard = |cols: Vec<String>| Guard {
+                        table: spec.table.to_string(),
+                        watches: cols,
+                        triggers: own.iter().map(|(n, _)| n.to_string()).collect(),
+                    };
+                    let reads_field = match d {
+                        Dependency::Column(c) => {
+                            guards.push(own_guard(vec![c.to_string()]));
+                            None
+                        }
+                        Dependency::Field(n) => {
+                            let col = spec
+                                .fields
+                                .iter()
+                                .find(|o| o.name == *n)
+                                .map_or_else(|| n.to_string(), |o| o.columns.value.to_string());
+                            guards.push(own_guard(vec![col]));
+                            Some((spec.table.to_string(), n.to_string()))
+                        }
+                        Dependency::Path(p) => {
+                            if let Some(crate::depends::Hop::Forward { foreign_key, .. }) =
+                                p.hops.first()
+                            {
+                                guards.push(own_guard(vec![foreign_key.to_string()]));
+                            }
+                            let links = triggers::links(p, &spec.primary_key, &catalog);
+                            for j in 1..=links.len() {
+                                if let Some(r) = reaches.iter().find(|r| r.links() == &links[..j]) {
+                                    guards.push(Guard {
+                                        table: r.table.to_string(),
+                                        watches: r
+                                            .watched
+                                            .iter()
+                                            .map(ToString::to_string)
+                                            .collect(),
+                                        triggers: ["ins", "del", "upd"]
+                                            .iter()
+                                            .map(|k| r.name(k).to_string())
+                                            .collect(),
+                                    });
+                                }
+                            }
+                            let last = p.hops.last().map(crate::depends::Hop::table);
+                            last.and_then(|t| {
+                                specs.iter().find(|s| s.table == *t).and_then(|s| {
+                                    s.fields
+                                        .iter()
+                                        .find(|o| o.name == p.column)
+                                        .map(|o| (s.table.to_string(), o.name.to_string()))
+                                })
+                            })
+                        }
+                    };
+                    Edge {
+                        declared: d.to_string(),
+                        reads_field,
+                        guards,
+                    }
+                })
+                .collect();
+            fields.push(FieldNode {
+                table: spec.table.to_string(),
+                field: field.name.to_string(),
+                dependencies,
+            });
+        }
+        Graph { fields }
+    }
+
+    /// The graph in Graphviz's DOT language: a node per field (and per
+    /// column read), an edge per dependency labelled with its path.
+    pub fn dot(&self) -> String {
+        let mut out = String::from("digraph cached_fields {\n  rankdir=LR;\n");
+        for n in &self.fields {
+            out.push_str(&format!(
+                "  \"{t}.{f}\" [shape=box, style=bold];\n",
+                t = n.table,
+                f = n.field
+            ));
+        }
+        for n in &self.fields {
+            for d in &n.dependencies {
+                let from = match &d.reads_field {
+                    Some((t, f)) => format!("{t}.{f}"),
+                    None => {
+                        let table = d
+                            .guards
+                            .last()
+                            .map_or(n.table.as_str(), |g| g.table.as_str());
+                        let column = d.declared.rsplit('.').next().unwrap_or_default();
+                        format!("{table}.{column}")
+                    }
+                };
+                let guarded: Vec<&str> = d.guards.iter().map(|g| g.table.as_str()).collect();
+                out.push_str(&format!(
+                    "  \"{from}\" -> \"{t}.{f}\" [label=\"{label}\\nguarded on {tables}\"];\n",
+                    t = n.table,
+                    f = n.field,
+                    label = d.declared.replace('"', "'"),
+                    tables = guarded.join(", "),
+                ));
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+impl fmt::Display for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for n in &self.fields {
+            writeln!(f, "{}.{}", n.table, n.field)?;
+            for d in &n.dependencies {
+                match &d.reads_field {
+                    Some((t, c)) => writeln!(f, "  {}  (cached field {t}.{c})", d.declared)?,
+                    None => writeln!(f, "  {}", d.declared)?,
+                }
+                for g in &d.guards {
+                    writeln!(
+                        f,
+                        "    on {}: {} by {}",
+                        g.table,
+                        if g.watches.is_empty() {
+                            "any write".to_owned()
+                        } else {
+                            format!("insert, delete, update of {}", g.watches.join(", "))
+                        },
+                        g.triggers.join(", ")
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every field as `(spec index, field index)`, each after the cached fields
+/// it reads (its own row's chain, and other tables' fields at the end of a
+/// path); a field reading itself along a path (a tree) is not an edge. A
+/// cycle between fields keeps the declaration order for the fields on it
+/// (`migrate` refuses it, naming it).
+pub(crate) fn order(specs: &[TableSpec]) -> Vec<(usize, usize)> {
+    let nodes: Vec<(usize, usize)> = specs
+        .iter()
+        .enumerate()
+        .flat_map(|(e, s)| s.order.iter().map(move |&f| (e, f)))
+        .collect();
+    let mut out: Vec<(usize, usize)> = Vec::with_capacity(nodes.len());
+    let mut active: Vec<(usize, usize)> = Vec::new();
+    fn visit(
+        n: (usize, usize),
+        specs: &[TableSpec],
+        out: &mut Vec<(usize, usize)>,
+        active: &mut Vec<(usize, usize)>,
+    ) {
+        if out.contains(&n) || active.contains(&n) {
+            return;
+        }
+        active.push(n);
+        for up in upstream(specs, n) {
+            if up != n {
+                visit(up, specs, out, active);
+            }
+        }
+        active.pop();
+        out.push(n);
+    }
+    for &n in &nodes {
+        visit(n, specs, &mut out, &mut active);
+    }
+    out
+}
+
+/// The cached fields field `n` reads directly.
+pub(crate) fn upstream(specs: &[TableSpec], (e, f): (usize, usize)) -> Vec<(usize, usize)> {
+    let spec = &specs[e];
+    spec.fields[f]
+        .depends_on
+        .iter()
+        .filter_map(|d| match d {
+            Dependency::Field(n) => spec
+                .fields
+                .iter()
+                .position(|o| o.name == *n)
+                .map(|i| (e, i)),
+            Dependency::Path(p) => {
+                let t = p.hops.last()?.table();
+                let te = specs.iter().position(|s| s.table == *t)?;
+                let tf = specs[te].fields.iter().position(|o| o.name == p.column)?;
+                Some((te, tf))
+            }
+            Dependency::Column(_) => None,
+        })
+        .collect()
+}
+
+/// A cycle between distinct fields through paths, as `a.x -> b.y -> a.x`.
+pub(crate) fn cycle(specs: &[TableSpec]) -> Option<String> {
+    fn walk(
+        n: (usize, usize),
+        specs: &[TableSpec],
+        stack: &mut Vec<(usize, usize)>,
+        done: &mut Vec<(usize, usize)>,
+    ) -> Option<Vec<(usize, usize)>> {
+        if let Some(i) = stack.iter().position(|&s| s == n) {
+            let mut c = stack[i..].to_vec();
+            c.push(n);
+            return Some(c);
+        }
+        if done.contains(&n) {
+            return None;
+        }
+        stack.push(n);
+        for up in upstream(specs, n) {
+            if up != n
+                && let Some(c) = walk(up, specs, stack, done)
+            {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        done.push(n);
+        None
+    }
+    let mut done = Vec::new();
+    for (e, s) in specs.iter().enumerate() {
+        for f in 0..s.fields.len() {
+            if let Some(c) = walk((e, f), specs, &mut Vec::new(), &mut done) {
+                let names: Vec<String> = c
+                    .iter()
+                    .map(|&(e, f)| format!("{}.{}", specs[e].table, specs[e].fields[f].name))
+                    .collect();
+                return Some(names.join(" -> "));
+            }
+        }
+    }
+    None
+}
