@@ -1,6 +1,6 @@
 //! The operations command line, for any application's [`Registry`]:
 //! `migrate [--sql]`, `check`, `status [--json]`, `worker`, `recalc`,
-//! `verify`. An application gets all of them with one call
+//! `verify`, `deps [--dot]`. An application gets all of them with one call
 //! ([`App::main`]), or embeds [`Command`] among its own subcommands and
 //! calls [`App::run`].
 //!
@@ -82,6 +82,17 @@ pub enum Command {
         /// Only these rows (needs --field).
         #[arg(long, requires = "field", value_delimiter = ',')]
         key: Vec<String>,
+    },
+    /// Print every cached field's dependencies, the path of each, and the triggers that
+    /// guard every table on it, in the order the worker recalculates the fields (needs no
+    /// database).
+    Deps {
+        /// Print Graphviz DOT instead (`… deps --dot | dot -Tsvg > deps.svg`).
+        #[arg(long, conflicts_with = "json")]
+        dot: bool,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
     },
     /// Check that no value is flagged or expired and, where the application supplies
     /// the comparison, that every stored value agrees with its inputs; exit 1 listing
@@ -246,6 +257,10 @@ impl App {
             print!("{}", self.registry.sql(Backend::of_url(url)?));
             return Ok(ExitCode::SUCCESS);
         }
+        if let Command::Deps { dot, json } = command {
+            deps(&self.registry, dot, json)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         let db = Db::connect(url).await?;
         let code = self.run_on(command, &db).await;
         db.close().await;
@@ -303,6 +318,7 @@ impl App {
                 key,
             } => recalc(db, registry, all, field.as_deref(), &key).await?,
             Command::Verify => return self.verify_all(db).await,
+            Command::Deps { dot, json } => deps(registry, dot, json)?,
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -368,6 +384,19 @@ pub fn progress(len: u64, msg: &'static str) -> ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+/// Prints the dependency graph as text, DOT or JSON.
+fn deps(registry: &Registry, dot: bool, json: bool) -> Result<(), CliError> {
+    let graph = registry.graph();
+    if dot {
+        print!("{}", graph.dot());
+    } else if json {
+        println!("{}", serde_json::to_string_pretty(&graph)?);
+    } else {
+        print!("{graph}");
+    }
+    Ok(())
 }
 
 async fn status(db: &Db, registry: &Registry, json: bool) -> Result<(), CliError> {

@@ -3,7 +3,7 @@
 //! order the worker recalculates fields in (a field after the cached
 //! fields it reads, across tables too).
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
@@ -73,8 +73,10 @@ pub struct Edge {
 pub struct Guard {
     /// The table written.
     pub table: String,
-    /// The columns whose update flags the field (inserts and deletes of
-    /// a table on a path do too).
+    /// Whether inserting or deleting a row of it flags the field (a table
+    /// on a path; the field's own table flags new rows anyway).
+    pub rows: bool,
+    /// The columns whose update flags the field.
     pub watches: Vec<String>,
     /// The triggers' names (their common part: each backend adds its own
     /// for replacements or truncations).
@@ -97,6 +99,7 @@ impl Graph {
                     let mut guards = Vec::new();
                     let own_guard = |cols: Vec<String>| Guard {
                         table: spec.table.to_string(),
+                        rows: false,
                         watches: cols,
                         triggers: own.iter().map(|(n, _)| n.to_string()).collect(),
                     };
@@ -125,6 +128,7 @@ impl Graph {
                                 if let Some(r) = reaches.iter().find(|r| r.links() == &links[..j]) {
                                     guards.push(Guard {
                                         table: r.table.to_string(),
+                                        rows: true,
                                         watches: r
                                             .watched
                                             .iter()
@@ -169,11 +173,12 @@ impl Graph {
     pub fn dot(&self) -> String {
         let mut out = String::from("digraph cached_fields {\n  rankdir=LR;\n");
         for n in &self.fields {
-            out.push_str(&format!(
-                "  \"{t}.{f}\" [shape=box, style=bold];\n",
+            let _ = writeln!(
+                out,
+                "  \"{t}.{f}\" [shape=box, style=bold];",
                 t = n.table,
                 f = n.field
-            ));
+            );
         }
         for n in &self.fields {
             for d in &n.dependencies {
@@ -189,13 +194,14 @@ impl Graph {
                     }
                 };
                 let guarded: Vec<&str> = d.guards.iter().map(|g| g.table.as_str()).collect();
-                out.push_str(&format!(
-                    "  \"{from}\" -> \"{t}.{f}\" [label=\"{label}\\nguarded on {tables}\"];\n",
+                let _ = writeln!(
+                    out,
+                    "  \"{from}\" -> \"{t}.{f}\" [label=\"{label}\\nguarded on {tables}\"];",
                     t = n.table,
                     f = n.field,
                     label = d.declared.replace('"', "'"),
                     tables = guarded.join(", "),
-                ));
+                );
             }
         }
         out.push_str("}\n");
@@ -215,13 +221,10 @@ impl fmt::Display for Graph {
                 for g in &d.guards {
                     writeln!(
                         f,
-                        "    on {}: {} by {}",
+                        "    on {}: {}update of {} by {}",
                         g.table,
-                        if g.watches.is_empty() {
-                            "any write".to_owned()
-                        } else {
-                            format!("insert, delete, update of {}", g.watches.join(", "))
-                        },
+                        if g.rows { "insert, delete, " } else { "" },
+                        g.watches.join(", "),
                         g.triggers.join(", ")
                     )?;
                 }

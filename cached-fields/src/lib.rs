@@ -121,7 +121,7 @@ pub use worker::{Stats, Worker};
 /// | `calculate = path` | the calculate function (default `Self::calculate_F`): `async fn(&self, conn) -> Result<T, E>` |
 /// | `calculate_many = path` | a batch form the worker calls once per claimed batch: `async fn(&[&Self], conn) -> Result<Vec<T>, E>`, values in the order given |
 /// | `after_recalculate = path` | a hook run after each stored recalculation: `async fn(&self, conn) -> Result<(), E>` |
-/// | `depends_on("col", "other_field", "child(fk).col", "fk->parent.col", ...)` | what the value depends on: columns of the row, other cached fields (a chain), columns of rows whose foreign key `fk` points here, columns of the row this row's `fk` points at; triggers flag the field on every write to them (see [`depends::Dependency`]) |
+/// | `depends_on("col", "other_field", "child(fk).col", "fk->parent.col", "a(fk).b_id->b.col", ...)` | what the value depends on: columns of the row, other cached fields (a chain), and paths of hops through foreign keys — `child(fk)` to the rows whose `fk` points here, `fk->parent` to the row this row's `fk` points at — ending in a column or another table's cached field; triggers flag the field on every write along the path (see [`depends::Dependency`]) |
 /// | `temporal_triggers` | adds the expiry column `F_expires_after` and `expire_F_after` |
 /// | `lazy` / `eager` | who recalculates when flagged: the next read (never the worker) / the worker, whatever the global switch says |
 /// | `timeout_ms = N` | how long one calculation may take (default: the worker's `calculation_timeout`, 20 s) |

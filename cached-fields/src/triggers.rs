@@ -46,7 +46,7 @@ impl Catalog {
     pub(crate) fn primary_key(&self, table: &Ident) -> Ident {
         self.models
             .get(table.as_str())
-            .map_or_else(|| Ident::id(), |(k, _)| k.clone())
+            .map_or_else(Ident::id, |(k, _)| k.clone())
     }
 
     /// The column a path's last name reads in `table`: a cached field's

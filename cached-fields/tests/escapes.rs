@@ -264,7 +264,7 @@ per_backend! {
                 Db::Sqlite(p) => {
                     let def: String = sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = $1")
                         .bind(&upd).fetch_one(p).await.unwrap();
-                    let changed = def.replacen("UPDATE OF \"weight\", \"post_id\"", "UPDATE OF \"post_id\"", 1);
+                    let changed = def.replacen("UPDATE OF \"post_id\", \"weight\"", "UPDATE OF \"post_id\"", 1);
                     assert_ne!(def, changed);
                     let mut c = p.acquire().await.unwrap();
                     sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER {upd}"))).execute(&mut *c).await.unwrap();

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use cached_fields::{Db, Worker};
 
-use crate::models::{self, Lamppost};
+use crate::models::{self, Lamppost, Pigeon, Street};
 use crate::on_db;
 
 async fn load(db: &Db, id: i64) -> anyhow::Result<Lamppost> {
@@ -34,6 +34,87 @@ async fn wait_until_fresh(db: &Db, id: i64, timeout: Duration) -> anyhow::Result
     }
 }
 
+/// Waits until no cached field of any table is flagged.
+async fn wait_until_all_fresh(db: &Db, timeout: Duration) -> anyhow::Result<()> {
+    const FLAGGED: &str = "SELECT (SELECT COUNT(*) FROM lampposts WHERE total_weight_recalculation_needed \
+         OR slow_full_name_recalculation_needed) + (SELECT COUNT(*) FROM streets \
+         WHERE pigeon_weight_recalculation_needed OR heaviest_recalculation_needed) \
+         + (SELECT COUNT(*) FROM pigeons WHERE perch_recalculation_needed)";
+    let start = Instant::now();
+    loop {
+        let n: i64 = on_db!(db, |p| sqlx::query_scalar(FLAGGED).fetch_one(p).await?);
+        if n == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            start.elapsed() < timeout,
+            "the worker did not catch up within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn street(db: &Db, id: i64) -> anyhow::Result<Street> {
+    Ok(on_db!(db, |p| sqlx::query_as(
+        "SELECT * FROM streets WHERE id = $1"
+    )
+    .bind(id)
+    .fetch_one(p)
+    .await?))
+}
+
+async fn pigeon(db: &Db, id: i64) -> anyhow::Result<Pigeon> {
+    Ok(on_db!(db, |p| sqlx::query_as(
+        "SELECT * FROM pigeons WHERE id = $1"
+    )
+    .bind(id)
+    .fetch_one(p)
+    .await?))
+}
+
+/// Step 8: fields that read other tables along paths of two hops.
+async fn streets(db: &Db) -> anyhow::Result<()> {
+    let lamp = load(db, 1).await?;
+    let street_id = lamp.street_id.unwrap_or(1);
+    let before = street(db, street_id).await?;
+    println!(
+        "\n8. Lamppost 1 stands on {:?}, whose cached fields read other tables:",
+        before.name
+    );
+    println!(
+        "   pigeon_weight {:?} (lampposts(street_id).pigeons(lamppost_id).weight: two hops back),",
+        before.pigeon_weight.stored().unwrap_or_default()
+    );
+    println!(
+        "   heaviest {:?} (lampposts(street_id).total_weight: a chain on the lampposts' cached field).",
+        before.heaviest.stored().unwrap_or_default()
+    );
+    let t = Instant::now();
+    exec(db, "UPDATE streets SET name = 'Lantern Row' WHERE id = 1").await?;
+    exec(
+        db,
+        "INSERT INTO pigeons (lamppost_id, weight) VALUES (1, 5)",
+    )
+    .await?;
+    wait_until_all_fresh(db, Duration::from_secs(60)).await?;
+    let after = street(db, street_id).await?;
+    let perched = pigeon(db, 1).await?;
+    println!(
+        "   Plain SQL renames the street and lands a pigeon of 5 on lamppost {}; {:.0} ms later",
+        perched.lamppost_id,
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    println!(
+        "   {:?} has pigeon_weight {:?} and heaviest {:?}, and pigeon 1 perches on {:?}",
+        after.name,
+        after.pigeon_weight.stored().unwrap_or_default(),
+        after.heaviest.stored().unwrap_or_default(),
+        perched.perch.stored().unwrap_or_default()
+    );
+    println!("   (lamppost_id->lampposts.street_id->streets.name: two hops forward).");
+    Ok(())
+}
+
 async fn exec(db: &Db, sql: &'static str) -> anyhow::Result<()> {
     on_db!(db, |p| sqlx::query(sql).execute(p).await.map(drop)?);
     Ok(())
@@ -52,10 +133,11 @@ pub(crate) async fn run(cost_us: u64) -> anyhow::Result<()> {
 
     println!("1. A fresh SQLite database at {}", path.display());
     crate::migrate(&db).await?;
-    println!("   `migrate` created lampposts and pigeons, added cached_total_weight,");
+    println!("   `migrate` created streets, lampposts and pigeons, added cached_total_weight,");
     println!("   total_weight_recalculation_needed, cached_slow_full_name,");
-    println!("   slow_full_name_recalculation_needed and slow_full_name_expires_after,");
-    println!("   and installed the triggers the fields' depends_on declarations ask for.");
+    println!("   slow_full_name_recalculation_needed and slow_full_name_expires_after (and the");
+    println!("   street and pigeon fields' columns), and installed the triggers the fields'");
+    println!("   depends_on declarations ask for (`lamppost deps` prints them).");
     crate::seed(&db, 1, 3, 1).await?;
 
     let lamp = load(&db, 1).await?;
@@ -145,6 +227,8 @@ pub(crate) async fn run(cost_us: u64) -> anyhow::Result<()> {
         (chrono::Utc::now() - when).num_milliseconds().max(0),
         lamp.slow_full_name.stored().unwrap_or_default()
     );
+
+    streets(&db).await?;
 
     let _ = stop.send(());
     let stats = worker.await??;

@@ -37,7 +37,7 @@ struct Cli {
         default_value = "sqlite:lamppost.db"
     )]
     database_url: String,
-    /// Microseconds of CPU each calculate function burns first, to model a slow computation.
+    /// Microseconds of CPU each lamppost calculate function burns first, to model a slow computation.
     #[arg(long, global = true, default_value_t = 0)]
     cost_us: u64,
     #[command(subcommand)]

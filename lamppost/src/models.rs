@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use cached_fields::{BoxError, Cached, CachedModel, Conn, Ctx, Registry};
 
-/// Microseconds of CPU each calculate function burns first (`--cost-us`).
+/// Microseconds of CPU each lamppost calculate function burns first (`--cost-us`).
 static COST_US: AtomicU64 = AtomicU64::new(0);
 
 /// Sets the simulated cost of each calculation.
@@ -171,12 +171,10 @@ impl Street {
          JOIN lampposts l ON l.id = p.lamppost_id WHERE l.street_id = $1";
 
     async fn calculate_pigeon_weight(&self, ctx: &mut Ctx<'_>) -> Result<i64, BoxError> {
-        burn();
         scalar(ctx, Self::PIGEON_WEIGHT, self.id).await
     }
 
     async fn calculate_heaviest(&self, ctx: &mut Ctx<'_>) -> Result<i64, BoxError> {
-        burn();
         // The lampposts' stored values: the worker brings them up to date
         // first (their new values flag this field again otherwise).
         scalar(
@@ -213,7 +211,6 @@ impl Pigeon {
          LEFT JOIN streets s ON s.id = l.street_id WHERE p.id = $1";
 
     async fn calculate_perch(&self, ctx: &mut Ctx<'_>) -> Result<String, BoxError> {
-        burn();
         Ok(match ctx.conn().await? {
             Conn::Sqlite(c) => {
                 sqlx::query_scalar(Self::PERCH)

@@ -3,6 +3,8 @@
 //! recalculating it would go round for ever (each new value flagging the
 //! next row on the loop), so it fails instead, naming the path.
 
+use std::fmt::Write as _;
+
 use crate::db::Ctx;
 use crate::depends::{Dependency, Path};
 use crate::error::{Error, Result};
@@ -35,12 +37,13 @@ fn reaches_itself(table: &Ident, key: &Ident, path: &Path) -> String {
     let mut last = "cf_t0".to_owned();
     for (i, l) in links(path, key, &Catalog::default()).iter().enumerate() {
         let alias = format!("cf_t{}", i + 1);
-        joins.push_str(&format!(
+        let _ = write!(
+            joins,
             " JOIN {} {alias} ON {alias}.{} = {last}.{}",
             l.table.quoted(),
             l.far.quoted(),
             l.near.quoted()
-        ));
+        );
         last = alias;
     }
     let (t, k) = (table.quoted(), key.quoted());

@@ -517,9 +517,8 @@ pub(crate) async fn process_batch<M: CachedModel>(
             let before_chain = Utc::now();
             let lease = Some((before_chain, lease_until));
             let outcome = match cycle::check(&mut ctx, model, field, &m).await {
-                Ok(Some(e)) => Outcome::Failed(e),
                 Err(e) if e.is_retryable() => return Err(e),
-                Err(e) => Outcome::Failed(e),
+                Ok(Some(e)) | Err(e) => Outcome::Failed(e),
                 Ok(None) => match runtime::refresh_chain(&mut ctx, model, field, &m, lease).await {
                     Ok(runtime::Chain::Busy(upstream)) => Outcome::Deferred(upstream),
                     // When the row's inputs were read: at the claim, or at the

@@ -13,12 +13,39 @@ ALTER TABLE "lampposts" ADD COLUMN "slow_full_name_stale_since" TIMESTAMPTZ DEFA
 ALTER TABLE "lampposts" ADD COLUMN "slow_full_name_next_attempt_at" TIMESTAMPTZ;
 ALTER TABLE "lampposts" ADD COLUMN "slow_full_name_attempts" BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE "lampposts" ADD COLUMN "slow_full_name_last_error" TEXT;
+ALTER TABLE "streets" ADD COLUMN "cached_pigeon_weight" BIGINT;
+ALTER TABLE "streets" ADD COLUMN "pigeon_weight_recalculation_needed" BOOLEAN NOT NULL DEFAULT TRUE;
+ALTER TABLE "streets" ADD COLUMN "pigeon_weight_recalculation_version" BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE "streets" ADD COLUMN "pigeon_weight_stale_since" TIMESTAMPTZ DEFAULT now();
+ALTER TABLE "streets" ADD COLUMN "pigeon_weight_next_attempt_at" TIMESTAMPTZ;
+ALTER TABLE "streets" ADD COLUMN "pigeon_weight_attempts" BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE "streets" ADD COLUMN "pigeon_weight_last_error" TEXT;
+ALTER TABLE "streets" ADD COLUMN "cached_heaviest" BIGINT;
+ALTER TABLE "streets" ADD COLUMN "heaviest_recalculation_needed" BOOLEAN NOT NULL DEFAULT TRUE;
+ALTER TABLE "streets" ADD COLUMN "heaviest_recalculation_version" BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE "streets" ADD COLUMN "heaviest_stale_since" TIMESTAMPTZ DEFAULT now();
+ALTER TABLE "streets" ADD COLUMN "heaviest_next_attempt_at" TIMESTAMPTZ;
+ALTER TABLE "streets" ADD COLUMN "heaviest_attempts" BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE "streets" ADD COLUMN "heaviest_last_error" TEXT;
+ALTER TABLE "pigeons" ADD COLUMN "cached_perch" TEXT;
+ALTER TABLE "pigeons" ADD COLUMN "perch_recalculation_needed" BOOLEAN NOT NULL DEFAULT TRUE;
+ALTER TABLE "pigeons" ADD COLUMN "perch_recalculation_version" BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE "pigeons" ADD COLUMN "perch_stale_since" TIMESTAMPTZ DEFAULT now();
+ALTER TABLE "pigeons" ADD COLUMN "perch_next_attempt_at" TIMESTAMPTZ;
+ALTER TABLE "pigeons" ADD COLUMN "perch_attempts" BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE "pigeons" ADD COLUMN "perch_last_error" TEXT;
 CREATE INDEX IF NOT EXISTS "cf_lampposts_total_weight_recalculation_needed_due_696c572a97" ON "lampposts" ("total_weight_next_attempt_at" NULLS FIRST) WHERE "total_weight_recalculation_needed";
 COMMENT ON INDEX "cf_lampposts_total_weight_recalculation_needed_due_696c572a97" IS 'cached-fields';
 CREATE INDEX IF NOT EXISTS "cf_lampposts_slow_full_name_recalculation_needed_due_45af9b2367" ON "lampposts" ("slow_full_name_next_attempt_at" NULLS FIRST) WHERE "slow_full_name_recalculation_needed";
 COMMENT ON INDEX "cf_lampposts_slow_full_name_recalculation_needed_due_45af9b2367" IS 'cached-fields';
 CREATE INDEX IF NOT EXISTS "cf_lampposts_slow_full_name_expires_after_fa27c5cdbf" ON "lampposts" ("slow_full_name_expires_after") WHERE "slow_full_name_expires_after" IS NOT NULL;
 COMMENT ON INDEX "cf_lampposts_slow_full_name_expires_after_fa27c5cdbf" IS 'cached-fields';
+CREATE INDEX IF NOT EXISTS "cf_streets_pigeon_weight_recalculation_needed_due_fae4ddf830" ON "streets" ("pigeon_weight_next_attempt_at" NULLS FIRST) WHERE "pigeon_weight_recalculation_needed";
+COMMENT ON INDEX "cf_streets_pigeon_weight_recalculation_needed_due_fae4ddf830" IS 'cached-fields';
+CREATE INDEX IF NOT EXISTS "cf_streets_heaviest_recalculation_needed_due_866f461e22" ON "streets" ("heaviest_next_attempt_at" NULLS FIRST) WHERE "heaviest_recalculation_needed";
+COMMENT ON INDEX "cf_streets_heaviest_recalculation_needed_due_866f461e22" IS 'cached-fields';
+CREATE INDEX IF NOT EXISTS "cf_pigeons_perch_recalculation_needed_due_36dc28fe34" ON "pigeons" ("perch_next_attempt_at" NULLS FIRST) WHERE "perch_recalculation_needed";
+COMMENT ON INDEX "cf_pigeons_perch_recalculation_needed_due_36dc28fe34" IS 'cached-fields';
 CREATE OR REPLACE FUNCTION "cf_bump_lampposts_total_weight_recalculation_needed_46efe3ec4b"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_bump_lampposts_total_weight_recalculation_needed_46efe3ec4b" BEFORE UPDATE OF "total_weight_recalculation_needed" ON "lampposts" FOR EACH ROW WHEN (NEW."total_weight_recalculation_needed") EXECUTE FUNCTION "cf_bump_lampposts_total_weight_recalculation_needed_46efe3ec4b"()
 BEGIN
@@ -84,13 +111,13 @@ CREATE OR REPLACE TRIGGER "cf_del_lampposts_total_weight_pigeons_lamppost_id_8e5
 ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8" AFTER UPDATE OF "weight", "lamppost_id" ON "pigeons" FOR EACH ROW WHEN (OLD."weight" IS DISTINCT FROM NEW."weight" OR OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id") EXECUTE FUNCTION "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8"()
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8" AFTER UPDATE OF "lamppost_id", "weight" ON "pigeons" FOR EACH ROW WHEN (OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id" OR OLD."weight" IS DISTINCT FROM NEW."weight") EXECUTE FUNCTION "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8"()
 BEGIN
   UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE WHERE "id" IN (OLD."lamppost_id", NEW."lamppost_id");
   RETURN NULL;
 END;
 $cf$;
-CREATE OR REPLACE TRIGGER "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8" AFTER UPDATE OF "weight", "lamppost_id" ON "pigeons" FOR EACH ROW WHEN (OLD."weight" IS DISTINCT FROM NEW."weight" OR OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id") EXECUTE FUNCTION "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8"();
+CREATE OR REPLACE TRIGGER "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8" AFTER UPDATE OF "lamppost_id", "weight" ON "pigeons" FOR EACH ROW WHEN (OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id" OR OLD."weight" IS DISTINCT FROM NEW."weight") EXECUTE FUNCTION "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8"();
 ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_trunc_lampposts_total_weight_pigeons_lamppost_id_d7b6d96df5"() RETURNS trigger LANGUAGE plpgsql AS $cf$
@@ -233,3 +260,431 @@ $cf$;
 CREATE OR REPLACE TRIGGER "cf_insert_lampposts_1710cfc283" BEFORE INSERT ON "lampposts" FOR EACH ROW EXECUTE FUNCTION "cf_insert_lampposts_1710cfc283"();
 ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_insert_lampposts_1710cfc283";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_insert_lampposts_1710cfc283', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_insert_lampposts_1710cfc283' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_bump_streets_pigeon_weight_recalculation_needed_197f383e92"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_bump_streets_pigeon_weight_recalculation_needed_197f383e92" BEFORE UPDATE OF "pigeon_weight_recalculation_needed" ON "streets" FOR EACH ROW WHEN (NEW."pigeon_weight_recalculation_needed") EXECUTE FUNCTION "cf_bump_streets_pigeon_weight_recalculation_needed_197f383e92"()
+BEGIN
+  NEW."pigeon_weight_recalculation_needed" := TRUE;
+  NEW."pigeon_weight_recalculation_version" := OLD."pigeon_weight_recalculation_version" + 1;
+  IF NEW."pigeon_weight_next_attempt_at" IS DISTINCT FROM OLD."pigeon_weight_next_attempt_at" THEN
+    NULL;
+  ELSIF OLD."pigeon_weight_next_attempt_at" >= TIMESTAMPTZ '9999-01-01T00:00:00Z' THEN
+    NEW."pigeon_weight_next_attempt_at" := NULL;
+  ELSIF OLD."pigeon_weight_recalculation_needed" AND OLD."pigeon_weight_stale_since" IS NOT NULL THEN
+    IF NEW."pigeon_weight_next_attempt_at" IS NOT NULL THEN NEW."pigeon_weight_next_attempt_at" := GREATEST(NEW."pigeon_weight_next_attempt_at", LEAST(clock_timestamp() + interval '50 milliseconds', OLD."pigeon_weight_stale_since" + interval '2000 milliseconds' * GREATEST(1, ceil(EXTRACT(EPOCH FROM OLD."pigeon_weight_next_attempt_at" - OLD."pigeon_weight_stale_since") * 1000 / 2000 - 0.001)))); END IF;
+  ELSIF OLD."pigeon_weight_stale_since" > (clock_timestamp() + interval '-50 milliseconds') THEN
+    NEW."pigeon_weight_next_attempt_at" := GREATEST(NEW."pigeon_weight_next_attempt_at", (clock_timestamp() + interval '50 milliseconds'));
+  END IF;
+  IF NOT OLD."pigeon_weight_recalculation_needed" OR OLD."pigeon_weight_stale_since" IS NULL THEN NEW."pigeon_weight_stale_since" := clock_timestamp(); END IF;
+  PERFORM pg_notify('cached_fields', TG_TABLE_NAME);
+  RETURN NEW;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_bump_streets_pigeon_weight_recalculation_needed_197f383e92" BEFORE UPDATE OF "pigeon_weight_recalculation_needed" ON "streets" FOR EACH ROW WHEN (NEW."pigeon_weight_recalculation_needed") EXECUTE FUNCTION "cf_bump_streets_pigeon_weight_recalculation_needed_197f383e92"();
+ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_bump_streets_pigeon_weight_recalculation_needed_197f383e92";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_bump_streets_pigeon_weight_recalculation_needed_197f383e92', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_bump_streets_pigeon_weight_recalculation_needed_197f383e92' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5"()
+BEGIN
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM cf_rows);
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5"();
+ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66"()
+BEGIN
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM cf_rows);
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66"();
+ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574" AFTER UPDATE OF "street_id", "id" ON "lampposts" FOR EACH ROW WHEN (OLD."street_id" IS DISTINCT FROM NEW."street_id" OR OLD."id" IS DISTINCT FROM NEW."id") EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574"()
+BEGIN
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" IN (OLD."street_id", NEW."street_id");
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574" AFTER UPDATE OF "street_id", "id" ON "lampposts" FOR EACH ROW WHEN (OLD."street_id" IS DISTINCT FROM NEW."street_id" OR OLD."id" IS DISTINCT FROM NEW."id") EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574"();
+ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf" AFTER TRUNCATE ON "lampposts" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf"()
+BEGIN
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE;
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf" AFTER TRUNCATE ON "lampposts" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf"();
+ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4" AFTER INSERT ON "pigeons" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4"()
+BEGIN
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM "lampposts" WHERE "id" IN (SELECT "lamppost_id" FROM cf_rows));
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4" AFTER INSERT ON "pigeons" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4"();
+ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f" AFTER DELETE ON "pigeons" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f"()
+BEGIN
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM "lampposts" WHERE "id" IN (SELECT "lamppost_id" FROM cf_rows));
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f" AFTER DELETE ON "pigeons" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f"();
+ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701" AFTER UPDATE OF "lamppost_id", "weight" ON "pigeons" FOR EACH ROW WHEN (OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id" OR OLD."weight" IS DISTINCT FROM NEW."weight") EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701"()
+BEGIN
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM "lampposts" WHERE "id" IN (OLD."lamppost_id", NEW."lamppost_id"));
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701" AFTER UPDATE OF "lamppost_id", "weight" ON "pigeons" FOR EACH ROW WHEN (OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id" OR OLD."weight" IS DISTINCT FROM NEW."weight") EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701"();
+ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa" AFTER TRUNCATE ON "pigeons" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa"()
+BEGIN
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE;
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa" AFTER TRUNCATE ON "pigeons" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa"();
+ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_bump_streets_heaviest_recalculation_needed_b3659bc2ae"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_bump_streets_heaviest_recalculation_needed_b3659bc2ae" BEFORE UPDATE OF "heaviest_recalculation_needed" ON "streets" FOR EACH ROW WHEN (NEW."heaviest_recalculation_needed") EXECUTE FUNCTION "cf_bump_streets_heaviest_recalculation_needed_b3659bc2ae"()
+BEGIN
+  NEW."heaviest_recalculation_needed" := TRUE;
+  NEW."heaviest_recalculation_version" := OLD."heaviest_recalculation_version" + 1;
+  IF NEW."heaviest_next_attempt_at" IS DISTINCT FROM OLD."heaviest_next_attempt_at" THEN
+    NULL;
+  ELSIF OLD."heaviest_next_attempt_at" >= TIMESTAMPTZ '9999-01-01T00:00:00Z' THEN
+    NEW."heaviest_next_attempt_at" := NULL;
+  ELSIF OLD."heaviest_recalculation_needed" AND OLD."heaviest_stale_since" IS NOT NULL THEN
+    IF NEW."heaviest_next_attempt_at" IS NOT NULL THEN NEW."heaviest_next_attempt_at" := GREATEST(NEW."heaviest_next_attempt_at", LEAST(clock_timestamp() + interval '50 milliseconds', OLD."heaviest_stale_since" + interval '2000 milliseconds' * GREATEST(1, ceil(EXTRACT(EPOCH FROM OLD."heaviest_next_attempt_at" - OLD."heaviest_stale_since") * 1000 / 2000 - 0.001)))); END IF;
+  ELSIF OLD."heaviest_stale_since" > (clock_timestamp() + interval '-50 milliseconds') THEN
+    NEW."heaviest_next_attempt_at" := GREATEST(NEW."heaviest_next_attempt_at", (clock_timestamp() + interval '50 milliseconds'));
+  END IF;
+  IF NOT OLD."heaviest_recalculation_needed" OR OLD."heaviest_stale_since" IS NULL THEN NEW."heaviest_stale_since" := clock_timestamp(); END IF;
+  PERFORM pg_notify('cached_fields', TG_TABLE_NAME);
+  RETURN NEW;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_bump_streets_heaviest_recalculation_needed_b3659bc2ae" BEFORE UPDATE OF "heaviest_recalculation_needed" ON "streets" FOR EACH ROW WHEN (NEW."heaviest_recalculation_needed") EXECUTE FUNCTION "cf_bump_streets_heaviest_recalculation_needed_b3659bc2ae"();
+ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_bump_streets_heaviest_recalculation_needed_b3659bc2ae";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_bump_streets_heaviest_recalculation_needed_b3659bc2ae', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_bump_streets_heaviest_recalculation_needed_b3659bc2ae' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_ins_streets_heaviest_lampposts_street_id_2471b4625d"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_streets_heaviest_lampposts_street_id_2471b4625d" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_heaviest_lampposts_street_id_2471b4625d"()
+BEGIN
+  UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM cf_rows);
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_ins_streets_heaviest_lampposts_street_id_2471b4625d" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_heaviest_lampposts_street_id_2471b4625d"();
+ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_ins_streets_heaviest_lampposts_street_id_2471b4625d";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_streets_heaviest_lampposts_street_id_2471b4625d', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_ins_streets_heaviest_lampposts_street_id_2471b4625d' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_del_streets_heaviest_lampposts_street_id_38b3309da4"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_streets_heaviest_lampposts_street_id_38b3309da4" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_heaviest_lampposts_street_id_38b3309da4"()
+BEGIN
+  UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM cf_rows);
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_del_streets_heaviest_lampposts_street_id_38b3309da4" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_heaviest_lampposts_street_id_38b3309da4"();
+ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_del_streets_heaviest_lampposts_street_id_38b3309da4";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_streets_heaviest_lampposts_street_id_38b3309da4', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_streets_heaviest_lampposts_street_id_38b3309da4' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e" AFTER UPDATE OF "street_id", "cached_total_weight" ON "lampposts" FOR EACH ROW WHEN (OLD."street_id" IS DISTINCT FROM NEW."street_id" OR OLD."cached_total_weight" IS DISTINCT FROM NEW."cached_total_weight") EXECUTE FUNCTION "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e"()
+BEGIN
+  UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" IN (OLD."street_id", NEW."street_id");
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e" AFTER UPDATE OF "street_id", "cached_total_weight" ON "lampposts" FOR EACH ROW WHEN (OLD."street_id" IS DISTINCT FROM NEW."street_id" OR OLD."cached_total_weight" IS DISTINCT FROM NEW."cached_total_weight") EXECUTE FUNCTION "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e"();
+ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b" AFTER TRUNCATE ON "lampposts" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b"()
+BEGIN
+  UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE;
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b" AFTER TRUNCATE ON "lampposts" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b"();
+ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_guard_streets_828c70969a_values_be52253273"(o anyelement, n anyelement) RETURNS boolean[] LANGUAGE sql STABLE STRICT AS $cf$ SELECT ARRAY[o."cached_pigeon_weight" IS DISTINCT FROM n."cached_pigeon_weight", o."cached_heaviest" IS DISTINCT FROM n."cached_heaviest"] $cf$;
+CREATE OR REPLACE FUNCTION "cf_guard_streets_828c70969a"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_guard_streets_828c70969a" BEFORE UPDATE ON "streets" FOR EACH ROW WHEN (pg_trigger_depth() = 0 AND current_setting('cached_fields.worker', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION "cf_guard_streets_828c70969a"()
+DECLARE cf_changed boolean[];
+BEGIN
+  -- "cf_guard_streets_828c70969a_values_be52253273": o."cached_pigeon_weight" IS DISTINCT FROM n."cached_pigeon_weight", o."cached_heaviest" IS DISTINCT FROM n."cached_heaviest"
+  IF NOT NEW."pigeon_weight_recalculation_needed" AND NEW."pigeon_weight_recalculation_version" IS DISTINCT FROM OLD."pigeon_weight_recalculation_version" + 1 THEN
+    IF NOT OLD."pigeon_weight_recalculation_needed" AND cf_changed IS NULL THEN
+      BEGIN cf_changed := ARRAY[OLD."cached_pigeon_weight" IS DISTINCT FROM NEW."cached_pigeon_weight", OLD."cached_heaviest" IS DISTINCT FROM NEW."cached_heaviest"];
+      EXCEPTION WHEN datatype_mismatch THEN cf_changed := "cf_guard_streets_828c70969a_values_be52253273"(OLD, NEW);
+      END;
+    END IF;
+    IF OLD."pigeon_weight_recalculation_needed" OR cf_changed[1] THEN
+    NEW."pigeon_weight_stale_since" := OLD."pigeon_weight_stale_since";
+    NEW."pigeon_weight_next_attempt_at" := OLD."pigeon_weight_next_attempt_at";
+    NEW."pigeon_weight_attempts" := OLD."pigeon_weight_attempts";
+    NEW."pigeon_weight_last_error" := OLD."pigeon_weight_last_error";
+    NEW."pigeon_weight_recalculation_needed" := TRUE;
+  NEW."pigeon_weight_recalculation_version" := OLD."pigeon_weight_recalculation_version" + 1;
+  IF NEW."pigeon_weight_next_attempt_at" IS DISTINCT FROM OLD."pigeon_weight_next_attempt_at" THEN
+    NULL;
+  ELSIF OLD."pigeon_weight_next_attempt_at" >= TIMESTAMPTZ '9999-01-01T00:00:00Z' THEN
+    NEW."pigeon_weight_next_attempt_at" := NULL;
+  ELSIF OLD."pigeon_weight_recalculation_needed" AND OLD."pigeon_weight_stale_since" IS NOT NULL THEN
+    IF NEW."pigeon_weight_next_attempt_at" IS NOT NULL THEN NEW."pigeon_weight_next_attempt_at" := GREATEST(NEW."pigeon_weight_next_attempt_at", LEAST(clock_timestamp() + interval '50 milliseconds', OLD."pigeon_weight_stale_since" + interval '2000 milliseconds' * GREATEST(1, ceil(EXTRACT(EPOCH FROM OLD."pigeon_weight_next_attempt_at" - OLD."pigeon_weight_stale_since") * 1000 / 2000 - 0.001)))); END IF;
+  ELSIF OLD."pigeon_weight_stale_since" > (clock_timestamp() + interval '-50 milliseconds') THEN
+    NEW."pigeon_weight_next_attempt_at" := GREATEST(NEW."pigeon_weight_next_attempt_at", (clock_timestamp() + interval '50 milliseconds'));
+  END IF;
+  IF NOT OLD."pigeon_weight_recalculation_needed" OR OLD."pigeon_weight_stale_since" IS NULL THEN NEW."pigeon_weight_stale_since" := clock_timestamp(); END IF;
+  PERFORM pg_notify('cached_fields', TG_TABLE_NAME);
+    END IF;
+  END IF;
+  IF NOT NEW."heaviest_recalculation_needed" AND NEW."heaviest_recalculation_version" IS DISTINCT FROM OLD."heaviest_recalculation_version" + 1 THEN
+    IF NOT OLD."heaviest_recalculation_needed" AND cf_changed IS NULL THEN
+      BEGIN cf_changed := ARRAY[OLD."cached_pigeon_weight" IS DISTINCT FROM NEW."cached_pigeon_weight", OLD."cached_heaviest" IS DISTINCT FROM NEW."cached_heaviest"];
+      EXCEPTION WHEN datatype_mismatch THEN cf_changed := "cf_guard_streets_828c70969a_values_be52253273"(OLD, NEW);
+      END;
+    END IF;
+    IF OLD."heaviest_recalculation_needed" OR cf_changed[2] THEN
+    NEW."heaviest_stale_since" := OLD."heaviest_stale_since";
+    NEW."heaviest_next_attempt_at" := OLD."heaviest_next_attempt_at";
+    NEW."heaviest_attempts" := OLD."heaviest_attempts";
+    NEW."heaviest_last_error" := OLD."heaviest_last_error";
+    NEW."heaviest_recalculation_needed" := TRUE;
+  NEW."heaviest_recalculation_version" := OLD."heaviest_recalculation_version" + 1;
+  IF NEW."heaviest_next_attempt_at" IS DISTINCT FROM OLD."heaviest_next_attempt_at" THEN
+    NULL;
+  ELSIF OLD."heaviest_next_attempt_at" >= TIMESTAMPTZ '9999-01-01T00:00:00Z' THEN
+    NEW."heaviest_next_attempt_at" := NULL;
+  ELSIF OLD."heaviest_recalculation_needed" AND OLD."heaviest_stale_since" IS NOT NULL THEN
+    IF NEW."heaviest_next_attempt_at" IS NOT NULL THEN NEW."heaviest_next_attempt_at" := GREATEST(NEW."heaviest_next_attempt_at", LEAST(clock_timestamp() + interval '50 milliseconds', OLD."heaviest_stale_since" + interval '2000 milliseconds' * GREATEST(1, ceil(EXTRACT(EPOCH FROM OLD."heaviest_next_attempt_at" - OLD."heaviest_stale_since") * 1000 / 2000 - 0.001)))); END IF;
+  ELSIF OLD."heaviest_stale_since" > (clock_timestamp() + interval '-50 milliseconds') THEN
+    NEW."heaviest_next_attempt_at" := GREATEST(NEW."heaviest_next_attempt_at", (clock_timestamp() + interval '50 milliseconds'));
+  END IF;
+  IF NOT OLD."heaviest_recalculation_needed" OR OLD."heaviest_stale_since" IS NULL THEN NEW."heaviest_stale_since" := clock_timestamp(); END IF;
+  PERFORM pg_notify('cached_fields', TG_TABLE_NAME);
+    END IF;
+  END IF;
+  RETURN NEW;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_guard_streets_828c70969a" BEFORE UPDATE ON "streets" FOR EACH ROW WHEN (pg_trigger_depth() = 0 AND current_setting('cached_fields.worker', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION "cf_guard_streets_828c70969a"();
+ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_guard_streets_828c70969a";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_guard_streets_828c70969a', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_guard_streets_828c70969a' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_insert_streets_6b07f7b11c"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_insert_streets_6b07f7b11c" BEFORE INSERT ON "streets" FOR EACH ROW EXECUTE FUNCTION "cf_insert_streets_6b07f7b11c"()
+BEGIN
+  NEW."pigeon_weight_recalculation_needed" := TRUE;
+  NEW."pigeon_weight_recalculation_version" := GREATEST(COALESCE(NEW."pigeon_weight_recalculation_version", 0) + 1, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT));
+  NEW."pigeon_weight_stale_since" := clock_timestamp();
+  NEW."pigeon_weight_next_attempt_at" := NULL;
+  NEW."pigeon_weight_attempts" := 0;
+  NEW."pigeon_weight_last_error" := NULL;
+  NEW."heaviest_recalculation_needed" := TRUE;
+  NEW."heaviest_recalculation_version" := GREATEST(COALESCE(NEW."heaviest_recalculation_version", 0) + 1, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT));
+  NEW."heaviest_stale_since" := clock_timestamp();
+  NEW."heaviest_next_attempt_at" := NULL;
+  NEW."heaviest_attempts" := 0;
+  NEW."heaviest_last_error" := NULL;
+  PERFORM pg_notify('cached_fields', TG_TABLE_NAME);
+  RETURN NEW;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_insert_streets_6b07f7b11c" BEFORE INSERT ON "streets" FOR EACH ROW EXECUTE FUNCTION "cf_insert_streets_6b07f7b11c"();
+ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_insert_streets_6b07f7b11c";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_insert_streets_6b07f7b11c', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_insert_streets_6b07f7b11c' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_bump_pigeons_perch_recalculation_needed_731ebb4f1e"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_bump_pigeons_perch_recalculation_needed_731ebb4f1e" BEFORE UPDATE OF "perch_recalculation_needed" ON "pigeons" FOR EACH ROW WHEN (NEW."perch_recalculation_needed") EXECUTE FUNCTION "cf_bump_pigeons_perch_recalculation_needed_731ebb4f1e"()
+BEGIN
+  NEW."perch_recalculation_needed" := TRUE;
+  NEW."perch_recalculation_version" := OLD."perch_recalculation_version" + 1;
+  IF NEW."perch_next_attempt_at" IS DISTINCT FROM OLD."perch_next_attempt_at" THEN
+    NULL;
+  ELSIF OLD."perch_next_attempt_at" >= TIMESTAMPTZ '9999-01-01T00:00:00Z' THEN
+    NEW."perch_next_attempt_at" := NULL;
+  ELSIF OLD."perch_recalculation_needed" AND OLD."perch_stale_since" IS NOT NULL THEN
+    IF NEW."perch_next_attempt_at" IS NOT NULL THEN NEW."perch_next_attempt_at" := GREATEST(NEW."perch_next_attempt_at", LEAST(clock_timestamp() + interval '50 milliseconds', OLD."perch_stale_since" + interval '2000 milliseconds' * GREATEST(1, ceil(EXTRACT(EPOCH FROM OLD."perch_next_attempt_at" - OLD."perch_stale_since") * 1000 / 2000 - 0.001)))); END IF;
+  ELSIF OLD."perch_stale_since" > (clock_timestamp() + interval '-50 milliseconds') THEN
+    NEW."perch_next_attempt_at" := GREATEST(NEW."perch_next_attempt_at", (clock_timestamp() + interval '50 milliseconds'));
+  END IF;
+  IF NOT OLD."perch_recalculation_needed" OR OLD."perch_stale_since" IS NULL THEN NEW."perch_stale_since" := clock_timestamp(); END IF;
+  PERFORM pg_notify('cached_fields', TG_TABLE_NAME);
+  RETURN NEW;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_bump_pigeons_perch_recalculation_needed_731ebb4f1e" BEFORE UPDATE OF "perch_recalculation_needed" ON "pigeons" FOR EACH ROW WHEN (NEW."perch_recalculation_needed") EXECUTE FUNCTION "cf_bump_pigeons_perch_recalculation_needed_731ebb4f1e"();
+ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_bump_pigeons_perch_recalculation_needed_731ebb4f1e";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_bump_pigeons_perch_recalculation_needed_731ebb4f1e', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_bump_pigeons_perch_recalculation_needed_731ebb4f1e' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_dep_pigeons_perch_d878db4fd6"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_dep_pigeons_perch_d878db4fd6" BEFORE UPDATE OF "lamppost_id" ON "pigeons" FOR EACH ROW WHEN (OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id") EXECUTE FUNCTION "cf_dep_pigeons_perch_d878db4fd6"()
+BEGIN
+  NEW."perch_recalculation_needed" := TRUE;
+  NEW."perch_recalculation_version" := OLD."perch_recalculation_version" + 1;
+  IF NEW."perch_next_attempt_at" IS DISTINCT FROM OLD."perch_next_attempt_at" THEN
+    NULL;
+  ELSIF OLD."perch_next_attempt_at" >= TIMESTAMPTZ '9999-01-01T00:00:00Z' THEN
+    NEW."perch_next_attempt_at" := NULL;
+  ELSIF OLD."perch_recalculation_needed" AND OLD."perch_stale_since" IS NOT NULL THEN
+    IF NEW."perch_next_attempt_at" IS NOT NULL THEN NEW."perch_next_attempt_at" := GREATEST(NEW."perch_next_attempt_at", LEAST(clock_timestamp() + interval '50 milliseconds', OLD."perch_stale_since" + interval '2000 milliseconds' * GREATEST(1, ceil(EXTRACT(EPOCH FROM OLD."perch_next_attempt_at" - OLD."perch_stale_since") * 1000 / 2000 - 0.001)))); END IF;
+  ELSIF OLD."perch_stale_since" > (clock_timestamp() + interval '-50 milliseconds') THEN
+    NEW."perch_next_attempt_at" := GREATEST(NEW."perch_next_attempt_at", (clock_timestamp() + interval '50 milliseconds'));
+  END IF;
+  IF NOT OLD."perch_recalculation_needed" OR OLD."perch_stale_since" IS NULL THEN NEW."perch_stale_since" := clock_timestamp(); END IF;
+  PERFORM pg_notify('cached_fields', TG_TABLE_NAME);
+  RETURN NEW;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_dep_pigeons_perch_d878db4fd6" BEFORE UPDATE OF "lamppost_id" ON "pigeons" FOR EACH ROW WHEN (OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id") EXECUTE FUNCTION "cf_dep_pigeons_perch_d878db4fd6"();
+ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_dep_pigeons_perch_d878db4fd6";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_dep_pigeons_perch_d878db4fd6', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_dep_pigeons_perch_d878db4fd6' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_ins_pigeons_perch_lampposts_id_9c2314ea97"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_pigeons_perch_lampposts_id_9c2314ea97" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_pigeons_perch_lampposts_id_9c2314ea97"()
+BEGIN
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" IN (SELECT "id" FROM cf_rows);
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_ins_pigeons_perch_lampposts_id_9c2314ea97" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_pigeons_perch_lampposts_id_9c2314ea97"();
+ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_ins_pigeons_perch_lampposts_id_9c2314ea97";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_pigeons_perch_lampposts_id_9c2314ea97', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_ins_pigeons_perch_lampposts_id_9c2314ea97' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_del_pigeons_perch_lampposts_id_a772c3138e"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_pigeons_perch_lampposts_id_a772c3138e" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_pigeons_perch_lampposts_id_a772c3138e"()
+BEGIN
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" IN (SELECT "id" FROM cf_rows);
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_del_pigeons_perch_lampposts_id_a772c3138e" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_pigeons_perch_lampposts_id_a772c3138e"();
+ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_del_pigeons_perch_lampposts_id_a772c3138e";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_pigeons_perch_lampposts_id_a772c3138e', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_pigeons_perch_lampposts_id_a772c3138e' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_upd_pigeons_perch_lampposts_id_bc815af340"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_lampposts_id_bc815af340" AFTER UPDATE OF "id", "first_name", "country", "street_id" ON "lampposts" FOR EACH ROW WHEN (OLD."id" IS DISTINCT FROM NEW."id" OR OLD."first_name" IS DISTINCT FROM NEW."first_name" OR OLD."country" IS DISTINCT FROM NEW."country" OR OLD."street_id" IS DISTINCT FROM NEW."street_id") EXECUTE FUNCTION "cf_upd_pigeons_perch_lampposts_id_bc815af340"()
+BEGIN
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" IN (OLD."id", NEW."id");
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_lampposts_id_bc815af340" AFTER UPDATE OF "id", "first_name", "country", "street_id" ON "lampposts" FOR EACH ROW WHEN (OLD."id" IS DISTINCT FROM NEW."id" OR OLD."first_name" IS DISTINCT FROM NEW."first_name" OR OLD."country" IS DISTINCT FROM NEW."country" OR OLD."street_id" IS DISTINCT FROM NEW."street_id") EXECUTE FUNCTION "cf_upd_pigeons_perch_lampposts_id_bc815af340"();
+ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_upd_pigeons_perch_lampposts_id_bc815af340";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_pigeons_perch_lampposts_id_bc815af340', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_pigeons_perch_lampposts_id_bc815af340' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_trunc_pigeons_perch_lampposts_id_a586bf3db5"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_trunc_pigeons_perch_lampposts_id_a586bf3db5" AFTER TRUNCATE ON "lampposts" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_pigeons_perch_lampposts_id_a586bf3db5"()
+BEGIN
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE;
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_trunc_pigeons_perch_lampposts_id_a586bf3db5" AFTER TRUNCATE ON "lampposts" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_pigeons_perch_lampposts_id_a586bf3db5"();
+ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_trunc_pigeons_perch_lampposts_id_a586bf3db5";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_trunc_pigeons_perch_lampposts_id_a586bf3db5', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_trunc_pigeons_perch_lampposts_id_a586bf3db5' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02" AFTER INSERT ON "streets" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02"()
+BEGIN
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" IN (SELECT "id" FROM "lampposts" WHERE "street_id" IN (SELECT "id" FROM cf_rows));
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02" AFTER INSERT ON "streets" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02"();
+ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5" AFTER DELETE ON "streets" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5"()
+BEGIN
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" IN (SELECT "id" FROM "lampposts" WHERE "street_id" IN (SELECT "id" FROM cf_rows));
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5" AFTER DELETE ON "streets" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5"();
+ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff" AFTER UPDATE OF "id", "name" ON "streets" FOR EACH ROW WHEN (OLD."id" IS DISTINCT FROM NEW."id" OR OLD."name" IS DISTINCT FROM NEW."name") EXECUTE FUNCTION "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff"()
+BEGIN
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" IN (SELECT "id" FROM "lampposts" WHERE "street_id" IN (OLD."id", NEW."id"));
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff" AFTER UPDATE OF "id", "name" ON "streets" FOR EACH ROW WHEN (OLD."id" IS DISTINCT FROM NEW."id" OR OLD."name" IS DISTINCT FROM NEW."name") EXECUTE FUNCTION "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff"();
+ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898" AFTER TRUNCATE ON "streets" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898"()
+BEGIN
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE;
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898" AFTER TRUNCATE ON "streets" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898"();
+ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_guard_pigeons_97186664df_values_54dcb372ba"(o anyelement, n anyelement) RETURNS boolean[] LANGUAGE sql STABLE STRICT AS $cf$ SELECT ARRAY[o."cached_perch" IS DISTINCT FROM n."cached_perch"] $cf$;
+CREATE OR REPLACE FUNCTION "cf_guard_pigeons_97186664df"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_guard_pigeons_97186664df" BEFORE UPDATE ON "pigeons" FOR EACH ROW WHEN (pg_trigger_depth() = 0 AND current_setting('cached_fields.worker', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION "cf_guard_pigeons_97186664df"()
+DECLARE cf_changed boolean[];
+BEGIN
+  -- "cf_guard_pigeons_97186664df_values_54dcb372ba": o."cached_perch" IS DISTINCT FROM n."cached_perch"
+  IF NOT NEW."perch_recalculation_needed" AND NEW."perch_recalculation_version" IS DISTINCT FROM OLD."perch_recalculation_version" + 1 THEN
+    IF NOT OLD."perch_recalculation_needed" AND cf_changed IS NULL THEN
+      BEGIN cf_changed := ARRAY[OLD."cached_perch" IS DISTINCT FROM NEW."cached_perch"];
+      EXCEPTION WHEN datatype_mismatch THEN cf_changed := "cf_guard_pigeons_97186664df_values_54dcb372ba"(OLD, NEW);
+      END;
+    END IF;
+    IF OLD."perch_recalculation_needed" OR cf_changed[1] THEN
+    NEW."perch_stale_since" := OLD."perch_stale_since";
+    NEW."perch_next_attempt_at" := OLD."perch_next_attempt_at";
+    NEW."perch_attempts" := OLD."perch_attempts";
+    NEW."perch_last_error" := OLD."perch_last_error";
+    NEW."perch_recalculation_needed" := TRUE;
+  NEW."perch_recalculation_version" := OLD."perch_recalculation_version" + 1;
+  IF NEW."perch_next_attempt_at" IS DISTINCT FROM OLD."perch_next_attempt_at" THEN
+    NULL;
+  ELSIF OLD."perch_next_attempt_at" >= TIMESTAMPTZ '9999-01-01T00:00:00Z' THEN
+    NEW."perch_next_attempt_at" := NULL;
+  ELSIF OLD."perch_recalculation_needed" AND OLD."perch_stale_since" IS NOT NULL THEN
+    IF NEW."perch_next_attempt_at" IS NOT NULL THEN NEW."perch_next_attempt_at" := GREATEST(NEW."perch_next_attempt_at", LEAST(clock_timestamp() + interval '50 milliseconds', OLD."perch_stale_since" + interval '2000 milliseconds' * GREATEST(1, ceil(EXTRACT(EPOCH FROM OLD."perch_next_attempt_at" - OLD."perch_stale_since") * 1000 / 2000 - 0.001)))); END IF;
+  ELSIF OLD."perch_stale_since" > (clock_timestamp() + interval '-50 milliseconds') THEN
+    NEW."perch_next_attempt_at" := GREATEST(NEW."perch_next_attempt_at", (clock_timestamp() + interval '50 milliseconds'));
+  END IF;
+  IF NOT OLD."perch_recalculation_needed" OR OLD."perch_stale_since" IS NULL THEN NEW."perch_stale_since" := clock_timestamp(); END IF;
+  PERFORM pg_notify('cached_fields', TG_TABLE_NAME);
+    END IF;
+  END IF;
+  RETURN NEW;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_guard_pigeons_97186664df" BEFORE UPDATE ON "pigeons" FOR EACH ROW WHEN (pg_trigger_depth() = 0 AND current_setting('cached_fields.worker', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION "cf_guard_pigeons_97186664df"();
+ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_guard_pigeons_97186664df";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_guard_pigeons_97186664df', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_guard_pigeons_97186664df' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_insert_pigeons_995886673d"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_insert_pigeons_995886673d" BEFORE INSERT ON "pigeons" FOR EACH ROW EXECUTE FUNCTION "cf_insert_pigeons_995886673d"()
+BEGIN
+  NEW."perch_recalculation_needed" := TRUE;
+  NEW."perch_recalculation_version" := GREATEST(COALESCE(NEW."perch_recalculation_version", 0) + 1, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT));
+  NEW."perch_stale_since" := clock_timestamp();
+  NEW."perch_next_attempt_at" := NULL;
+  NEW."perch_attempts" := 0;
+  NEW."perch_last_error" := NULL;
+  PERFORM pg_notify('cached_fields', TG_TABLE_NAME);
+  RETURN NEW;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_insert_pigeons_995886673d" BEFORE INSERT ON "pigeons" FOR EACH ROW EXECUTE FUNCTION "cf_insert_pigeons_995886673d"();
+ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_insert_pigeons_995886673d";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_insert_pigeons_995886673d', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_insert_pigeons_995886673d' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
