@@ -547,7 +547,14 @@ per_backend! {
             .await;
             let r = Registry::new().register::<Node>().unwrap();
             r.migrate(&db).await.unwrap();
-            drain(&db, &r).await;
+            // Every node new at once: each waits for its parent, so each is
+            // calculated once, top-down.
+            assert_eq!(drain(&db, &r).await, 4);
+            assert_eq!(nodes_wrong(&db, &[]).await, Vec::<String>::new());
+            // A deeper tree inserted in one statement: the same.
+            exec_text(&db, "INSERT INTO nodes (id, parent_id, name) VALUES (10, NULL, 'r'), \
+                (11, 10, 's'), (12, 11, 't'), (13, 12, 'u'), (14, 13, 'v'), (15, 11, 'w')".to_owned()).await;
+            assert_eq!(drain(&db, &r).await, 6);
             assert_eq!(nodes_wrong(&db, &[]).await, Vec::<String>::new());
             let fields = &["nodes.path"];
             // Renaming the root: the root, then its children, then theirs —

@@ -130,6 +130,15 @@ pub(super) async fn write_one<M: CachedModel>(
                 .await?;
             Ok(None)
         }
+        Outcome::Waiting => {
+            // Not doubled: what it waits for is due now, not leased.
+            let own = field.columns();
+            let sql = FieldSql::of(ctx.backend(), model, field).defer_behind(own);
+            let retry_at = Utc::now() + chrono::Duration::milliseconds(super::execute::DEFER_MS);
+            ctx.execute(sql, &[c.key.to_value(), Value::Timestamp(retry_at)])
+                .await?;
+            Ok(None)
+        }
         // Every ready row was calculated before writing.
         Outcome::Ready(..) | Outcome::Gone => Ok(None),
     }

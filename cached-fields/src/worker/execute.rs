@@ -33,6 +33,9 @@ pub(super) enum Outcome<M> {
     /// A chained field of the row is leased by another worker (its index):
     /// wait for it rather than repeat its work.
     Deferred(usize),
+    /// A row of a tree this row reads is stale and due: try again shortly
+    /// (its new value flags this row again once stored).
+    Waiting,
 }
 
 pub(super) struct Computed<M> {

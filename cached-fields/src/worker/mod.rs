@@ -7,10 +7,10 @@
 
 mod claim;
 mod complete;
-mod cycle;
 mod execute;
 mod memory;
 mod ops;
+mod tree;
 mod wake;
 
 pub use crate::status::{FieldStatus, keys, recalculate_keys};
@@ -78,7 +78,8 @@ pub struct Stats {
     /// Rows deleted before their recalculation.
     pub deleted: u64,
     /// Rows put off because another worker was recalculating a field they
-    /// chain on (taken again when that lease ends).
+    /// chain on (taken again when that lease ends), or because a row of a
+    /// tree they read was stale (taken again once it is stored).
     pub deferred: u64,
     /// Claims that found nothing left to do.
     pub empty_claims: u64,
@@ -516,22 +517,33 @@ pub(crate) async fn process_batch<M: CachedModel>(
             let mut chained = 0;
             let before_chain = Utc::now();
             let lease = Some((before_chain, lease_until));
-            let outcome = match cycle::check(&mut ctx, model, field, &m).await {
+            // A tree: a row on a cycle fails; one whose parent is stale
+            // waits for it (the parent's new value flags it again).
+            let tree = match tree::cycle(&mut ctx, model, field, &m).await {
+                Ok(None) => tree::waits(&mut ctx, model, field, &m, lease_until)
+                    .await
+                    .map(|w| (None, w)),
+                other => other.map(|e| (e, false)),
+            };
+            let outcome = match tree {
                 Err(e) if e.is_retryable() => return Err(e),
-                Ok(Some(e)) | Err(e) => Outcome::Failed(e),
-                Ok(None) => match runtime::refresh_chain(&mut ctx, model, field, &m, lease).await {
-                    Ok(runtime::Chain::Busy(upstream)) => Outcome::Deferred(upstream),
-                    // When the row's inputs were read: at the claim, or at the
-                    // reload after its chain (no earlier than this).
-                    Ok(runtime::Chain::Reloaded(row, n)) => {
-                        chained = n;
-                        Outcome::Ready(row, before_chain)
+                Ok((Some(e), _)) | Err(e) => Outcome::Failed(e),
+                Ok((None, true)) => Outcome::Waiting,
+                Ok((None, false)) => {
+                    match runtime::refresh_chain(&mut ctx, model, field, &m, lease).await {
+                        Ok(runtime::Chain::Busy(upstream)) => Outcome::Deferred(upstream),
+                        // When the row's inputs were read: at the claim, or at the
+                        // reload after its chain (no earlier than this).
+                        Ok(runtime::Chain::Reloaded(row, n)) => {
+                            chained = n;
+                            Outcome::Ready(row, before_chain)
+                        }
+                        Ok(runtime::Chain::Fresh) => Outcome::Ready(m, now),
+                        Err(Error::RowNotFound { .. }) => Outcome::Gone,
+                        Err(e) if e.is_retryable() => return Err(e),
+                        Err(e) => Outcome::Failed(e),
                     }
-                    Ok(runtime::Chain::Fresh) => Outcome::Ready(m, now),
-                    Err(Error::RowNotFound { .. }) => Outcome::Gone,
-                    Err(e) if e.is_retryable() => return Err(e),
-                    Err(e) => Outcome::Failed(e),
-                },
+                }
             };
             Ok(Computed {
                 key,
@@ -616,7 +628,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
                 settings.rows.forget(table, name, &c.key);
                 s.failed += 1;
             }
-            (Outcome::Deferred(_), _) => s.deferred += 1,
+            (Outcome::Deferred(_) | Outcome::Waiting, _) => s.deferred += 1,
             _ => {
                 tracing::info!(table = %model.table(), field = %field.name(), key = %c.key,
                     "row deleted before its recalculation was stored; skipped");
