@@ -259,18 +259,24 @@ impl Worker {
         let mut watcher = crate::backend::Changes::new(&self.db);
         tokio::pin!(stop);
         let mut failures = 0u32;
+        let mut quiet = Quiet::default();
         loop {
             if futures::poll!(&mut stop).is_ready() {
                 break;
             }
             watcher.mark().await;
-            let wait = match self.pass().await {
+            let skipped = quiet.skipping();
+            let wait = match self.pass(&mut quiet).await {
                 Ok((found, s)) => {
                     failures = 0;
                     stats.add(s);
                     watcher.active(found);
                     if found {
                         continue;
+                    }
+                    quiet.clear();
+                    if skipped {
+                        continue; // look at every field before waiting
                     }
                     self.idle_wait().await
                 }
@@ -303,11 +309,17 @@ impl Worker {
     pub async fn drain(&self) -> Result<Stats> {
         self.validate()?;
         let mut stats = Stats::default();
+        let mut quiet = Quiet::default();
         loop {
-            let (found, s) = self.pass().await?;
+            let skipped = quiet.skipping();
+            let (found, s) = self.pass(&mut quiet).await?;
             stats.add(s);
             if found {
                 continue;
+            }
+            quiet.clear();
+            if skipped {
+                continue; // look at every field before returning
             }
             let soon = Utc::now() + chrono::Duration::milliseconds(statements::HOT_PAUSE_MS + 10);
             match self.next_due().await {
@@ -353,22 +365,25 @@ impl Worker {
             .is_some_and(|(_, until)| *until > Instant::now())
     }
 
-    /// One batch for each field; whether any found work. A database fault
-    /// ends the pass (the caller waits and retries); any other error of a
-    /// field is recorded against it and the field backs off.
-    async fn pass(&self) -> Result<(bool, Stats)> {
+    /// One batch for each field not `quiet`; whether any found work. A
+    /// database fault ends the pass (the caller waits and retries); any
+    /// other error of a field is recorded against it and the field backs off.
+    async fn pass(&self, quiet: &mut Quiet) -> Result<(bool, Stats)> {
         let mut stats = Stats::default();
         let mut found = false;
         // Upstream fields first, across tables: a value they store flags the
         // fields reading it, which this pass then reaches.
         for &(e, field) in &self.registry.order {
-            if self.skips(e, field) {
+            if self.skips(e, field) || quiet.fields.contains(&(e, field)) {
                 continue;
             }
             let entry = &self.registry.entries[e];
             match entry.ops.process(&self.db, field, &self.settings).await {
                 Ok(r) => {
                     found |= r.claimed > 0;
+                    if r.claimed == 0 {
+                        quiet.fields.insert((e, field));
+                    }
                     stats.add(r.stats);
                     self.field_recovered(e, field).await;
                 }
@@ -442,6 +457,45 @@ impl Worker {
             }
             None => self.settings.poll,
         }
+    }
+}
+
+/// Fields whose last claim found nothing, which the next passes skip while
+/// others keep the worker busy, for at most [`QUIET_MS`]: a busy worker
+/// does not spend a claim per pass on each idle field. Before the worker
+/// waits or a drain returns, a pass looks at every field again.
+#[derive(Debug)]
+struct Quiet {
+    fields: std::collections::HashSet<(usize, usize)>,
+    since: Instant,
+}
+
+/// How long a field that found nothing is skipped while others are busy.
+const QUIET_MS: u64 = 20;
+
+impl Default for Quiet {
+    fn default() -> Self {
+        Quiet {
+            fields: std::collections::HashSet::new(),
+            since: Instant::now(),
+        }
+    }
+}
+
+impl Quiet {
+    /// Whether the next pass skips any field (forgetting them first once
+    /// [`QUIET_MS`] have passed).
+    fn skipping(&mut self) -> bool {
+        if self.since.elapsed() >= Duration::from_millis(QUIET_MS) {
+            self.clear();
+        }
+        !self.fields.is_empty()
+    }
+
+    /// Forgets the quiet fields.
+    fn clear(&mut self) {
+        self.since = Instant::now();
+        self.fields.clear();
     }
 }
 
