@@ -1,6 +1,6 @@
 //! The operations command line, for any application's [`Registry`]:
 //! `migrate [--sql]`, `check`, `status [--json]`, `worker`, `recalc`,
-//! `verify`, `deps [--dot]`. An application gets all of them with one call
+//! `verify`, `deps [--dot]`, `pause`, `resume`. An application gets all of them with one call
 //! ([`App::main`]), or embeds [`Command`] among its own subcommands and
 //! calls [`App::run`].
 //!
@@ -82,6 +82,17 @@ pub enum Command {
         /// Only these rows (needs --field).
         #[arg(long, requires = "field", value_delimiter = ',')]
         key: Vec<String>,
+    },
+    /// Pause a field (`table.field`) until `resume`: every worker leaves its rows flagged
+    /// within a second (reads still recalculate inline).
+    Pause {
+        /// The field, as `table.field`.
+        field: String,
+    },
+    /// End a field's pause: the workers catch up on what was flagged meanwhile.
+    Resume {
+        /// The field, as `table.field`.
+        field: String,
     },
     /// Print every cached field's dependencies, the path of each, and the triggers that
     /// guard every table on it, in the order the worker recalculates the fields (needs no
@@ -319,6 +330,14 @@ impl App {
             } => recalc(db, registry, all, field.as_deref(), &key).await?,
             Command::Verify => return self.verify_all(db).await,
             Command::Deps { dot, json } => deps(registry, dot, json)?,
+            Command::Pause { field } => {
+                registry.pause(db, &field).await?;
+                println!("{field} paused: workers leave its rows flagged until `resume {field}`");
+            }
+            Command::Resume { field } => {
+                registry.resume(db, &field).await?;
+                println!("{field} resumed");
+            }
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -401,8 +420,10 @@ fn deps(registry: &Registry, dot: bool, json: bool) -> Result<(), CliError> {
 
 async fn status(db: &Db, registry: &Registry, json: bool) -> Result<(), CliError> {
     let rows = registry.status(db).await?;
+    let workers = registry.workers(db).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        let all = serde_json::json!({ "fields": rows, "workers": workers });
+        println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
     }
     println!(
@@ -434,6 +455,27 @@ async fn status(db: &Db, registry: &Registry, json: bool) -> Result<(), CliError
                 s.hook_failures
             );
         }
+        if s.paused {
+            println!("  paused: workers leave its rows flagged until resumed");
+        } else if s.held {
+            println!("  held by a block of work: workers wait until it ends");
+        }
+    }
+    let now = chrono::Utc::now();
+    if workers.is_empty() {
+        println!("workers: none recorded");
+    }
+    for w in &workers {
+        println!(
+            "worker {} (pid {} on {}): {}, last heartbeat {:.0} s ago, {} recalculated, {} failed",
+            w.id,
+            w.pid,
+            w.host,
+            if w.alive { "alive" } else { "gone" },
+            (now - w.heartbeat_at).num_milliseconds() as f64 / 1e3,
+            w.recalculated,
+            w.failed
+        );
     }
     Ok(())
 }

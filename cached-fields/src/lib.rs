@@ -59,9 +59,11 @@ pub mod depends;
 pub mod error;
 mod failures;
 pub mod graph;
+pub mod heartbeats;
 pub mod ident;
 pub mod key;
 pub mod model;
+pub mod pauses;
 pub mod registry;
 /// The derive's plumbing (reads, flags and recalculations by field name);
 /// use the generated methods instead.

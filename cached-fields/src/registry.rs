@@ -183,6 +183,57 @@ impl Registry {
         schema::script(backend, &self.specs())
     }
 
+    /// The declared field named `table.field`, as `(table, field)`.
+    fn field_named(&self, name: &str) -> Result<(String, String)> {
+        let (table, field) = name.split_once('.').ok_or_else(|| {
+            crate::Error::declaration(name, format!("{name:?} names no field: write table.field"))
+        })?;
+        let (entry, i) = self.find(table, field)?;
+        Ok((
+            entry.spec.table.to_string(),
+            entry.spec.fields[i].name.to_string(),
+        ))
+    }
+
+    /// Pauses the field `table.field` in the database until [`Registry::resume`]:
+    /// every worker, in any process, leaves its rows flagged within a
+    /// second (reads still recalculate inline).
+    ///
+    /// ```no_run
+    /// # async fn f(db: cached_fields::Db, registry: cached_fields::Registry) -> cached_fields::Result<()> {
+    /// registry.pause(&db, "lampposts.total_weight").await?;
+    /// // … invalidations stay flagged …
+    /// registry.resume(&db, "lampposts.total_weight").await?; // the workers catch up
+    /// # Ok(()) }
+    /// ```
+    pub async fn pause(&self, db: &Db, field: &str) -> Result<()> {
+        let (t, f) = self.field_named(field)?;
+        crate::pauses::pause(db, &t, &f).await
+    }
+
+    /// Ends a [`Registry::pause`] (holds stay until released).
+    pub async fn resume(&self, db: &Db, field: &str) -> Result<()> {
+        let (t, f) = self.field_named(field)?;
+        crate::pauses::resume(db, &t, &f).await
+    }
+
+    /// Holds the fields (`table.field`) over a block of work: the workers
+    /// leave their rows flagged until the [`Hold`](crate::pauses::Hold) is
+    /// released or dropped, then recalculate each once. A hold left behind
+    /// by a process that died expires by itself.
+    pub async fn hold(&self, db: &Db, fields: &[&str]) -> Result<crate::pauses::Hold> {
+        let named = fields
+            .iter()
+            .map(|f| self.field_named(f))
+            .collect::<Result<Vec<_>>>()?;
+        crate::pauses::Hold::take(db, named).await
+    }
+
+    /// The workers recorded by their heartbeats, live first.
+    pub async fn workers(&self, db: &Db) -> Result<Vec<crate::heartbeats::WorkerStatus>> {
+        crate::heartbeats::all(db).await
+    }
+
     /// Per-field status figures.
     pub async fn status(&self, db: &Db) -> Result<Vec<crate::status::FieldStatus>> {
         crate::status::status(db, self).await

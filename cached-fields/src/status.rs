@@ -37,6 +37,10 @@ pub struct FieldStatus {
     pub field_error: Option<(i64, String)>,
     /// After-recalculation hooks that failed (their values were stored).
     pub hook_failures: i64,
+    /// Paused (until resumed): workers leave its rows flagged.
+    pub paused: bool,
+    /// Held by a block of work: workers leave its rows flagged until it ends.
+    pub held: bool,
 }
 
 pub(crate) async fn status(db: &Db, registry: &Registry) -> Result<Vec<FieldStatus>> {
@@ -48,6 +52,7 @@ pub(crate) async fn status(db: &Db, registry: &Registry) -> Result<Vec<FieldStat
         crate::schema::require_columns(&mut ctx, &entry.spec).await?;
     }
     let recorded = failures::all(&mut ctx).await?;
+    let stopped = crate::pauses::current(db).await?;
     for entry in &registry.entries {
         let spec = &entry.spec;
         for &i in &spec.order {
@@ -102,6 +107,16 @@ pub(crate) async fn status(db: &Db, registry: &Registry) -> Result<Vec<FieldStat
             out.push(FieldStatus {
                 field_error: record(failures::Kind::Field).map(|r| (r.count, r.last_error.clone())),
                 hook_failures: record(failures::Kind::Hook).map_or(0, |r| r.count),
+                paused: stopped.iter().any(|((t, n), why)| {
+                    t == spec.table.as_str()
+                        && n == name.as_str()
+                        && *why == crate::pauses::Why::Paused
+                }),
+                held: stopped.iter().any(|((t, n), why)| {
+                    t == spec.table.as_str()
+                        && n == name.as_str()
+                        && *why == crate::pauses::Why::Held
+                }),
                 table: spec.table.to_string(),
                 field: name.to_string(),
                 rows: int(r.first()),

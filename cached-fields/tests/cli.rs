@@ -85,7 +85,9 @@ fn an_app_gets_every_operations_command_with_one_call() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let help = stdout(&notes(&dir, &["--help"]));
-    for cmd in ["migrate", "check", "worker", "status", "recalc", "verify"] {
+    for cmd in [
+        "migrate", "check", "worker", "status", "recalc", "verify", "deps", "pause", "resume",
+    ] {
         assert!(help.contains(cmd), "{cmd} missing from:\n{help}");
     }
     assert!(
@@ -148,7 +150,7 @@ fn an_app_gets_every_operations_command_with_one_call() {
 
     let status = notes(&dir, &["status", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
-    assert_eq!(json[0]["stale"], 2, "{json}");
+    assert_eq!(json["fields"][0]["stale"], 2, "{json}");
 
     // One row by key, then the rest.
     let one = notes(&dir, &["recalc", "--field", "notes.words", "--key", "2"]);

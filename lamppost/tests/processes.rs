@@ -900,7 +900,7 @@ per_backend! {
                 let failing = loop {
                     let out = lamppost(&db.url, &["status", "--json"]);
                     let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
-                    let f = rows
+                    let f = rows["fields"]
                         .as_array()
                         .unwrap()
                         .iter()

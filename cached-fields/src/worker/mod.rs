@@ -23,7 +23,7 @@ use complete::{record_failure, write_all, write_one};
 use execute::{Computed, Outcome, backoff, calculate_all};
 use memory::{LOOP_COUNT, LOOP_WINDOW};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -129,7 +129,13 @@ pub struct Worker {
     /// Fields backing off after a field-level failure: (entry, field) →
     /// (failures in a row, when to try again).
     paused: Arc<Mutex<HashMap<(usize, usize), Backoff>>>,
+    /// Fields paused or held in the database (`table`, `field`), and when
+    /// that was read.
+    stopped: Arc<Mutex<Stopped>>,
 }
+
+/// When the paused and held fields were last read, and which (`table`, `field`).
+type Stopped = (Option<Instant>, HashSet<(String, String)>);
 
 /// Failures in a row, and when to try again.
 type Backoff = (u32, Instant);
@@ -151,6 +157,7 @@ impl Worker {
                 rows: Arc::default(),
             },
             paused: Arc::default(),
+            stopped: Arc::default(),
         }
     }
 
@@ -260,6 +267,8 @@ impl Worker {
         tokio::pin!(stop);
         let mut failures = 0u32;
         let mut quiet = Quiet::default();
+        let counts = Arc::new(Mutex::new(Stats::default()));
+        let heartbeat = crate::heartbeats::Heartbeat::start(&self.db, counts.clone());
         loop {
             if futures::poll!(&mut stop).is_ready() {
                 break;
@@ -270,6 +279,9 @@ impl Worker {
                 Ok((found, s)) => {
                     failures = 0;
                     stats.add(s);
+                    *counts
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = stats;
                     watcher.active(found);
                     if found {
                         continue;
@@ -300,6 +312,7 @@ impl Worker {
         if let Some(l) = listener {
             l.abort();
         }
+        heartbeat.stop().await;
         Ok(stats)
     }
 
@@ -356,6 +369,16 @@ impl Worker {
         if spec.fields[field].mode == Some(crate::Recalculate::Lazily) {
             return true;
         }
+        let stopped = self
+            .stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if stopped
+            .1
+            .contains(&(spec.table.to_string(), spec.fields[field].name.to_string()))
+        {
+            return true;
+        }
         let paused = self
             .paused
             .lock()
@@ -365,10 +388,30 @@ impl Worker {
             .is_some_and(|(_, until)| *until > Instant::now())
     }
 
+    /// Reads the paused and held fields again, once per [`pauses::REFRESH`].
+    async fn refresh_stopped(&self) -> Result<()> {
+        let due = {
+            let s = self
+                .stopped
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.0.is_none_or(|at| at.elapsed() >= crate::pauses::REFRESH)
+        };
+        if due {
+            let now = crate::pauses::stopped(&self.db).await?;
+            *self
+                .stopped
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = (Some(Instant::now()), now);
+        }
+        Ok(())
+    }
+
     /// One batch for each field not `quiet`; whether any found work. A
     /// database fault ends the pass (the caller waits and retries); any
     /// other error of a field is recorded against it and the field backs off.
     async fn pass(&self, quiet: &mut Quiet) -> Result<(bool, Stats)> {
+        self.refresh_stopped().await?;
         let mut stats = Stats::default();
         let mut found = false;
         // Upstream fields first, across tables: a value they store flags the

@@ -1,0 +1,190 @@
+//! Issue #12, first step: steering the work from the database — a field
+//! paused until resumed, a hold over a block of work (released, dropped, or
+//! left behind by a process that died and expiring by itself) — and worker
+//! heartbeats, on both backends.
+
+mod common;
+
+use std::time::Duration;
+
+use cached_fields::Db;
+use common::{insert, on_both, per_backend, raw_write, registry, scalar, setup, start};
+
+async fn flagged(db: &Db) -> i64 {
+    scalar(
+        db,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM items WHERE doubled_recalculation_needed",
+    )
+    .await
+}
+
+async fn drain(db: &Db) -> u64 {
+    common::worker(db).drain().await.unwrap().recalculated
+}
+
+async fn status(db: &Db) -> cached_fields::worker::FieldStatus {
+    registry().status(db).await.unwrap().remove(0)
+}
+
+per_backend! {
+    async fn a_paused_field_stays_flagged_until_resumed() {
+        on_both("pause", |db, _| async move {
+            setup(&db).await;
+            insert(&db, 3, "pause").await;
+            assert_eq!(drain(&db).await, 3);
+            let r = registry();
+            r.pause(&db, "items.doubled").await.unwrap();
+            assert!(status(&db).await.paused);
+            raw_write(&db, 1).await;
+            raw_write(&db, 2).await;
+            // Every worker leaves it alone: nothing recalculated, both flagged.
+            assert_eq!(drain(&db).await, 0);
+            assert_eq!(flagged(&db).await, 2);
+            // Reads still recalculate inline.
+            let item = common::item(&db, 1).await.unwrap();
+            assert_eq!(item.doubled(&db).await.unwrap(), 4);
+            assert_eq!(flagged(&db).await, 1);
+            // Resumed: the worker catches up.
+            r.resume(&db, "items.doubled").await.unwrap();
+            assert!(!status(&db).await.paused);
+            assert_eq!(drain(&db).await, 1);
+            assert_eq!(flagged(&db).await, 0);
+            // A field that is not declared is refused, naming it.
+            let e = r.pause(&db, "items.nope").await.unwrap_err().to_string();
+            assert!(e.contains("nope"), "{e}");
+            let e = r.pause(&db, "items").await.unwrap_err().to_string();
+            assert!(e.contains("table.field"), "{e}");
+        })
+        .await;
+    }
+}
+
+per_backend! {
+    async fn a_running_worker_obeys_a_pause_within_a_second() {
+        on_both("pauselive", |db, _| async move {
+            setup(&db).await;
+            insert(&db, 2, "pauselive").await;
+            let running = start(common::worker(&db));
+            common::eventually(10, "the new rows calculated", || {
+                let db = db.clone();
+                async move { flagged(&db).await == 0 }
+            })
+            .await;
+            registry().pause(&db, "items.doubled").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            raw_write(&db, 1).await;
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            assert_eq!(flagged(&db).await, 1, "paused: left flagged");
+            registry().resume(&db, "items.doubled").await.unwrap();
+            common::eventually(10, "caught up after resume", || {
+                let db = db.clone();
+                async move { flagged(&db).await == 0 }
+            })
+            .await;
+            running.stop().await;
+        })
+        .await;
+    }
+}
+
+per_backend! {
+    async fn a_hold_defers_recalculation_until_it_ends() {
+        on_both("hold", |db, _| async move {
+            setup(&db).await;
+            insert(&db, 3, "hold").await;
+            assert_eq!(drain(&db).await, 3);
+            let r = registry();
+            // Released: each written row once, after the block.
+            let hold = r.hold(&db, &["items.doubled"]).await.unwrap();
+            assert!(status(&db).await.held);
+            for _ in 0..3 {
+                raw_write(&db, 1).await;
+                raw_write(&db, 2).await;
+            }
+            assert_eq!(drain(&db).await, 0);
+            hold.release().await.unwrap();
+            assert!(!status(&db).await.held);
+            assert_eq!(drain(&db).await, 2);
+            // Dropped: released in the background.
+            let hold = r.hold(&db, &["items.doubled"]).await.unwrap();
+            raw_write(&db, 3).await;
+            assert_eq!(drain(&db).await, 0);
+            drop(hold);
+            common::eventually(10, "a dropped hold released", || {
+                let db = db.clone();
+                async move { !status(&db).await.held }
+            })
+            .await;
+            assert_eq!(drain(&db).await, 1);
+            // Left behind by a process that died: it expires by itself.
+            let until = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+            on_pool!(&db, |p| sqlx::query(
+                "INSERT INTO cached_fields_pauses (table_name, field_name, id, until) \
+                 VALUES ('items', 'doubled', 'hold:gone:1:1', $1)"
+            )
+            .bind(until)
+            .execute(p)
+            .await
+            .map(drop)
+            .unwrap());
+            raw_write(&db, 1).await;
+            assert_eq!(drain(&db).await, 0);
+            assert!(status(&db).await.held);
+            tokio::time::sleep(Duration::from_millis(1600)).await;
+            assert!(!status(&db).await.held);
+            assert_eq!(drain(&db).await, 1);
+            let left = scalar(&db, "SELECT CAST(COUNT(*) AS BIGINT) FROM cached_fields_pauses").await;
+            assert_eq!(left, 0, "the expired hold is deleted");
+        })
+        .await;
+    }
+}
+
+per_backend! {
+    async fn workers_record_heartbeats_and_gone_ones_are_shown_then_forgotten() {
+        on_both("beats", |db, _| async move {
+            setup(&db).await;
+            let r = registry();
+            assert!(r.workers(&db).await.unwrap().is_empty());
+            // A worker that died long ago, and one that went quiet lately.
+            let running = start(common::worker(&db));
+            common::eventually(10, "the worker's first heartbeat", || {
+                let (db, r) = (db.clone(), r.clone());
+                async move { !r.workers(&db).await.unwrap().is_empty() }
+            })
+            .await;
+            let ago = |s: i64| chrono::Utc::now() - chrono::Duration::seconds(s);
+            for (id, secs) in [("old:1:1", 600), ("quiet:2:2", 20)] {
+                on_pool!(&db, |p| sqlx::query(
+                    "INSERT INTO cached_fields_workers (id, host, pid, started_at, heartbeat_at, \
+                     recalculated, failed) VALUES ($1, 'elsewhere', 7, $2, $2, 0, 0)"
+                )
+                .bind(id)
+                .bind(ago(secs))
+                .execute(p)
+                .await
+                .map(drop)
+                .unwrap());
+            }
+            let workers = r.workers(&db).await.unwrap();
+            assert_eq!(workers.len(), 3, "{workers:?}");
+            let me = &workers[0];
+            assert!(me.alive, "{me:?}");
+            assert_eq!(me.pid, i64::from(std::process::id()));
+            assert!(workers[1..].iter().all(|w| !w.alive), "{workers:?}");
+            // The next heartbeat deletes the one silent for over a minute.
+            insert(&db, 2, "beats").await;
+            common::eventually(15, "the long-gone worker forgotten", || {
+                let (db, r) = (db.clone(), r.clone());
+                async move { r.workers(&db).await.unwrap().len() == 2 }
+            })
+            .await;
+            let stats = running.stop().await;
+            assert_eq!(stats.recalculated, 2);
+            // A stopped worker deletes its own row.
+            let left: Vec<String> = r.workers(&db).await.unwrap().into_iter().map(|w| w.id).collect();
+            assert_eq!(left, vec!["quiet:2:2".to_owned()]);
+        })
+        .await;
+    }
+}
