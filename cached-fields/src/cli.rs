@@ -130,6 +130,10 @@ pub struct WorkerArgs {
     /// Milliseconds one calculation may take before it counts as failed (at least 1).
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: u64,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (e.g. 127.0.0.1:9464).
+    #[cfg(feature = "web")]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The option every command takes.
@@ -311,6 +315,18 @@ impl App {
                 println!("schema matches the declarations");
             }
             Command::Worker(w) => {
+                #[cfg(feature = "web")]
+                if let Some(listen) = w.metrics_listen {
+                    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+                        CliError::Usage(format!("cannot listen on {listen} for metrics: {e}"))
+                    })?;
+                    let (db, registry) = (db.clone(), registry.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = crate::metrics::serve(listener, db, registry).await {
+                            tracing::error!(%listen, error = %e, "the metrics server stopped");
+                        }
+                    });
+                }
                 let stats = Worker::new(db.clone(), registry.clone())
                     .concurrency(usize::try_from(w.concurrency).unwrap_or(usize::MAX))
                     .batch_size(usize::try_from(w.batch_size).unwrap_or(usize::MAX))

@@ -62,6 +62,7 @@ pub mod graph;
 pub mod heartbeats;
 pub mod ident;
 pub mod key;
+mod metrics;
 pub mod model;
 pub mod pauses;
 pub mod registry;

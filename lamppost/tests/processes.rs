@@ -312,6 +312,101 @@ per_backend! {
     }
 }
 
+/// `GET path` on 127.0.0.1:`port`: the status line and body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// A loopback port nothing listens on (free when asked).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+per_backend! {
+    threads = 2;
+    /// Issue #12's first step from the command line: a worker serving
+    /// Prometheus metrics, `pause`/`resume` obeyed by the running worker,
+    /// and `status --json` listing it as alive.
+    async fn metrics_pause_resume_and_live_workers_from_the_command_line() {
+        for db in backends("ops").await {
+            eprintln!("== ops on {}", db.url);
+            lamppost(&db.url, &["seed", "--lampposts", "20", "--pigeons-per", "2"]);
+            let port = free_port();
+            let listen = format!("127.0.0.1:{port}");
+            let worker = spawn_worker(&db.url, &["--poll-ms", "100", "--metrics-listen", &listen]);
+            db.wait_drained(60).await;
+            let metrics = {
+                let start = Instant::now();
+                loop {
+                    let m = std::panic::catch_unwind(|| http_get(port, "/metrics"));
+                    match m {
+                        Ok(m) if m.contains("cached_fields_recalculations_total") => break m,
+                        _ if start.elapsed() > Duration::from_secs(20) => panic!("no metrics: {m:?}"),
+                        _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                }
+            };
+            assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+            for expected in [
+                "cached_fields_stale_rows{table=\"lampposts\",field=\"total_weight\"} 0",
+                "cached_fields_rows{table=\"lampposts\",field=\"total_weight\"} 20",
+                "cached_fields_recalculations_total{table=\"lampposts\",field=\"total_weight\",outcome=\"stored\"} 20",
+                "cached_fields_recalculation_seconds_count{table=\"lampposts\",field=\"total_weight\"} 20",
+                "cached_fields_live_workers 1",
+            ] {
+                assert!(metrics.contains(expected), "{expected} missing from {metrics}");
+            }
+            // Paused from the command line: the running worker leaves new
+            // invalidations flagged; resumed, it drains them.
+            let out = lamppost(&db.url, &["pause", "lampposts.total_weight"]);
+            assert!(out.contains("paused"), "{out}");
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            db.exec("UPDATE pigeons SET weight = weight + 1 WHERE lamppost_id = $1", 3).await;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let stale = db
+                .count("SELECT COUNT(*) FROM lampposts WHERE total_weight_recalculation_needed")
+                .await;
+            assert_eq!(stale, 1, "paused: left flagged");
+            let status: serde_json::Value =
+                serde_json::from_str(&lamppost(&db.url, &["status", "--json"])).unwrap();
+            let field = status["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["field"] == "total_weight")
+                .unwrap();
+            assert_eq!(field["paused"], true, "{status}");
+            assert_eq!(field["stale"], 1, "{status}");
+            let workers = status["workers"].as_array().unwrap();
+            assert_eq!(workers.len(), 1, "{status}");
+            assert_eq!(workers[0]["alive"], true, "{status}");
+            let m = http_get(port, "/metrics");
+            assert!(m.contains("cached_fields_paused{table=\"lampposts\",field=\"total_weight\"} 1"), "{m}");
+            lamppost(&db.url, &["resume", "lampposts.total_weight"]);
+            db.wait_drained(30).await;
+            lamppost(&db.url, &["verify"]);
+            stop_worker(worker);
+            let status: serde_json::Value =
+                serde_json::from_str(&lamppost(&db.url, &["status", "--json"])).unwrap();
+            assert_eq!(status["workers"], serde_json::json!([]), "a stopped worker deletes its row");
+            db.drop_db().await;
+        }
+    }
+}
+
 /// The writes of issue #11 along every path of lamppost's fields, picked
 /// by `n`: street renames, lampposts moved between streets or to none,
 /// pigeons moved between lampposts and reweighed, a lamppost's pigeons and

@@ -652,7 +652,26 @@ pub(crate) async fn process_batch<M: CachedModel>(
         .buffer_unordered(settings.concurrency)
         .collect()
         .await;
+    let ready = prepared
+        .iter()
+        .filter(|p| {
+            matches!(
+                p,
+                Ok(Computed {
+                    outcome: Outcome::Ready(..),
+                    ..
+                })
+            )
+        })
+        .count();
+    let started = Instant::now();
     let computed = calculate_all(db, model, field, settings, prepared).await;
+    crate::metrics::calculated(
+        model.table().as_str(),
+        field.name().as_str(),
+        ready,
+        started.elapsed().as_secs_f64(),
+    );
     // A row whose calculation hit a database fault keeps its lease and is
     // taken again when it ends; the others are written.
     let mut fault = None;
@@ -702,12 +721,14 @@ pub(crate) async fn process_batch<M: CachedModel>(
                     failures::record(db, table, name, failures::Kind::Hook, &message).await;
                 }
                 s.recalculated += 1;
+                crate::metrics::count(table, name, "stored", 1);
                 if c.attempts > 0 {
                     s.retried += 1;
                 }
             }
             (Outcome::Value(..), Some(Stored::Superseded)) => {
                 s.superseded += 1;
+                crate::metrics::count(table, name, "superseded", 1);
                 if settings.rows.superseded(table, name, &c.key) {
                     settings.rows.forget(table, name, &c.key);
                     let e = Error::SelfInvalidating {
@@ -724,6 +745,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
             (Outcome::Failed(_), _) => {
                 settings.rows.forget(table, name, &c.key);
                 s.failed += 1;
+                crate::metrics::count(table, name, "failed", 1);
             }
             (Outcome::Deferred(_) | Outcome::Waiting, _) => s.deferred += 1,
             _ => {
