@@ -1,6 +1,7 @@
 //! The operations command line, for any application's [`Registry`]:
 //! `migrate [--sql]`, `check`, `status [--json]`, `worker`, `recalc`,
-//! `verify`, `deps [--dot]`, `pause`, `resume`. An application gets all of them with one call
+//! `verify`, `deps [--dot]`, `pause`, `resume`, and with feature `web`
+//! `serve` (the dashboard). An application gets all of them with one call
 //! ([`App::main`]), or embeds [`Command`] among its own subcommands and
 //! calls [`App::run`].
 //!
@@ -82,6 +83,20 @@ pub enum Command {
         /// Only these rows (needs --field).
         #[arg(long, requires = "field", value_delimiter = ',')]
         key: Vec<String>,
+    },
+    /// Serve the web dashboard (and /metrics) until SIGINT/SIGTERM.
+    #[cfg(feature = "web")]
+    Serve {
+        /// Address to listen on (loopback unless told otherwise).
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// The token every request must carry (`Authorization: Bearer TOKEN`, or open
+        /// `/?token=TOKEN` once in a browser).
+        #[arg(long, env = "CACHED_FIELDS_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Serve /metrics without the token.
+        #[arg(long)]
+        public_metrics: bool,
     },
     /// Pause a field (`table.field`) until `resume`: every worker leaves its rows flagged
     /// within a second (reads still recalculate inline).
@@ -346,6 +361,27 @@ impl App {
             } => recalc(db, registry, all, field.as_deref(), &key).await?,
             Command::Verify => return self.verify_all(db).await,
             Command::Deps { dot, json } => deps(registry, dot, json)?,
+            #[cfg(feature = "web")]
+            Command::Serve {
+                listen,
+                token,
+                public_metrics,
+            } => {
+                if token.len() < 8 {
+                    return Err(CliError::Usage(
+                        "the token must be at least 8 characters".to_owned(),
+                    ));
+                }
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .map_err(|e| CliError::Usage(format!("cannot listen on {listen}: {e}")))?;
+                eprintln!("dashboard on http://{listen}/ (open /?token=… once)");
+                let app = crate::web::router(db.clone(), registry.clone(), token, public_metrics);
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(crate::worker::shutdown_signal())
+                    .await
+                    .map_err(|e| CliError::Usage(format!("the dashboard stopped: {e}")))?;
+            }
             Command::Pause { field } => {
                 registry.pause(db, &field).await?;
                 println!("{field} paused: workers leave its rows flagged until `resume {field}`");

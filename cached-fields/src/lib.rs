@@ -75,6 +75,9 @@ mod statements;
 pub mod status;
 mod triggers;
 pub mod value;
+#[cfg(feature = "web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "web")))]
+pub mod web;
 pub mod worker;
 
 #[doc(inline)]

@@ -167,7 +167,7 @@ mod imp {
 }
 
 #[cfg(feature = "web")]
-pub(crate) use imp::serve;
+pub(crate) use imp::{render, serve};
 
 /// Counts `n` recalculations of `table.field` ending in `outcome`.
 pub(crate) fn count(table: &str, field: &str, outcome: &str, n: u64) {

@@ -326,6 +326,122 @@ fn http_get(port: u16, path: &str) -> String {
     out
 }
 
+/// An HTTP request to 127.0.0.1:`port`: the status code and the whole
+/// response (headers and body).
+fn http(port: u16, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    req = format!("{req}Content-Length: {}\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, out)
+}
+
+/// Serves the dashboard of `url` on a free port; waits until it answers.
+async fn spawn_dashboard(url: &str, token: &str) -> (WorkerProcess, u16) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_lamppost"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", url)
+        .env("CACHED_FIELDS_TOKEN", token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the dashboard never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (WorkerProcess(Some(child)), port)
+}
+
+per_backend! {
+    threads = 2;
+    /// The dashboard over HTTP: the token on every request, escaped errors,
+    /// a retry that needs the page's CSRF token and makes the row fresh.
+    async fn the_dashboard_needs_the_token_escapes_what_it_shows_and_checks_csrf() {
+        for db in backends("dash").await {
+            eprintln!("== dashboard on {}", db.url);
+            lamppost(&db.url, &["seed", "--lampposts", "5", "--pigeons-per", "1"]);
+            lamppost(&db.url, &["recalc"]);
+            // A failing row whose error holds markup.
+            db.exec(
+                "UPDATE lampposts SET total_weight_recalculation_needed = TRUE, \
+                 total_weight_attempts = 2, total_weight_last_error = '<script>alert(1)</script>', \
+                 total_weight_next_attempt_at = NULL WHERE id = $1",
+                2,
+            )
+            .await;
+            let token = "s3cret-token";
+            let (server, port) = spawn_dashboard(&db.url, token).await;
+            let auth = format!("Authorization: Bearer {token}");
+            assert_eq!(http(port, "GET", "/", &[], "").0, 401);
+            assert_eq!(http(port, "GET", "/", &["Authorization: Bearer wrong-token"], "").0, 401);
+            assert_eq!(http(port, "GET", "/metrics", &[], "").0, 401);
+            let (code, home) = http(port, "GET", "/", &[&auth], "");
+            assert_eq!(code, 200, "{home}");
+            assert!(home.contains("lampposts.total_weight") && home.contains("id=\"chart\""), "{home}");
+            let (code, m) = http(port, "GET", "/metrics", &[&auth], "");
+            assert_eq!(code, 200);
+            assert!(m.contains("cached_fields_stale_rows{table=\"lampposts\",field=\"total_weight\"} 1"), "{m}");
+            // The browser's way in: /?token= sets a cookie and redirects.
+            let (code, r) = http(port, "GET", &format!("/?token={token}"), &[], "");
+            assert_eq!(code, 303, "{r}");
+            assert!(r.contains("cf_token=") && r.contains("HttpOnly"), "{r}");
+            assert_eq!(http(port, "GET", "/", &[&format!("Cookie: cf_token={token}")], "").0, 200);
+            // The field's page shows the error as text.
+            let (code, page) = http(port, "GET", "/field/lampposts/total_weight", &[&auth], "");
+            assert_eq!(code, 200);
+            assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");
+            assert!(!page.contains("<script>alert"), "{page}");
+            let csrf = page
+                .split("name=\"csrf\" value=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap()
+                .to_owned();
+            // Actions: none without the token, none without the CSRF token.
+            let retry = "/field/lampposts/total_weight/retry";
+            assert_eq!(http(port, "POST", retry, &[], &format!("csrf={csrf}&key=2")).0, 401);
+            assert_eq!(http(port, "POST", retry, &[&auth], "key=2").0, 403);
+            assert_eq!(http(port, "POST", retry, &[&auth], "csrf=forged&key=2").0, 403);
+            // The cause fixed, a retry with the page's token makes it fresh.
+            let (code, r) = http(port, "POST", retry, &[&auth], &format!("csrf={csrf}&key=2"));
+            assert_eq!(code, 303, "{r}");
+            lamppost(&db.url, &["recalc"]);
+            let (code, row) = http(port, "GET", "/field/lampposts/total_weight/row?key=2", &[&auth], "");
+            assert_eq!(code, 200, "{row}");
+            assert!(row.contains("<th>recalculation needed</th><td>false</td>"), "{row}");
+            assert_eq!(http(port, "GET", "/field/lampposts/total_weight/row?key=x", &[&auth], "").0, 400);
+            assert_eq!(http(port, "GET", "/field/lampposts/nope", &[&auth], "").0, 404);
+            // Pause and resume from the page.
+            let pause = "/field/lampposts/total_weight/pause";
+            assert_eq!(http(port, "POST", pause, &[&auth], &format!("csrf={csrf}")).0, 303);
+            let (_, home) = http(port, "GET", "/", &[&auth], "");
+            assert!(home.contains("paused"), "{home}");
+            let resume = "/field/lampposts/total_weight/resume";
+            assert_eq!(http(port, "POST", resume, &[&auth], &format!("csrf={csrf}")).0, 303);
+            drop(server);
+            lamppost(&db.url, &["verify"]);
+            db.drop_db().await;
+        }
+    }
+}
+
 /// A loopback port nothing listens on (free when asked).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

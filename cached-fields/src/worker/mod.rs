@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::db::{Ctx, Db};
 use crate::error::{Error, Result};
@@ -542,7 +543,8 @@ impl Quiet {
     }
 }
 
-async fn shutdown_signal() {
+/// Completes on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -607,47 +609,56 @@ pub(crate) async fn process_batch<M: CachedModel>(
     // First each row's chained fields (leased like a claim), then the
     // calculations: all rows in one call when the field has a batch form.
     let prepared: Vec<Result<Computed<M>>> = futures::stream::iter(rows)
-        .map(|m| async move {
-            let mut ctx = Ctx::from(db);
+        .map(|m| {
             let key = m.primary_key();
-            let attempts = field.slot(&m).snapshot().attempts;
-            let mut chained = 0;
-            let before_chain = Utc::now();
-            let lease = Some((before_chain, lease_until));
-            // A tree: a row on a cycle fails; one whose parent is stale
-            // waits for it (the parent's new value flags it again).
-            let tree = match tree::cycle(&mut ctx, model, field, &m).await {
-                Ok(None) => tree::waits(&mut ctx, model, field, &m, lease_until)
-                    .await
-                    .map(|w| (None, w)),
-                other => other.map(|e| (e, false)),
-            };
-            let outcome = match tree {
-                Err(e) if e.is_retryable() => return Err(e),
-                Ok((Some(e), _)) | Err(e) => Outcome::Failed(e),
-                Ok((None, true)) => Outcome::Waiting,
-                Ok((None, false)) => {
-                    match runtime::refresh_chain(&mut ctx, model, field, &m, lease).await {
-                        Ok(runtime::Chain::Busy(upstream)) => Outcome::Deferred(upstream),
-                        // When the row's inputs were read: at the claim, or at the
-                        // reload after its chain (no earlier than this).
-                        Ok(runtime::Chain::Reloaded(row, n)) => {
-                            chained = n;
-                            Outcome::Ready(row, before_chain)
+            let span = tracing::debug_span!(
+                "row",
+                table = %model.table(),
+                field = %field.name(),
+                key = %key
+            );
+            async move {
+                let mut ctx = Ctx::from(db);
+                let attempts = field.slot(&m).snapshot().attempts;
+                let mut chained = 0;
+                let before_chain = Utc::now();
+                let lease = Some((before_chain, lease_until));
+                // A tree: a row on a cycle fails; one whose parent is stale
+                // waits for it (the parent's new value flags it again).
+                let tree = match tree::cycle(&mut ctx, model, field, &m).await {
+                    Ok(None) => tree::waits(&mut ctx, model, field, &m, lease_until)
+                        .await
+                        .map(|w| (None, w)),
+                    other => other.map(|e| (e, false)),
+                };
+                let outcome = match tree {
+                    Err(e) if e.is_retryable() => return Err(e),
+                    Ok((Some(e), _)) | Err(e) => Outcome::Failed(e),
+                    Ok((None, true)) => Outcome::Waiting,
+                    Ok((None, false)) => {
+                        match runtime::refresh_chain(&mut ctx, model, field, &m, lease).await {
+                            Ok(runtime::Chain::Busy(upstream)) => Outcome::Deferred(upstream),
+                            // When the row's inputs were read: at the claim, or at the
+                            // reload after its chain (no earlier than this).
+                            Ok(runtime::Chain::Reloaded(row, n)) => {
+                                chained = n;
+                                Outcome::Ready(row, before_chain)
+                            }
+                            Ok(runtime::Chain::Fresh) => Outcome::Ready(m, now),
+                            Err(Error::RowNotFound { .. }) => Outcome::Gone,
+                            Err(e) if e.is_retryable() => return Err(e),
+                            Err(e) => Outcome::Failed(e),
                         }
-                        Ok(runtime::Chain::Fresh) => Outcome::Ready(m, now),
-                        Err(Error::RowNotFound { .. }) => Outcome::Gone,
-                        Err(e) if e.is_retryable() => return Err(e),
-                        Err(e) => Outcome::Failed(e),
                     }
-                }
-            };
-            Ok(Computed {
-                key,
-                attempts,
-                chained,
-                outcome,
-            })
+                };
+                Ok(Computed {
+                    key,
+                    attempts,
+                    chained,
+                    outcome,
+                })
+            }
+            .instrument(span)
         })
         .buffer_unordered(settings.concurrency)
         .collect()

@@ -2,6 +2,7 @@
 //! the registry holds for each model it catalogs.
 
 use futures::future::BoxFuture;
+use tracing::Instrument;
 
 use super::{BatchReport, Settings};
 use crate::db::Db;
@@ -32,7 +33,12 @@ impl<M: CachedModel> ModelOps for Model<M> {
         field: usize,
         settings: &'a Settings,
     ) -> BoxFuture<'a, Result<BatchReport>> {
-        Box::pin(super::process_batch::<M>(db, field, settings))
+        let span = tracing::debug_span!(
+            "batch",
+            table = %self.table(),
+            field = %self.fields()[field].name()
+        );
+        Box::pin(super::process_batch::<M>(db, field, settings).instrument(span))
     }
     fn next_due<'a>(
         &'a self,
