@@ -442,6 +442,149 @@ per_backend! {
     }
 }
 
+/// A headless Chromium driven through `chromedriver` on a free port, or
+/// `None` (saying so) when it is not installed outside CI; in CI (`CI`
+/// set) a missing browser fails the test (`.ci/run` installs it).
+async fn browser() -> Option<(fantoccini::Client, WorkerProcess)> {
+    let ci = std::env::var_os("CI").is_some();
+    let port = free_port();
+    let driver = match Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => WorkerProcess(Some(c)),
+        Err(e) if !ci => {
+            eprintln!("chromedriver not available ({e}): browser test skipped outside CI");
+            return None;
+        }
+        Err(e) => panic!(
+            "chromedriver not available in CI: {e} (apt-get install chromium chromium-driver)"
+        ),
+    };
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_owned(),
+        serde_json::json!({
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1100,800"]
+        }),
+    );
+    let start = Instant::now();
+    loop {
+        let client = fantoccini::ClientBuilder::new(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        )
+        .capabilities(caps.clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await;
+        match client {
+            Ok(c) => return Some((c, driver)),
+            Err(e) if start.elapsed() > Duration::from_secs(30) => {
+                panic!("no browser session from chromedriver: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+per_backend! {
+    threads = 2;
+    /// Issue #12 in a real browser: open the dashboard with the token, see a
+    /// failing row's error (markup shown as text, never run), fix the cause,
+    /// click retry, see the row fresh; a POST without the CSRF token is
+    /// refused. `UPDATE_SCREENSHOT=1` saves the overview for the README.
+    async fn the_dashboard_in_a_real_browser() {
+        use fantoccini::Locator;
+        for db in backends("browser").await {
+            let Some((b, driver)) = browser().await else {
+                db.drop_db().await;
+                return;
+            };
+            eprintln!("== browser on {}", db.url);
+            lamppost(&db.url, &["seed", "--lampposts", "30", "--pigeons-per", "2"]);
+            // The cause: a trigger that refuses lamppost 2's new total, with
+            // markup in its message.
+            let (cause, fix) = if db.is_postgres() {
+                (
+                    "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                     RAISE EXCEPTION '<script>alert(1)</script> refused'; END $$; \
+                     CREATE TRIGGER boom BEFORE UPDATE OF cached_total_weight ON lampposts \
+                     FOR EACH ROW WHEN (NEW.id = 2) EXECUTE FUNCTION boom();",
+                    "DROP TRIGGER boom ON lampposts",
+                )
+            } else {
+                (
+                    "CREATE TRIGGER boom BEFORE UPDATE OF cached_total_weight ON lampposts \
+                     FOR EACH ROW WHEN NEW.id = 2 BEGIN \
+                     SELECT RAISE(ABORT, '<script>alert(1)</script> refused'); END;",
+                    "DROP TRIGGER boom",
+                )
+            };
+            db.exec_text(cause).await;
+            let worker = spawn_worker(&db.url, &["--poll-ms", "100"]);
+            let start = Instant::now();
+            while db
+                .count("SELECT COUNT(*) FROM lampposts WHERE total_weight_attempts > 0")
+                .await
+                == 0
+            {
+                assert!(start.elapsed() < Duration::from_secs(30), "lamppost 2 never failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let token = "browser-token";
+            let (server, port) = spawn_dashboard(&db.url, token).await;
+            let base = format!("http://127.0.0.1:{port}");
+            b.goto(&format!("{base}/?token={token}")).await.unwrap();
+            let fields = b.find(Locator::Id("fields")).await.unwrap().text().await.unwrap();
+            assert!(fields.contains("lampposts.total_weight"), "{fields}");
+            if std::env::var_os("UPDATE_SCREENSHOT").is_some() && db.is_postgres() {
+                let png = b.screenshot().await.unwrap();
+                std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/dashboard.png"), png)
+                    .unwrap();
+            }
+            b.find(Locator::LinkText("lampposts.total_weight")).await.unwrap().click().await.unwrap();
+            let error = b.find(Locator::Css("#failing td.error")).await.unwrap().text().await.unwrap();
+            assert!(error.contains("<script>alert(1)</script> refused"), "shown as text: {error}");
+            assert!(b.get_alert_text().await.is_err(), "no script ran");
+            // A POST without the CSRF token, from the page itself: refused.
+            let status = b
+                .execute(
+                    "return fetch('field/lampposts/total_weight/retry', {method: 'POST', \
+                     headers: {'Content-Type': 'application/x-www-form-urlencoded'}, body: 'key=2'}) \
+                     .then(r => r.status)",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(status, serde_json::json!(403));
+            // The cause fixed, retry: the row becomes fresh.
+            db.exec_text(fix).await;
+            b.find(Locator::Id("retry-row")).await.unwrap().click().await.unwrap();
+            b.find(Locator::Id("key")).await.unwrap().send_keys("2").await.unwrap();
+            b.find(Locator::Id("show")).await.unwrap().click().await.unwrap();
+            let start = Instant::now();
+            loop {
+                let row = b.find(Locator::Id("row")).await.unwrap().text().await.unwrap();
+                if row.contains("recalculation needed false") {
+                    assert!(row.contains("attempts 0"), "{row}");
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(30), "never fresh: {row}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                b.refresh().await.unwrap();
+            }
+            b.close().await.unwrap();
+            drop(driver);
+            drop(server);
+            stop_worker(worker);
+            lamppost(&db.url, &["verify"]);
+            db.drop_db().await;
+        }
+    }
+}
+
 /// A loopback port nothing listens on (free when asked).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
