@@ -335,6 +335,7 @@ impl App {
                     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
                         CliError::Usage(format!("cannot listen on {listen} for metrics: {e}"))
                     })?;
+                    crate::metrics::enable();
                     let (db, registry) = (db.clone(), registry.clone());
                     tokio::spawn(async move {
                         if let Err(e) = crate::metrics::serve(listener, db, registry).await {

@@ -10,6 +10,7 @@
 //! | `cached_fields_paused` (1 when paused or held) | gauge | `table`, `field` |
 //! | `cached_fields_recalculations_total` | counter | `table`, `field`, `outcome` = `stored` \| `failed` \| `superseded` |
 //! | `cached_fields_recalculation_seconds` (calculation time per row; a batch form's time is shared among its rows) | histogram | `table`, `field` |
+//! | `cached_fields_freshness_lag_seconds` (a row becoming stale → its value stored; measured while metrics are served) | histogram | `table`, `field` |
 //! | `cached_fields_live_workers` | gauge | |
 
 #[cfg(feature = "web")]
@@ -40,14 +41,22 @@ mod imp {
         ])
     }
 
+    fn lag() -> Histogram {
+        Histogram::new([
+            0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 600.0,
+        ])
+    }
+
     pub(super) struct Metrics {
         pub(super) recalculations: Family<Labels, Counter>,
         pub(super) seconds: Family<Labels, Histogram, fn() -> Histogram>,
+        pub(super) lag: Family<Labels, Histogram, fn() -> Histogram>,
     }
 
     pub(super) static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         recalculations: Family::default(),
         seconds: Family::new_with_constructor(seconds),
+        lag: Family::new_with_constructor(lag),
     });
 
     type GaugeFamily = Family<Labels, Gauge<f64, AtomicU64>>;
@@ -125,6 +134,11 @@ mod imp {
             "Time one calculation took (a batch form's time shared among its rows)",
             METRICS.seconds.clone(),
         );
+        out.register(
+            "cached_fields_freshness_lag_seconds",
+            "From a row becoming stale to its new value stored, as the workers of this process saw it",
+            METRICS.lag.clone(),
+        );
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &out)
             .map_err(|e| crate::Error::declaration("metrics", e.to_string()))?;
@@ -162,12 +176,78 @@ mod imp {
                 }
             }),
         );
+        super::enable();
         axum::serve(listener, app).await
     }
 }
 
 #[cfg(feature = "web")]
 pub(crate) use imp::{render, serve};
+
+/// Whether something serves the metrics in this process (then the worker
+/// also reads what it needs for the freshness lag, one query per batch).
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns on what only served metrics need.
+#[cfg(feature = "web")]
+pub(crate) fn enable() {
+    ENABLED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// When each of `keys` became stale (`F_stale_since`), read just before
+/// their values are written back: only while metrics are served.
+pub(crate) async fn stale_since(
+    ctx: &mut crate::db::Ctx<'_>,
+    table: &crate::ident::Ident,
+    primary_key: &crate::ident::Ident,
+    key_type: crate::value::SqlType,
+    column: &crate::ident::Ident,
+    keys: &[crate::key::Key],
+) -> std::collections::HashMap<crate::key::Key, chrono::DateTime<chrono::Utc>> {
+    use crate::value::{SqlType, Value};
+    let mut out = std::collections::HashMap::new();
+    if keys.is_empty() || !ENABLED.load(std::sync::atomic::Ordering::Relaxed) {
+        return out;
+    }
+    let params: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT {k}, {c} FROM {t} WHERE {k} IN ({})",
+        params.join(", "),
+        k = primary_key.quoted(),
+        c = column.quoted(),
+        t = table.quoted(),
+    );
+    let args: Vec<Value> = keys.iter().map(crate::key::Key::to_value).collect();
+    if let Ok(rows) = ctx
+        .fetch_values(sql, &args, &[key_type, SqlType::Timestamp])
+        .await
+    {
+        for r in rows {
+            if let [k, Value::Timestamp(at)] = &r[..]
+                && let Some(k) = crate::key::Key::from_value(k)
+            {
+                out.insert(k, *at);
+            }
+        }
+    }
+    out
+}
+
+/// Records the lag of a value of `table.field` stored now whose row
+/// became stale at `since`.
+pub(crate) fn fresh_after(table: &str, field: &str, since: chrono::DateTime<chrono::Utc>) {
+    #[cfg(feature = "web")]
+    {
+        let secs = (chrono::Utc::now() - since).num_microseconds().unwrap_or(0);
+        #[allow(clippy::cast_precision_loss)] // microseconds of lag
+        imp::METRICS
+            .lag
+            .get_or_create_owned(&imp::labels(table, field))
+            .observe(secs.max(0) as f64 / 1e6);
+    }
+    #[cfg(not(feature = "web"))]
+    let _ = (table, field, since);
+}
 
 /// Counts `n` recalculations of `table.field` ending in `outcome`.
 pub(crate) fn count(table: &str, field: &str, outcome: &str, n: u64) {

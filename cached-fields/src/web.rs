@@ -69,6 +69,7 @@ pub fn router_at(
         Utc::now().timestamp_nanos_opt().unwrap_or_default(),
         std::process::id()
     );
+    crate::metrics::enable();
     let state = Arc::new(Shared {
         prefix: prefix.trim_end_matches('/').to_owned(),
         db,

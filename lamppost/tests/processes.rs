@@ -624,6 +624,7 @@ per_backend! {
                 "cached_fields_rows{table=\"lampposts\",field=\"total_weight\"} 20",
                 "cached_fields_recalculations_total{table=\"lampposts\",field=\"total_weight\",outcome=\"stored\"} 20",
                 "cached_fields_recalculation_seconds_count{table=\"lampposts\",field=\"total_weight\"} 20",
+                "cached_fields_freshness_lag_seconds_count{table=\"lampposts\",field=\"total_weight\"} 20",
                 "cached_fields_live_workers 1",
             ] {
                 assert!(metrics.contains(expected), "{expected} missing from {metrics}");

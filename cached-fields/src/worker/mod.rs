@@ -36,6 +36,7 @@ use tracing::Instrument;
 use crate::db::{Ctx, Db};
 use crate::error::{Error, Result};
 use crate::failures;
+use crate::key::Key;
 use crate::model::{CachedModel, DEFAULT_TIMEOUT};
 use crate::registry::Registry;
 use crate::runtime::{self, Stored};
@@ -696,6 +697,20 @@ pub(crate) async fn process_batch<M: CachedModel>(
         }
     }
     done.sort_by(|a, b| a.key.cmp(&b.key)); // one lock order for every writer
+    let values: Vec<Key> = done
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::Value(..)))
+        .map(|c| c.key.clone())
+        .collect();
+    let stale_since = crate::metrics::stale_since(
+        &mut Ctx::from(db),
+        model.table(),
+        model.primary_key(),
+        model.key_type(),
+        &field.columns().stale_since,
+        &values,
+    )
+    .await;
     let stored = match write_all(db, model, field, settings, &done).await {
         Ok(stored) => stored,
         Err(e) => {
@@ -733,6 +748,9 @@ pub(crate) async fn process_batch<M: CachedModel>(
                 }
                 s.recalculated += 1;
                 crate::metrics::count(table, name, "stored", 1);
+                if let Some(since) = stale_since.get(&c.key) {
+                    crate::metrics::fresh_after(table, name, *since);
+                }
                 if c.attempts > 0 {
                     s.retried += 1;
                 }
