@@ -256,6 +256,13 @@ impl<'c> Ctx<'c> {
         )
     }
 
+    /// Whether the table `name` (one of the library's own, a constant) exists.
+    pub(crate) async fn table_exists(&mut self, name: &str) -> Result<bool> {
+        let sql = self.backend().dialect().table_exists(name);
+        let rows = self.fetch_values(sql, &[], &[SqlType::Int]).await?;
+        Ok(matches!(rows.first().and_then(|r| r.first()), Some(Value::Int(n)) if *n > 0))
+    }
+
     /// Runs a query and reads each row's columns as `types`, in order.
     pub(crate) async fn fetch_values(
         &mut self,

@@ -83,7 +83,7 @@ pub(crate) async fn record(db: &Db, table: &str, field: &str, kind: Kind, messag
 /// Forgets the field-level failure of a field that works again.
 pub(crate) async fn clear(db: &Db, table: &str, field: &str) {
     let result = async {
-        if !exists(&mut Ctx::from(db)).await? {
+        if !Ctx::from(db).table_exists(TABLE).await? {
             return Ok(0);
         }
         Ctx::from(db)
@@ -99,15 +99,9 @@ pub(crate) async fn clear(db: &Db, table: &str, field: &str) {
     }
 }
 
-async fn exists(ctx: &mut Ctx<'_>) -> Result<bool> {
-    let sql = ctx.backend().dialect().table_exists(TABLE);
-    let rows = ctx.fetch_values(sql, &[], &[SqlType::Int]).await?;
-    Ok(matches!(rows.first().and_then(|r| r.first()), Some(Value::Int(n)) if *n > 0))
-}
-
 /// Every record (none when the table was never needed).
 pub(crate) async fn all(ctx: &mut Ctx<'_>) -> Result<Vec<Record>> {
-    if !exists(ctx).await? {
+    if !ctx.table_exists(TABLE).await? {
         return Ok(Vec::new());
     }
     let rows = ctx

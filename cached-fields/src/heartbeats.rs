@@ -71,12 +71,6 @@ fn create(backend: Backend) -> String {
     )
 }
 
-async fn exists(ctx: &mut Ctx<'_>) -> Result<bool> {
-    let sql = ctx.backend().dialect().table_exists(TABLE);
-    let rows = ctx.fetch_values(sql, &[], &[SqlType::Int]).await?;
-    Ok(matches!(rows.first().and_then(|r| r.first()), Some(Value::Int(n)) if *n > 0))
-}
-
 /// A running worker's heartbeat: recorded at once, then every
 /// [`INTERVAL`] in the background until [`Heartbeat::stop`].
 pub(crate) struct Heartbeat {
@@ -169,7 +163,7 @@ async fn beat(
 /// Every worker with a row, the live first, newest first.
 pub(crate) async fn all(db: &Db) -> Result<Vec<WorkerStatus>> {
     let mut ctx = Ctx::from(db);
-    if !exists(&mut ctx).await? {
+    if !ctx.table_exists(TABLE).await? {
         return Ok(Vec::new());
     }
     let rows = ctx

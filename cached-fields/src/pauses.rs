@@ -33,12 +33,6 @@ fn create(backend: Backend) -> String {
     )
 }
 
-async fn exists(ctx: &mut Ctx<'_>) -> Result<bool> {
-    let sql = ctx.backend().dialect().table_exists(TABLE);
-    let rows = ctx.fetch_values(sql, &[], &[SqlType::Int]).await?;
-    Ok(matches!(rows.first().and_then(|r| r.first()), Some(Value::Int(n)) if *n > 0))
-}
-
 /// Pauses `table.field` until [`resume`]; idempotent.
 pub(crate) async fn pause(db: &Db, table: &str, field: &str) -> Result<()> {
     put(db, &[(table.to_owned(), field.to_owned())], PAUSE, None).await
@@ -81,7 +75,7 @@ async fn put(
 
 async fn remove(db: &Db, fields: &[(String, String)], id: &str) -> Result<()> {
     let mut ctx = Ctx::from(db);
-    if !exists(&mut ctx).await? {
+    if !ctx.table_exists(TABLE).await? {
         return Ok(());
     }
     for (table, field) in fields {
@@ -111,7 +105,7 @@ pub(crate) enum Why {
 /// field that is also held says paused. Expired holds are deleted.
 pub(crate) async fn current(db: &Db) -> Result<Vec<((String, String), Why)>> {
     let mut ctx = Ctx::from(db);
-    if !exists(&mut ctx).await? {
+    if !ctx.table_exists(TABLE).await? {
         return Ok(Vec::new());
     }
     let rows = ctx
