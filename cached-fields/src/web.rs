@@ -7,9 +7,9 @@
 //! database is escaped.
 //!
 //! Pages read only what indexes serve (flagged rows through the partial
-//! index on each flag, a row by its primary key), except the per-field
-//! counts of the overview, which `status` also draws (one count per field
-//! per refresh).
+//! index on each flag, a row by its primary key, the workers' small
+//! per-minute table for the chart), except the per-field row count of the
+//! overview, which `status` also draws (one count per field per refresh).
 //!
 //! ```no_run
 //! # async fn f(db: cached_fields::Db, registry: cached_fields::Registry) -> std::io::Result<()> {
@@ -212,41 +212,6 @@ async fn metrics(State(s): State<AppState>) -> Response {
     }
 }
 
-/// Rows recalculated per minute over the last hour, as far as the tables
-/// say: fresh rows by the minute of their last recalculation.
-async fn per_minute(s: &Shared) -> crate::Result<Vec<i64>> {
-    let mut buckets = vec![0_i64; 60];
-    let mut ctx = Ctx::from(&s.db);
-    let since = Utc::now() - chrono::Duration::minutes(60);
-    for entry in &s.registry.entries {
-        let spec = &entry.spec;
-        for f in &spec.fields {
-            let c = &f.columns;
-            let sql = format!(
-                "SELECT {at} FROM {t} WHERE NOT {needed} AND {at} IS NOT NULL AND {recent}",
-                at = c.stale_since.quoted(),
-                t = spec.table.quoted(),
-                needed = c.needed.quoted(),
-                recent = crate::statements::ts_le(s.db.backend(), "$1", &c.stale_since.quoted()),
-            );
-            let rows = ctx
-                .fetch_values(sql, &[Value::Timestamp(since)], &[SqlType::Timestamp])
-                .await?;
-            for r in rows {
-                if let Some(Value::Timestamp(at)) = r.first() {
-                    let m = (*at - since).num_minutes();
-                    if let Ok(i) = usize::try_from(m)
-                        && i < 60
-                    {
-                        buckets[i] += 1;
-                    }
-                }
-            }
-        }
-    }
-    Ok(buckets)
-}
-
 /// An SVG bar chart of 60 counts.
 fn chart(counts: &[i64]) -> String {
     let max = counts.iter().copied().max().unwrap_or(0).max(1);
@@ -263,8 +228,9 @@ fn chart(counts: &[i64]) -> String {
     }
     format!(
         "<svg id=\"chart\" width=\"600\" height=\"110\" role=\"img\" \
-         aria-label=\"rows recalculated per minute, last hour\">{bars}</svg>\
-         <p>rows recalculated per minute over the last hour (at most {max} a minute)</p>"
+         aria-label=\"recalculations per minute, last hour\">{bars}</svg>\
+         <p>recalculations per minute over the last hour, as the workers recorded them \
+         (at most {max} a minute)</p>"
     )
 }
 
@@ -272,7 +238,7 @@ async fn overview(State(s): State<AppState>) -> Response {
     let (fields, workers, minutes) = match (
         s.registry.status(&s.db).await,
         s.registry.workers(&s.db).await,
-        per_minute(&s).await,
+        crate::heartbeats::per_minute(&s.db).await,
     ) {
         (Ok(f), Ok(w), Ok(m)) => (f, w, m),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return failure(&e),

@@ -181,6 +181,14 @@ per_backend! {
             .await;
             let stats = running.stop().await;
             assert_eq!(stats.recalculated, 2);
+            // Its activity, per minute, for the dashboard's chart.
+            let recorded = scalar(
+                &db,
+                "SELECT CAST(SUM(recalculated) AS BIGINT) FROM cached_fields_activity \
+                 WHERE table_name = 'items' AND field_name = 'doubled'",
+            )
+            .await;
+            assert_eq!(recorded, 2);
             // A stopped worker deletes its own row.
             let left: Vec<String> = r.workers(&db).await.unwrap().into_iter().map(|w| w.id).collect();
             assert_eq!(left, vec!["quiet:2:2".to_owned()]);

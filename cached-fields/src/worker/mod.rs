@@ -56,6 +56,8 @@ pub(crate) struct Settings {
     /// What this worker remembers of recent rows (self-invalidation,
     /// deferrals), shared by its clones.
     pub(crate) rows: Arc<RowMemory>,
+    /// Values stored since the last heartbeat, per field.
+    pub(crate) activity: Arc<crate::heartbeats::Activity>,
 }
 
 /// What one claimed batch came to.
@@ -157,6 +159,7 @@ impl Worker {
                 retry_max: Duration::from_secs(3600),
                 timeout: DEFAULT_TIMEOUT,
                 rows: Arc::default(),
+                activity: Arc::default(),
             },
             paused: Arc::default(),
             stopped: Arc::default(),
@@ -270,7 +273,11 @@ impl Worker {
         let mut failures = 0u32;
         let mut quiet = Quiet::default();
         let counts = Arc::new(Mutex::new(Stats::default()));
-        let heartbeat = crate::heartbeats::Heartbeat::start(&self.db, counts.clone());
+        let heartbeat = crate::heartbeats::Heartbeat::start(
+            &self.db,
+            counts.clone(),
+            self.settings.activity.clone(),
+        );
         loop {
             if futures::poll!(&mut stop).is_ready() {
                 break;
@@ -748,6 +755,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
                 }
                 s.recalculated += 1;
                 crate::metrics::count(table, name, "stored", 1);
+                settings.activity.stored(table, name);
                 if let Some(since) = stale_since.get(&c.key) {
                     crate::metrics::fresh_after(table, name, *since);
                 }
