@@ -94,6 +94,13 @@ mod imp {
         ];
         for s in registry.status(db).await? {
             let l = labels(&s.table, &s.field);
+            // Every field's counters exist from the start, at 0 until this
+            // process's workers count something.
+            for outcome in ["stored", "failed", "superseded"] {
+                let mut with = l.clone();
+                with.push(("outcome", outcome.to_owned()));
+                drop(METRICS.recalculations.get_or_create(&with));
+            }
             #[allow(clippy::cast_precision_loss)] // row counts far below 2^52
             let figures = [
                 s.rows as f64,
