@@ -333,31 +333,33 @@ impl<'a> FieldSql<'a> {
         }
     }
 
-    /// Per-field status figures. `$1` is now. Columns: rows, stale, expired,
-    /// failing, oldest stale (epoch seconds).
-    pub(crate) fn status(&self) -> String {
+    /// The flagged rows' figures: how many, how many failing, and the
+    /// earliest `F_stale_since` (epoch seconds). Reads only flagged rows,
+    /// through the partial index on the flag.
+    pub(crate) fn status_flagged(&self) -> String {
         let c = self.cols;
-        let needed = c.needed.quoted();
-        let expired = match &c.expires {
-            Some(e) => {
-                let e = e.quoted();
-                format!(
-                    "SUM(CASE WHEN NOT {needed} AND {e} IS NOT NULL AND {le} THEN 1 ELSE 0 END)",
-                    le = ts_le(self.backend, &e, "$1")
-                )
-            }
-            None => "0".to_owned(),
-        };
         format!(
             "SELECT CAST(COUNT(*) AS BIGINT), \
-             CAST(COALESCE(SUM(CASE WHEN {needed} THEN 1 ELSE 0 END), 0) AS BIGINT), \
-             CAST(COALESCE({expired}, 0) AS BIGINT), \
-             CAST(COALESCE(SUM(CASE WHEN {needed} AND {attempts} > 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-             MIN(CASE WHEN {needed} THEN {since} END) FROM {t}",
+             CAST(COALESCE(SUM(CASE WHEN {attempts} > 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             MIN({since}) FROM {t} WHERE {needed}",
+            needed = c.needed.quoted(),
             attempts = c.attempts.quoted(),
             since = epoch(self.backend, &c.stale_since.quoted()),
             t = self.table,
         )
+    }
+
+    /// Unflagged rows whose expiry (`$1` now) has passed, through the
+    /// partial index on the expiry; `None` for a field without one.
+    pub(crate) fn status_expired(&self) -> Option<String> {
+        let c = self.cols;
+        let e = c.expires.as_ref()?.quoted();
+        Some(format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM {t} WHERE {e} IS NOT NULL AND {le} AND NOT {needed}",
+            le = ts_le(self.backend, &e, "$1"),
+            needed = c.needed.quoted(),
+            t = self.table,
+        ))
     }
 
     /// The most recent failure: key, attempts, message.

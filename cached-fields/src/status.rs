@@ -53,31 +53,47 @@ pub(crate) async fn status(db: &Db, registry: &Registry) -> Result<Vec<FieldStat
     }
     let recorded = failures::all(&mut ctx).await?;
     let stopped = crate::pauses::current(db).await?;
+    let int = |v: Option<&Value>| match v {
+        Some(Value::Int(i)) => *i,
+        _ => 0,
+    };
     for entry in &registry.entries {
         let spec = &entry.spec;
+        // The one read of the whole table: its row count, shared by its
+        // fields; the rest reads flagged or expired rows through indexes.
+        let count = ctx
+            .fetch_values(
+                format!(
+                    "SELECT CAST(COUNT(*) AS BIGINT) FROM {}",
+                    spec.table.quoted()
+                ),
+                &[],
+                &[SqlType::Int],
+            )
+            .await?;
+        let table_rows = int(count.first().and_then(|r| r.first()));
         for &i in &spec.order {
             let f = &spec.fields[i];
             let name = &f.name;
             let sql = FieldSql::new(db.backend(), &spec.table, &spec.primary_key, &f.columns);
-            let rows = ctx
+            let flagged = ctx
                 .fetch_values(
-                    sql.status(),
-                    &[Value::Timestamp(now)],
-                    &[
-                        SqlType::Int,
-                        SqlType::Int,
-                        SqlType::Int,
-                        SqlType::Int,
-                        SqlType::Float,
-                    ],
+                    sql.status_flagged(),
+                    &[],
+                    &[SqlType::Int, SqlType::Int, SqlType::Float],
                 )
                 .await?;
-            let int = |v: Option<&Value>| match v {
-                Some(Value::Int(i)) => *i,
-                _ => 0,
+            let r = flagged.first().cloned().unwrap_or_default();
+            let expired = match sql.status_expired() {
+                Some(q) => {
+                    let e = ctx
+                        .fetch_values(q, &[Value::Timestamp(now)], &[SqlType::Int])
+                        .await?;
+                    int(e.first().and_then(|r| r.first()))
+                }
+                None => 0,
             };
-            let r = rows.first().cloned().unwrap_or_default();
-            let oldest = match r.get(4) {
+            let oldest = match r.get(2) {
                 Some(Value::Float(s)) => Some((now.timestamp_micros() as f64 / 1e6 - s).max(0.0)),
                 _ => None,
             };
@@ -119,10 +135,10 @@ pub(crate) async fn status(db: &Db, registry: &Registry) -> Result<Vec<FieldStat
                 }),
                 table: spec.table.to_string(),
                 field: name.to_string(),
-                rows: int(r.first()),
-                stale: int(r.get(1)),
-                expired: int(r.get(2)),
-                failing: int(r.get(3)),
+                rows: table_rows,
+                stale: int(r.first()),
+                expired,
+                failing: int(r.get(1)),
                 oldest_stale_secs: oldest,
                 last_error,
             });

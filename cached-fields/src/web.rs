@@ -535,8 +535,16 @@ struct ActionForm {
 async fn action(
     State(s): State<AppState>,
     Path((table, field, action)): Path<(String, String, String)>,
-    Form(f): Form<ActionForm>,
+    form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    // A body that is not a form carries no CSRF token either.
+    let f = form.map_or(
+        ActionForm {
+            csrf: None,
+            key: None,
+        },
+        |Form(f)| f,
+    );
     if !f.csrf.as_deref().is_some_and(|c| same(c, &s.csrf)) {
         return (
             StatusCode::FORBIDDEN,

@@ -349,9 +349,15 @@ fn http(port: u16, method: &str, path: &str, headers: &[&str], body: &str) -> (u
 
 /// Serves the dashboard of `url` on a free port; waits until it answers.
 async fn spawn_dashboard(url: &str, token: &str) -> (WorkerProcess, u16) {
+    spawn_dashboard_with(url, token, &[]).await
+}
+
+/// [`spawn_dashboard`] with more `serve` options.
+async fn spawn_dashboard_with(url: &str, token: &str, extra: &[&str]) -> (WorkerProcess, u16) {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_lamppost"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .env("DATABASE_URL", url)
         .env("CACHED_FIELDS_TOKEN", token)
         .stdout(Stdio::null())
@@ -428,6 +434,18 @@ per_backend! {
             assert!(row.contains("<th>recalculation needed</th><td>false</td>"), "{row}");
             assert_eq!(http(port, "GET", "/field/lampposts/total_weight/row?key=x", &[&auth], "").0, 400);
             assert_eq!(http(port, "GET", "/field/lampposts/nope", &[&auth], "").0, 404);
+            // Every failing row retried now; the whole field recalculated.
+            let all = "/field/lampposts/total_weight/retry-all";
+            assert_eq!(http(port, "POST", all, &[&auth], "").0, 403);
+            assert_eq!(http(port, "POST", all, &[&auth], &format!("csrf={csrf}")).0, 303);
+            let every = "/field/lampposts/total_weight/recalculate-all";
+            assert_eq!(http(port, "POST", every, &[], &format!("csrf={csrf}")).0, 401);
+            assert_eq!(http(port, "POST", every, &[&auth], &format!("csrf={csrf}")).0, 303);
+            let flagged = db
+                .count("SELECT COUNT(*) FROM lampposts WHERE total_weight_recalculation_needed")
+                .await;
+            assert_eq!(flagged, 5);
+            lamppost(&db.url, &["recalc"]);
             // Pause and resume from the page.
             let pause = "/field/lampposts/total_weight/pause";
             assert_eq!(http(port, "POST", pause, &[&auth], &format!("csrf={csrf}")).0, 303);
@@ -435,6 +453,12 @@ per_backend! {
             assert!(home.contains("paused"), "{home}");
             let resume = "/field/lampposts/total_weight/resume";
             assert_eq!(http(port, "POST", resume, &[&auth], &format!("csrf={csrf}")).0, 303);
+            drop(server);
+            // --public-metrics: /metrics without the token, nothing else.
+            let (server, port) = spawn_dashboard_with(&db.url, token, &["--public-metrics"]).await;
+            assert_eq!(http(port, "GET", "/metrics", &[], "").0, 200);
+            assert_eq!(http(port, "GET", "/", &[], "").0, 401);
+            assert_eq!(http(port, "GET", "/field/lampposts/total_weight", &[], "").0, 401);
             drop(server);
             lamppost(&db.url, &["verify"]);
             db.drop_db().await;
@@ -545,7 +569,14 @@ per_backend! {
                     .unwrap();
             }
             b.find(Locator::LinkText("lampposts.total_weight")).await.unwrap().click().await.unwrap();
-            let error = b.find(Locator::Css("#failing td.error")).await.unwrap().text().await.unwrap();
+            let error = b
+                .wait()
+                .for_element(Locator::Css("#failing td.error"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             assert!(error.contains("<script>alert(1)</script> refused"), "shown as text: {error}");
             assert!(b.get_alert_text().await.is_err(), "no script ran");
             // A POST without the CSRF token, from the page itself: refused.
@@ -561,12 +592,28 @@ per_backend! {
             assert_eq!(status, serde_json::json!(403));
             // The cause fixed, retry: the row becomes fresh.
             db.exec_text(fix).await;
+            // The retry posts and lands on the same page again: a mark on
+            // this document tells when the next one has loaded.
+            b.execute("window.cfBefore = true; return null", vec![]).await.unwrap();
             b.find(Locator::Id("retry-row")).await.unwrap().click().await.unwrap();
-            b.find(Locator::Id("key")).await.unwrap().send_keys("2").await.unwrap();
+            let start = Instant::now();
+            while b
+                .execute(
+                    "return window.cfBefore === true || document.readyState !== 'complete'",
+                    vec![],
+                )
+                .await
+                .map_or(true, |v| v == serde_json::json!(true))
+            {
+                assert!(start.elapsed() < Duration::from_secs(20), "the retry never landed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            b.wait().for_element(Locator::Id("key")).await.unwrap().send_keys("2").await.unwrap();
             b.find(Locator::Id("show")).await.unwrap().click().await.unwrap();
+            b.wait().for_element(Locator::Id("row")).await.unwrap();
             let start = Instant::now();
             loop {
-                let row = b.find(Locator::Id("row")).await.unwrap().text().await.unwrap();
+                let row = b.wait().for_element(Locator::Id("row")).await.unwrap().text().await.unwrap();
                 if row.contains("recalculation needed false") {
                     assert!(row.contains("attempts 0"), "{row}");
                     break;
