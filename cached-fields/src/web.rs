@@ -64,11 +64,7 @@ pub fn router_at(
     token: String,
     public_metrics: bool,
 ) -> axum::Router {
-    let csrf = format!(
-        "{:x}{:x}",
-        Utc::now().timestamp_nanos_opt().unwrap_or_default(),
-        std::process::id()
-    );
+    let csrf = unguessable();
     crate::metrics::enable();
     let state = Arc::new(Shared {
         prefix: prefix.trim_end_matches('/').to_owned(),
@@ -86,6 +82,19 @@ pub fn router_at(
         .route("/field/{table}/{field}/{action}", post(action))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
+}
+
+/// 128 bits from the standard library's randomly keyed hasher (its keys
+/// come from the operating system's random source), as hex.
+fn unguessable() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let part = |salt: u64| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(salt);
+        h.write_i64(Utc::now().timestamp_nanos_opt().unwrap_or_default());
+        h.finish()
+    };
+    format!("{:016x}{:016x}", part(1), part(2))
 }
 
 /// Escapes text for HTML.
