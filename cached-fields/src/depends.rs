@@ -247,6 +247,16 @@ impl Dependency {
 /// Orders fields so each comes after the fields it depends on; a cycle is
 /// an error naming its path. `deps[i]` lists the indexes field `i` depends on.
 pub(crate) fn order(table: &str, names: &[&str], deps: &[Vec<usize>]) -> Result<Vec<usize>> {
+    topological(deps).map_err(|cycle| {
+        let path: Vec<&str> = cycle.iter().map(|&c| names[c]).collect();
+        Error::declaration(table, format!("dependency cycle: {}", path.join(" -> ")))
+    })
+}
+
+/// Nodes `0..deps.len()` so each comes after the nodes it lists in `deps`
+/// (depth first, in index order); or the first cycle found, as the nodes
+/// on it with the first repeated at the end.
+pub(crate) fn topological(deps: &[Vec<usize>]) -> std::result::Result<Vec<usize>, Vec<usize>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -280,13 +290,10 @@ pub(crate) fn order(table: &str, names: &[&str], deps: &[Vec<usize>]) -> Result<
         out.push(i);
         Ok(())
     }
-    let mut marks = vec![Mark::New; names.len()];
-    let mut out = Vec::with_capacity(names.len());
-    for i in 0..names.len() {
-        visit(i, deps, &mut marks, &mut Vec::new(), &mut out).map_err(|cycle| {
-            let path: Vec<&str> = cycle.iter().map(|&c| names[c]).collect();
-            Error::declaration(table, format!("dependency cycle: {}", path.join(" -> ")))
-        })?;
+    let mut marks = vec![Mark::New; deps.len()];
+    let mut out = Vec::with_capacity(deps.len());
+    for i in 0..deps.len() {
+        visit(i, deps, &mut marks, &mut Vec::new(), &mut out)?;
     }
     Ok(out)
 }

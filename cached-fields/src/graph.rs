@@ -234,45 +234,42 @@ impl fmt::Display for Graph {
     }
 }
 
-/// Every field as `(spec index, field index)`, each after the cached fields
-/// it reads (its own row's chain, and other tables' fields at the end of a
-/// path); a field reading itself along a path (a tree) is not an edge. A
-/// cycle between fields keeps the declaration order for the fields on it
-/// (`migrate` refuses it, naming it).
-pub(crate) fn order(specs: &[TableSpec]) -> Vec<(usize, usize)> {
+/// Every field as `(spec index, field index)`, in declaration order, and
+/// for each the indexes (into that list) of the cached fields it reads —
+/// its own row's chain, and other tables' fields at the end of a path. A
+/// field reading itself along a path (a tree) is not an edge.
+fn nodes(specs: &[TableSpec]) -> (Vec<(usize, usize)>, Vec<Vec<usize>>) {
     let nodes: Vec<(usize, usize)> = specs
         .iter()
         .enumerate()
         .flat_map(|(e, s)| s.order.iter().map(move |&f| (e, f)))
         .collect();
-    let mut out: Vec<(usize, usize)> = Vec::with_capacity(nodes.len());
-    let mut active: Vec<(usize, usize)> = Vec::new();
-    fn visit(
-        n: (usize, usize),
-        specs: &[TableSpec],
-        out: &mut Vec<(usize, usize)>,
-        active: &mut Vec<(usize, usize)>,
-    ) {
-        if out.contains(&n) || active.contains(&n) {
-            return;
-        }
-        active.push(n);
-        for up in upstream(specs, n) {
-            if up != n {
-                visit(up, specs, out, active);
-            }
-        }
-        active.pop();
-        out.push(n);
+    let deps = nodes
+        .iter()
+        .map(|&n| {
+            upstream(specs, n)
+                .into_iter()
+                .filter(|&up| up != n)
+                .filter_map(|up| nodes.iter().position(|&m| m == up))
+                .collect()
+        })
+        .collect();
+    (nodes, deps)
+}
+
+/// Every field as `(spec index, field index)`, each after the cached fields
+/// it reads. With a cycle between fields (which `migrate` refuses, naming
+/// it), the declaration order.
+pub(crate) fn order(specs: &[TableSpec]) -> Vec<(usize, usize)> {
+    let (nodes, deps) = nodes(specs);
+    match crate::depends::topological(&deps) {
+        Ok(order) => order.into_iter().map(|i| nodes[i]).collect(),
+        Err(_) => nodes,
     }
-    for &n in &nodes {
-        visit(n, specs, &mut out, &mut active);
-    }
-    out
 }
 
 /// The cached fields field `n` reads directly.
-pub(crate) fn upstream(specs: &[TableSpec], (e, f): (usize, usize)) -> Vec<(usize, usize)> {
+fn upstream(specs: &[TableSpec], (e, f): (usize, usize)) -> Vec<(usize, usize)> {
     let spec = &specs[e];
     spec.fields[f]
         .depends_on
@@ -294,45 +291,18 @@ pub(crate) fn upstream(specs: &[TableSpec], (e, f): (usize, usize)) -> Vec<(usiz
         .collect()
 }
 
-/// A cycle between distinct fields through paths, as `a.x -> b.y -> a.x`.
-pub(crate) fn cycle(specs: &[TableSpec]) -> Option<String> {
-    fn walk(
-        n: (usize, usize),
-        specs: &[TableSpec],
-        stack: &mut Vec<(usize, usize)>,
-        done: &mut Vec<(usize, usize)>,
-    ) -> Option<Vec<(usize, usize)>> {
-        if let Some(i) = stack.iter().position(|&s| s == n) {
-            let mut c = stack[i..].to_vec();
-            c.push(n);
-            return Some(c);
-        }
-        if done.contains(&n) {
-            return None;
-        }
-        stack.push(n);
-        for up in upstream(specs, n) {
-            if up != n
-                && let Some(c) = walk(up, specs, stack, done)
-            {
-                return Some(c);
-            }
-        }
-        stack.pop();
-        done.push(n);
-        None
-    }
-    let mut done = Vec::new();
-    for (e, s) in specs.iter().enumerate() {
-        for f in 0..s.fields.len() {
-            if let Some(c) = walk((e, f), specs, &mut Vec::new(), &mut done) {
-                let names: Vec<String> = c
-                    .iter()
-                    .map(|&(e, f)| format!("{}.{}", specs[e].table, specs[e].fields[f].name))
-                    .collect();
-                return Some(names.join(" -> "));
-            }
-        }
-    }
-    None
+/// A cycle between distinct fields through paths: the table of its first
+/// field, and the cycle as `a.x -> b.y -> a.x`.
+pub(crate) fn cycle(specs: &[TableSpec]) -> Option<(String, String)> {
+    let (nodes, deps) = nodes(specs);
+    let cycle = crate::depends::topological(&deps).err()?;
+    let names: Vec<String> = cycle
+        .iter()
+        .map(|&i| {
+            let (e, f) = nodes[i];
+            format!("{}.{}", specs[e].table, specs[e].fields[f].name)
+        })
+        .collect();
+    let (e, _) = nodes[cycle[0]];
+    Some((specs[e].table.to_string(), names.join(" -> ")))
 }

@@ -531,8 +531,7 @@ fn table_keys(table: &Ident, without_rowid: bool, rows: Vec<Vec<String>>) -> Tab
 /// another model's cached column counts, since `migrate` adds it first).
 fn validate(specs: &[TableSpec], ex: &Existing, plan: &[SchemaObject]) -> Result<()> {
     let catalog = Catalog::default().with_models(specs);
-    if let Some(cycle) = crate::graph::cycle(specs) {
-        let table = cycle.split('.').next().unwrap_or_default().to_owned();
+    if let Some((table, cycle)) = crate::graph::cycle(specs) {
         return Err(Error::declaration(
             &table,
             format!("dependency cycle between cached fields: {cycle}"),
