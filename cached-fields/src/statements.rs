@@ -362,15 +362,17 @@ impl<'a> FieldSql<'a> {
         ))
     }
 
-    /// The most recent failure: key, attempts, message.
-    pub(crate) fn last_failure(&self) -> String {
+    /// The failing rows, most-retried first, at most `limit`: key,
+    /// attempts, next attempt, last error (through the flag's partial index).
+    pub(crate) fn failing(&self, limit: usize) -> String {
         let c = self.cols;
         format!(
-            "SELECT {pk}, {attempts}, {err} FROM {t} WHERE {needed} AND {attempts} > 0 \
-             ORDER BY {attempts} DESC LIMIT 1",
+            "SELECT {pk}, {attempts}, {next}, {err} FROM {t} WHERE {needed} AND {attempts} > 0 \
+             ORDER BY {attempts} DESC LIMIT {limit}",
             pk = self.pk,
             t = self.table,
             attempts = c.attempts.quoted(),
+            next = c.next_attempt.quoted(),
             err = c.last_error.quoted(),
             needed = c.needed.quoted(),
         )

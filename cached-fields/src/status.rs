@@ -99,13 +99,18 @@ pub(crate) async fn status(db: &Db, registry: &Registry) -> Result<Vec<FieldStat
             };
             let last = ctx
                 .fetch_values(
-                    sql.last_failure(),
+                    sql.failing(1),
                     &[],
-                    &[spec.key_type, SqlType::Int, SqlType::Text],
+                    &[
+                        spec.key_type,
+                        SqlType::Int,
+                        SqlType::Timestamp,
+                        SqlType::Text,
+                    ],
                 )
                 .await?;
             let last_error = last.first().and_then(|r| match &r[..] {
-                [k, Value::Int(a), m] => Some((
+                [k, Value::Int(a), _, m] => Some((
                     Key::from_value(k)?,
                     *a,
                     match m {

@@ -33,6 +33,7 @@ use serde::Deserialize;
 use crate::db::{Ctx, Db};
 use crate::key::Key;
 use crate::registry::Registry;
+use crate::statements::FieldSql;
 use crate::value::{SqlType, Value};
 
 /// What every handler shares.
@@ -365,17 +366,17 @@ async fn field_page(
     let c = &f.columns;
     let (t, k) = (spec.table.quoted(), spec.primary_key.quoted());
     let mut ctx = Ctx::from(&s.db);
+    let sql = FieldSql::new(s.db.backend(), &spec.table, &spec.primary_key, c);
     let failing = ctx
         .fetch_values(
-            format!(
-                "SELECT {k}, {a}, {n}, {e} FROM {t} WHERE {needed} AND {a} > 0 ORDER BY {a} DESC LIMIT 50",
-                a = c.attempts.quoted(),
-                n = c.next_attempt.quoted(),
-                e = c.last_error.quoted(),
-                needed = c.needed.quoted(),
-            ),
+            sql.failing(50),
             &[],
-            &[spec.key_type, SqlType::Int, SqlType::Timestamp, SqlType::Text],
+            &[
+                spec.key_type,
+                SqlType::Int,
+                SqlType::Timestamp,
+                SqlType::Text,
+            ],
         )
         .await;
     let oldest = ctx
