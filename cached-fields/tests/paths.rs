@@ -345,6 +345,90 @@ per_backend! {
     }
 }
 
+/// Each row's flag version of `table.field` (every flag bumps it by one).
+async fn versions(db: &Db, table_field: &str) -> BTreeMap<i64, i64> {
+    let (t, f) = table_field.split_once('.').unwrap();
+    let q = format!("SELECT id, {f}_recalculation_version FROM {t}");
+    let rows: Vec<(i64, i64)> = on_pool!(db, |p| sqlx::query_as(sqlx::AssertSqlSafe(q.clone()))
+        .fetch_all(p)
+        .await
+        .unwrap_or_else(|e| panic!("{q}: {e}")));
+    rows.into_iter().collect()
+}
+
+/// How many times `sql` flagged each row of each `table.field` (rows
+/// flagged at least once).
+async fn flags_per_row(db: &Db, fields: &[&str], sql: &str) -> Vec<BTreeMap<i64, i64>> {
+    let mut before = Vec::new();
+    for f in fields {
+        before.push(versions(db, f).await);
+    }
+    exec_text(db, sql.to_owned()).await;
+    let mut out = Vec::new();
+    for (f, before) in fields.iter().zip(before) {
+        out.push(
+            versions(db, f)
+                .await
+                .into_iter()
+                .map(|(id, v)| (id, v - before[&id]))
+                .filter(|(_, d)| *d > 0)
+                .collect(),
+        );
+    }
+    out
+}
+
+per_backend! {
+    async fn a_bulk_statement_flags_each_row_once_where_the_backend_has_statement_triggers() {
+        on_both("bulk", |db, _| async move {
+            let r = streets_setup(&db).await;
+            assert_eq!(drain(&db, &r).await, 20);
+            let pg = db.backend() == cached_fields::Backend::Postgres;
+            let per = |pairs: &[(i64, i64)]| pairs.iter().copied().collect::<BTreeMap<_, _>>();
+
+            // Every pigeon heavier (6 pigeons, 4 lampposts, 2 streets):
+            // PostgreSQL's statement triggers flag each lamppost and street
+            // once; SQLite's row triggers once per pigeon under it.
+            let sql = "UPDATE pigeons SET weight = weight + 1";
+            let (lamps, streets) = if pg {
+                (per(&[(1, 1), (2, 1), (3, 1), (4, 1)]), per(&[(1, 1), (2, 1)]))
+            } else {
+                (per(&[(1, 2), (2, 1), (3, 2), (4, 1)]), per(&[(1, 3), (2, 2)]))
+            };
+            assert_eq!(
+                flags_per_row(&db, &["lampposts.total_weight", "streets.pigeon_weight"], sql).await,
+                vec![lamps, streets],
+                "{sql}"
+            );
+            // The lampposts' totals, the streets' weights, the flocks, then
+            // the streets' heaviest.
+            assert_eq!(drain(&db, &r).await, 4 + 2 + 6 + 2);
+            assert_eq!(streets_wrong(&db).await, Vec::<String>::new());
+
+            // Two lampposts moved to another street in one statement: each
+            // street once (PostgreSQL), once per lamppost (SQLite).
+            let sql = "UPDATE lampposts SET street_id = 2 WHERE street_id = 1";
+            let moved = if pg { per(&[(1, 1), (2, 1)]) } else { per(&[(1, 2), (2, 2)]) };
+            assert_eq!(flags_per_row(&db, &["streets.pigeon_weight"], sql).await, vec![moved], "{sql}");
+            drain(&db, &r).await;
+            assert_eq!(streets_wrong(&db).await, Vec::<String>::new());
+
+            // Two pigeons of one lamppost swapping weights change no sum:
+            // PostgreSQL compares what the statement did as a whole and
+            // flags nothing; SQLite's row triggers see two changed rows.
+            let sql = "UPDATE pigeons SET weight = CASE id WHEN 1 THEN 3 ELSE 2 END WHERE id IN (1, 2)";
+            let expected = if pg {
+                expect(&[])
+            } else {
+                expect(&[("lampposts.total_weight", 1), ("streets.pigeon_weight", 1), ("pigeons.flock", 2)])
+            };
+            step(&db, &r, sql, &expected.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>(),
+                if pg { 0 } else { 4 }).await;
+        })
+        .await;
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Many-to-many through a join table, and reverse→reverse→forward.
 

@@ -111,13 +111,15 @@ CREATE OR REPLACE TRIGGER "cf_del_lampposts_total_weight_pigeons_lamppost_id_8e5
 ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8" AFTER UPDATE OF "lamppost_id", "weight" ON "pigeons" FOR EACH ROW WHEN (OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id" OR OLD."weight" IS DISTINCT FROM NEW."weight") EXECUTE FUNCTION "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8"()
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8" AFTER UPDATE ON "pigeons" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8"()
 BEGIN
-  UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE WHERE "id" IN (OLD."lamppost_id", NEW."lamppost_id");
+  IF EXISTS (SELECT FROM cf_new) THEN
+    UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "lamppost_id" FROM ((SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) UNION ALL (SELECT "lamppost_id", "weight" FROM cf_new EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_old)) AS cf_moved);
+  END IF;
   RETURN NULL;
 END;
 $cf$;
-CREATE OR REPLACE TRIGGER "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8" AFTER UPDATE OF "lamppost_id", "weight" ON "pigeons" FOR EACH ROW WHEN (OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id" OR OLD."weight" IS DISTINCT FROM NEW."weight") EXECUTE FUNCTION "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8"();
+CREATE OR REPLACE TRIGGER "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8" AFTER UPDATE ON "pigeons" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8"();
 ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_trunc_lampposts_total_weight_pigeons_lamppost_id_d7b6d96df5"() RETURNS trigger LANGUAGE plpgsql AS $cf$
@@ -303,13 +305,15 @@ CREATE OR REPLACE TRIGGER "cf_del_streets_pigeon_weight_lampposts_street_id_dbfa
 ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574" AFTER UPDATE OF "street_id", "id" ON "lampposts" FOR EACH ROW WHEN (OLD."street_id" IS DISTINCT FROM NEW."street_id" OR OLD."id" IS DISTINCT FROM NEW."id") EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574"()
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574"()
 BEGIN
-  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" IN (OLD."street_id", NEW."street_id");
+  IF EXISTS (SELECT FROM cf_new) THEN
+    UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM ((SELECT "street_id", "id" FROM cf_old EXCEPT ALL SELECT "street_id", "id" FROM cf_new) UNION ALL (SELECT "street_id", "id" FROM cf_new EXCEPT ALL SELECT "street_id", "id" FROM cf_old)) AS cf_moved);
+  END IF;
   RETURN NULL;
 END;
 $cf$;
-CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574" AFTER UPDATE OF "street_id", "id" ON "lampposts" FOR EACH ROW WHEN (OLD."street_id" IS DISTINCT FROM NEW."street_id" OR OLD."id" IS DISTINCT FROM NEW."id") EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574"();
+CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574"();
 ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf"() RETURNS trigger LANGUAGE plpgsql AS $cf$
@@ -343,13 +347,15 @@ CREATE OR REPLACE TRIGGER "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_
 ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701" AFTER UPDATE OF "lamppost_id", "weight" ON "pigeons" FOR EACH ROW WHEN (OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id" OR OLD."weight" IS DISTINCT FROM NEW."weight") EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701"()
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701" AFTER UPDATE ON "pigeons" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701"()
 BEGIN
-  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM "lampposts" WHERE "id" IN (OLD."lamppost_id", NEW."lamppost_id"));
+  IF EXISTS (SELECT FROM cf_new) THEN
+    UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM "lampposts" WHERE "id" IN (SELECT "lamppost_id" FROM ((SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) UNION ALL (SELECT "lamppost_id", "weight" FROM cf_new EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_old)) AS cf_moved));
+  END IF;
   RETURN NULL;
 END;
 $cf$;
-CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701" AFTER UPDATE OF "lamppost_id", "weight" ON "pigeons" FOR EACH ROW WHEN (OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id" OR OLD."weight" IS DISTINCT FROM NEW."weight") EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701"();
+CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701" AFTER UPDATE ON "pigeons" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701"();
 ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa"() RETURNS trigger LANGUAGE plpgsql AS $cf$
@@ -405,13 +411,15 @@ CREATE OR REPLACE TRIGGER "cf_del_streets_heaviest_lampposts_street_id_38b3309da
 ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_del_streets_heaviest_lampposts_street_id_38b3309da4";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_streets_heaviest_lampposts_street_id_38b3309da4', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_streets_heaviest_lampposts_street_id_38b3309da4' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e" AFTER UPDATE OF "street_id", "cached_total_weight" ON "lampposts" FOR EACH ROW WHEN (OLD."street_id" IS DISTINCT FROM NEW."street_id" OR OLD."cached_total_weight" IS DISTINCT FROM NEW."cached_total_weight") EXECUTE FUNCTION "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e"()
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e"()
 BEGIN
-  UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" IN (OLD."street_id", NEW."street_id");
+  IF EXISTS (SELECT FROM cf_new) THEN
+    UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM ((SELECT "street_id", "cached_total_weight" FROM cf_old EXCEPT ALL SELECT "street_id", "cached_total_weight" FROM cf_new) UNION ALL (SELECT "street_id", "cached_total_weight" FROM cf_new EXCEPT ALL SELECT "street_id", "cached_total_weight" FROM cf_old)) AS cf_moved);
+  END IF;
   RETURN NULL;
 END;
 $cf$;
-CREATE OR REPLACE TRIGGER "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e" AFTER UPDATE OF "street_id", "cached_total_weight" ON "lampposts" FOR EACH ROW WHEN (OLD."street_id" IS DISTINCT FROM NEW."street_id" OR OLD."cached_total_weight" IS DISTINCT FROM NEW."cached_total_weight") EXECUTE FUNCTION "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e"();
+CREATE OR REPLACE TRIGGER "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e"();
 ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b"() RETURNS trigger LANGUAGE plpgsql AS $cf$
@@ -575,13 +583,15 @@ CREATE OR REPLACE TRIGGER "cf_del_pigeons_perch_lampposts_id_a772c3138e" AFTER D
 ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_del_pigeons_perch_lampposts_id_a772c3138e";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_pigeons_perch_lampposts_id_a772c3138e', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_pigeons_perch_lampposts_id_a772c3138e' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_upd_pigeons_perch_lampposts_id_bc815af340"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_lampposts_id_bc815af340" AFTER UPDATE OF "id", "first_name", "country", "street_id" ON "lampposts" FOR EACH ROW WHEN (OLD."id" IS DISTINCT FROM NEW."id" OR OLD."first_name" IS DISTINCT FROM NEW."first_name" OR OLD."country" IS DISTINCT FROM NEW."country" OR OLD."street_id" IS DISTINCT FROM NEW."street_id") EXECUTE FUNCTION "cf_upd_pigeons_perch_lampposts_id_bc815af340"()
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_lampposts_id_bc815af340" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_pigeons_perch_lampposts_id_bc815af340"()
 BEGIN
-  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" IN (OLD."id", NEW."id");
+  IF EXISTS (SELECT FROM cf_new) THEN
+    UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" IN (SELECT "id" FROM ((SELECT "id", "first_name", "country", "street_id" FROM cf_old EXCEPT ALL SELECT "id", "first_name", "country", "street_id" FROM cf_new) UNION ALL (SELECT "id", "first_name", "country", "street_id" FROM cf_new EXCEPT ALL SELECT "id", "first_name", "country", "street_id" FROM cf_old)) AS cf_moved);
+  END IF;
   RETURN NULL;
 END;
 $cf$;
-CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_lampposts_id_bc815af340" AFTER UPDATE OF "id", "first_name", "country", "street_id" ON "lampposts" FOR EACH ROW WHEN (OLD."id" IS DISTINCT FROM NEW."id" OR OLD."first_name" IS DISTINCT FROM NEW."first_name" OR OLD."country" IS DISTINCT FROM NEW."country" OR OLD."street_id" IS DISTINCT FROM NEW."street_id") EXECUTE FUNCTION "cf_upd_pigeons_perch_lampposts_id_bc815af340"();
+CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_lampposts_id_bc815af340" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_pigeons_perch_lampposts_id_bc815af340"();
 ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_upd_pigeons_perch_lampposts_id_bc815af340";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_pigeons_perch_lampposts_id_bc815af340', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_pigeons_perch_lampposts_id_bc815af340' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_trunc_pigeons_perch_lampposts_id_a586bf3db5"() RETURNS trigger LANGUAGE plpgsql AS $cf$
@@ -615,13 +625,15 @@ CREATE OR REPLACE TRIGGER "cf_del_pigeons_perch_streets_id_lampposts_id_de921763
 ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff" AFTER UPDATE OF "id", "name" ON "streets" FOR EACH ROW WHEN (OLD."id" IS DISTINCT FROM NEW."id" OR OLD."name" IS DISTINCT FROM NEW."name") EXECUTE FUNCTION "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff"()
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff" AFTER UPDATE ON "streets" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff"()
 BEGIN
-  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" IN (SELECT "id" FROM "lampposts" WHERE "street_id" IN (OLD."id", NEW."id"));
+  IF EXISTS (SELECT FROM cf_new) THEN
+    UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" IN (SELECT "id" FROM "lampposts" WHERE "street_id" IN (SELECT "id" FROM ((SELECT "id", "name" FROM cf_old EXCEPT ALL SELECT "id", "name" FROM cf_new) UNION ALL (SELECT "id", "name" FROM cf_new EXCEPT ALL SELECT "id", "name" FROM cf_old)) AS cf_moved));
+  END IF;
   RETURN NULL;
 END;
 $cf$;
-CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff" AFTER UPDATE OF "id", "name" ON "streets" FOR EACH ROW WHEN (OLD."id" IS DISTINCT FROM NEW."id" OR OLD."name" IS DISTINCT FROM NEW."name") EXECUTE FUNCTION "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff"();
+CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff" AFTER UPDATE ON "streets" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff"();
 ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898"() RETURNS trigger LANGUAGE plpgsql AS $cf$

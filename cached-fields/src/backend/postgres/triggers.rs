@@ -289,9 +289,10 @@ pub(crate) fn dependencies(
         ));
     }
 
-    // Every table on a path: inserts and deletes flag each reached row once
-    // per statement, from the transition table; updates compare row by
-    // row (old and new arrival key: a move); a TRUNCATE flags every row.
+    // Every table on a path: inserts, deletes and updates flag each reached
+    // row once per statement, from the transition tables (an update: the
+    // old and new arrival keys of the rows whose watched columns changed,
+    // a move included); a TRUNCATE flags every row.
     for r in reaches(spec, f, catalog) {
         let (table, far) = (r.table.quoted(), r.far.quoted());
         let statement = |kind: &str, rows: &str| {
@@ -311,14 +312,19 @@ pub(crate) fn dependencies(
         };
         out.push(statement("ins", "NEW"));
         out.push(statement("del", "OLD"));
-        let watched: Vec<&Ident> = r.watched.iter().collect();
         out.push(trigger(
             &r.table,
             r.name("upd"),
-            on_change("AFTER", &r.table, &watched, NOT_SAME),
             format!(
-                "  {};\n  RETURN NULL;",
-                r.flag(&format!("OLD.{far}, NEW.{far}"))
+                "AFTER UPDATE ON {table} REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new \
+                 FOR EACH STATEMENT"
+            ),
+            // A statement-level trigger fires for a statement that
+            // updated nothing too: the flags it sets on its own table (a
+            // tree) would fire it again, and again.
+            format!(
+                "  IF EXISTS (SELECT FROM cf_new) THEN\n    {};\n  END IF;\n  RETURN NULL;",
+                r.flag(&moved(&r.watched))
             ),
             guards.clone(),
         ));
@@ -335,4 +341,22 @@ pub(crate) fn dependencies(
         ));
     }
     out
+}
+
+/// The arrival keys (the first of `watched`) of the rows an `UPDATE`
+/// statement changed in a watched column: the old and new images that are
+/// not in the other transition table (as multisets, so a statement that
+/// swaps values between rows flags only where the set of values a key
+/// reaches changed), without pairing rows (a statement may change the key).
+fn moved(watched: &[Ident]) -> String {
+    let cols = watched
+        .iter()
+        .map(Ident::quoted)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let far = watched[0].quoted();
+    format!(
+        "SELECT {far} FROM ((SELECT {cols} FROM cf_old EXCEPT ALL SELECT {cols} FROM cf_new) \
+         UNION ALL (SELECT {cols} FROM cf_new EXCEPT ALL SELECT {cols} FROM cf_old)) AS cf_moved"
+    )
 }
