@@ -250,6 +250,7 @@ impl<'c> Ctx<'c> {
             self,
             values,
             |exec, args| sqlx::query_with(ident::sql(sql.clone()), args)
+                .persistent(crate::connect::named_statements())
                 .execute(exec)
                 .await,
             |done| Ok(done.rows_affected())
@@ -274,6 +275,7 @@ impl<'c> Ctx<'c> {
             self,
             values,
             |exec, args| sqlx::query_with(ident::sql(sql.clone()), args)
+                .persistent(crate::connect::named_statements())
                 .fetch_all(exec)
                 .await,
             |rows| rows
@@ -303,6 +305,7 @@ impl<'c> Ctx<'c> {
             self,
             values,
             |exec, args| sqlx::query_with(ident::sql(sql.clone()), args)
+                .persistent(crate::connect::named_statements())
                 .fetch_all(exec)
                 .await,
             |rows| Ok(rows
@@ -328,6 +331,7 @@ impl<'c> Ctx<'c> {
             self,
             values,
             |exec, args| sqlx::query_with(ident::sql(sql.clone()), args)
+                .persistent(crate::connect::named_statements())
                 .fetch_all(exec)
                 .await,
             |rows| rows.iter().map(DecodeRow::decode::<M>).collect()

@@ -54,6 +54,7 @@ pub mod backend;
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
+pub mod connect;
 pub mod db;
 pub mod depends;
 pub mod error;
@@ -83,6 +84,7 @@ pub mod worker;
 #[doc(inline)]
 pub use backend::Backend;
 #[doc(inline)]
+pub use connect::{DbOptions, named_statements};
 pub use db::{CachedRow, Conn, Ctx, Db, Target};
 #[doc(inline)]
 pub use error::{BoxError, Error, Result};

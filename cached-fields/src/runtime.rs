@@ -12,7 +12,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::FutureExt;
 
 use crate::backend::Backend;
-use crate::db::{Ctx, Target};
+use crate::db::{Ctx, Db, Target};
 use crate::depends::Dependency;
 use crate::error::{Error, Result};
 use crate::key::Key;
@@ -378,6 +378,33 @@ pub(crate) async fn compute<M: CachedModel>(
     m: &M,
     limit: Duration,
 ) -> Result<Value> {
+    if let Some(db) = pinned(ctx) {
+        let mut tx = db.begin().await?;
+        let value = compute_on(&mut tx.ctx(), model, field, m, limit).await;
+        tx.commit().await?;
+        return value;
+    }
+    compute_on(ctx, model, field, m, limit).await
+}
+
+/// Behind a transaction-mode pooler (see [`crate::connect`]), a
+/// calculation on the library's pool runs in a transaction of its own: its
+/// queries (unnamed statements, two round trips each) then stay on one
+/// server connection. The pool, in that case.
+fn pinned(ctx: &Ctx<'_>) -> Option<Db> {
+    if crate::connect::named_statements() || ctx.backend() != Backend::Postgres {
+        return None;
+    }
+    ctx.db()
+}
+
+async fn compute_on<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    model: &Model<M>,
+    field: &Field<M>,
+    m: &M,
+    limit: Duration,
+) -> Result<Value> {
     let key = m.primary_key();
     let backend = ctx.backend();
     let run = std::panic::AssertUnwindSafe(field.calculate(m, ctx)).catch_unwind();
@@ -427,6 +454,27 @@ fn storable<M>(
 /// cancelled after `limit`; `None` when the field has none. An error names
 /// the first row's key (or the row whose value cannot be stored).
 pub(crate) async fn compute_many<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    model: &Model<M>,
+    field: &Field<M>,
+    rows: &[&M],
+    limit: Duration,
+) -> Option<Result<Vec<Value>>> {
+    if let Some(db) = pinned(ctx) {
+        let mut tx = match db.begin().await {
+            Ok(tx) => tx,
+            Err(e) => return Some(Err(e)),
+        };
+        let values = compute_many_on(&mut tx.ctx(), model, field, rows, limit).await;
+        if let Err(e) = tx.commit().await {
+            return Some(Err(e));
+        }
+        return values;
+    }
+    compute_many_on(ctx, model, field, rows, limit).await
+}
+
+async fn compute_many_on<M: CachedModel>(
     ctx: &mut Ctx<'_>,
     model: &Model<M>,
     field: &Field<M>,

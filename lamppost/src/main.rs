@@ -164,7 +164,17 @@ async fn verify_lampposts(db: &Db) -> anyhow::Result<Vec<String>> {
         String,
         String,
     );
-    let rows: Vec<Row> = on_db!(db, |p| sqlx::query_as(SQL).fetch_all(p).await?);
+    // In a transaction: behind a transaction-mode pooler a statement's two
+    // round trips must reach one server connection.
+    let rows: Vec<Row> = on_db!(db, |p| {
+        let mut tx = p.begin().await?;
+        let rows = sqlx::query_as(SQL)
+            .persistent(cached_fields::named_statements())
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows
+    });
     Ok(rows
         .into_iter()
         .filter_map(|(id, f1, f2, tw, name, expect_tw, first, country)| {
@@ -189,7 +199,17 @@ async fn verify_streets(db: &Db) -> anyhow::Result<Vec<String>> {
                 WHERE p.lamppost_id = l.id), 0)) FROM lampposts l WHERE l.street_id = s.id), 0) AS BIGINT)
         FROM streets s ORDER BY s.id";
     type Row = (i64, bool, bool, Option<i64>, Option<i64>, i64, i64);
-    let rows: Vec<Row> = on_db!(db, |p| sqlx::query_as(SQL).fetch_all(p).await?);
+    // In a transaction: behind a transaction-mode pooler a statement's two
+    // round trips must reach one server connection.
+    let rows: Vec<Row> = on_db!(db, |p| {
+        let mut tx = p.begin().await?;
+        let rows = sqlx::query_as(SQL)
+            .persistent(cached_fields::named_statements())
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows
+    });
     Ok(rows
         .into_iter()
         .filter_map(|(id, f1, f2, pw, heaviest, expect_pw, expect_heaviest)| {
@@ -210,7 +230,17 @@ async fn verify_pigeons(db: &Db) -> anyhow::Result<Vec<String>> {
         FROM pigeons p JOIN lampposts l ON l.id = p.lamppost_id
         LEFT JOIN streets s ON s.id = l.street_id ORDER BY p.id";
     type Row = (i64, bool, Option<String>, String);
-    let rows: Vec<Row> = on_db!(db, |p| sqlx::query_as(SQL).fetch_all(p).await?);
+    // In a transaction: behind a transaction-mode pooler a statement's two
+    // round trips must reach one server connection.
+    let rows: Vec<Row> = on_db!(db, |p| {
+        let mut tx = p.begin().await?;
+        let rows = sqlx::query_as(SQL)
+            .persistent(cached_fields::named_statements())
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows
+    });
     Ok(rows
         .into_iter()
         .filter_map(|(id, flagged, perch, expect)| {
@@ -250,6 +280,7 @@ pub(crate) async fn seed(db: &Db, n: u64, per: u64, streets: u64) -> anyhow::Res
             );
             street_ids.push(
                 sqlx::query_scalar("INSERT INTO streets (name) VALUES ($1) RETURNING id")
+                    .persistent(cached_fields::named_statements())
                     .bind(name)
                     .fetch_one(&mut *tx)
                     .await?,
@@ -270,6 +301,7 @@ pub(crate) async fn seed(db: &Db, n: u64, per: u64, streets: u64) -> anyhow::Res
                     "INSERT INTO lampposts (weight, first_name, country, street_id) \
                      VALUES ($1, $2, $3, $4) RETURNING id",
                 )
+                .persistent(cached_fields::named_statements())
                 .bind(i64::try_from(100 + i % 50)?)
                 .bind(FIRST_NAMES[usize::try_from(i)? % FIRST_NAMES.len()])
                 .bind(COUNTRIES[usize::try_from(i)? % COUNTRIES.len()])
@@ -278,6 +310,7 @@ pub(crate) async fn seed(db: &Db, n: u64, per: u64, streets: u64) -> anyhow::Res
                 .await?;
                 for j in 0..per {
                     sqlx::query("INSERT INTO pigeons (lamppost_id, weight) VALUES ($1, $2)")
+                        .persistent(cached_fields::named_statements())
                         .bind(id)
                         .bind(i64::try_from(1 + (i + j) % 7)?)
                         .execute(&mut *tx)

@@ -70,6 +70,7 @@ impl Lamppost {
                     sqlx::query_scalar(
                         "SELECT COALESCE(SUM(weight), 0) FROM pigeons WHERE lamppost_id = $1",
                     )
+                    .persistent(cached_fields::named_statements())
                     .bind(self.id)
                     .fetch_one(c)
                     .await?
@@ -77,6 +78,7 @@ impl Lamppost {
                 Conn::Postgres(c) => sqlx::query_scalar(
                     "SELECT COALESCE(SUM(weight), 0)::BIGINT FROM pigeons WHERE lamppost_id = $1",
                 )
+                .persistent(cached_fields::named_statements())
                 .bind(self.id)
                 .fetch_one(c)
                 .await?,
@@ -101,6 +103,7 @@ impl Lamppost {
                     "SELECT lamppost_id, COALESCE(SUM(weight), 0) FROM pigeons \
                      WHERE lamppost_id IN (SELECT value FROM json_each($1)) GROUP BY lamppost_id",
                 )
+                .persistent(cached_fields::named_statements())
                 .bind(serde_json::to_string(&ids)?)
                 .fetch_all(c)
                 .await?
@@ -110,6 +113,7 @@ impl Lamppost {
                     "SELECT lamppost_id, COALESCE(SUM(weight), 0)::BIGINT FROM pigeons \
                      WHERE lamppost_id = ANY($1) GROUP BY lamppost_id",
                 )
+                .persistent(cached_fields::named_statements())
                 .bind(&ids)
                 .fetch_all(c)
                 .await?
@@ -139,8 +143,20 @@ impl Lamppost {
 /// One `BIGINT` computed by `sql` for the row `id` (`$1`).
 async fn scalar(ctx: &mut Ctx<'_>, sql: &'static str, id: i64) -> Result<i64, BoxError> {
     Ok(match ctx.conn().await? {
-        Conn::Sqlite(c) => sqlx::query_scalar(sql).bind(id).fetch_one(c).await?,
-        Conn::Postgres(c) => sqlx::query_scalar(sql).bind(id).fetch_one(c).await?,
+        Conn::Sqlite(c) => {
+            sqlx::query_scalar(sql)
+                .persistent(cached_fields::named_statements())
+                .bind(id)
+                .fetch_one(c)
+                .await?
+        }
+        Conn::Postgres(c) => {
+            sqlx::query_scalar(sql)
+                .persistent(cached_fields::named_statements())
+                .bind(id)
+                .fetch_one(c)
+                .await?
+        }
         _ => return Err("unsupported backend".into()),
     })
 }
@@ -214,12 +230,14 @@ impl Pigeon {
         Ok(match ctx.conn().await? {
             Conn::Sqlite(c) => {
                 sqlx::query_scalar(Self::PERCH)
+                    .persistent(cached_fields::named_statements())
                     .bind(self.id)
                     .fetch_one(c)
                     .await?
             }
             Conn::Postgres(c) => {
                 sqlx::query_scalar(Self::PERCH)
+                    .persistent(cached_fields::named_statements())
                     .bind(self.id)
                     .fetch_one(c)
                     .await?

@@ -54,16 +54,23 @@ pub(crate) async fn create(db: &Db) -> anyhow::Result<()> {
     match db {
         Db::Sqlite(p) => {
             for s in stmts {
-                sqlx::query(*s).execute(p).await?;
+                sqlx::query(*s)
+                    .persistent(cached_fields::named_statements())
+                    .execute(p)
+                    .await?;
             }
             // A database from before streets: its lampposts get the column.
             let has: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM pragma_table_info('lampposts') WHERE name = 'street_id'",
             )
+            .persistent(cached_fields::named_statements())
             .fetch_one(p)
             .await?;
             if has == 0 {
-                sqlx::query(ADD_STREET).execute(p).await?;
+                sqlx::query(ADD_STREET)
+                    .persistent(cached_fields::named_statements())
+                    .execute(p)
+                    .await?;
             }
         }
         Db::Postgres(p) => {
@@ -71,16 +78,21 @@ pub(crate) async fn create(db: &Db) -> anyhow::Result<()> {
             // serialize migrations with an advisory lock.
             let mut tx = p.begin().await?;
             sqlx::query("SELECT pg_advisory_xact_lock(7438001)")
+                .persistent(cached_fields::named_statements())
                 .execute(&mut *tx)
                 .await?;
             for s in stmts {
-                sqlx::query(*s).execute(&mut *tx).await?;
+                sqlx::query(*s)
+                    .persistent(cached_fields::named_statements())
+                    .execute(&mut *tx)
+                    .await?;
             }
             // A database from before streets: its lampposts get the column.
             sqlx::query(
                 "ALTER TABLE lampposts ADD COLUMN IF NOT EXISTS street_id BIGINT NULL \
                  REFERENCES streets(id)",
             )
+            .persistent(cached_fields::named_statements())
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

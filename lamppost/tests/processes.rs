@@ -20,6 +20,9 @@ enum Pool {
 struct TestDb {
     url: String,
     pool: Pool,
+    /// Through a transaction-mode pooler: each statement unnamed, in a
+    /// transaction of its own (its two round trips on one server connection).
+    pooled: bool,
 }
 
 impl TestDb {
@@ -43,6 +46,7 @@ impl TestDb {
         TestDb {
             url,
             pool: Pool::Sqlite(pool, file),
+            pooled: false,
         }
     }
 
@@ -56,6 +60,7 @@ impl TestDb {
         Some(TestDb {
             url,
             pool: Pool::Postgres(pool),
+            pooled: false,
         })
     }
 
@@ -98,6 +103,16 @@ impl TestDb {
     async fn count(&self, sql: &'static str) -> i64 {
         match &self.pool {
             Pool::Sqlite(p, _) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+            Pool::Postgres(p) if self.pooled => {
+                let mut tx = p.begin().await.unwrap();
+                let n = sqlx::query_scalar(sql)
+                    .persistent(false)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                n
+            }
             Pool::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
         }
     }
@@ -118,6 +133,16 @@ impl TestDb {
     async fn try_exec2(&self, sql: &'static str, a: i64, b: i64) -> Result<(), sqlx::Error> {
         match &self.pool {
             Pool::Sqlite(p, _) => sqlx::query(sql).bind(a).bind(b).execute(p).await.map(drop),
+            Pool::Postgres(p) if self.pooled => {
+                let mut tx = p.begin().await?;
+                sqlx::query(sql)
+                    .persistent(false)
+                    .bind(a)
+                    .bind(b)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            }
             Pool::Postgres(p) => sqlx::query(sql).bind(a).bind(b).execute(p).await.map(drop),
         }
     }
@@ -786,6 +811,88 @@ per_backend! {
             std::sync::Arc::into_inner(db).unwrap().drop_db().await;
         }
     }
+}
+
+/// Issue #13's pooler run: `lamppost` through a real PgBouncer in
+/// `pool_mode = transaction` (`?pooler=transaction`): migrate, seed, a
+/// worker (listening on a direct connection given by `listen_url`), four
+/// raw-SQL writers along every path for 4 s, then `verify` clean; the
+/// worker failed nothing. Without the option `migrate` fails
+/// there with `prepared statement "sqlx_s_1" already exists`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_behind_pgbouncer_in_transaction_mode() {
+    let Some(direct) = cached_fields_test_support::fresh_postgres("lp", "pooler").await else {
+        return;
+    };
+    let bouncer = cached_fields_test_support::Pgbouncer::start(&direct);
+    let pooled = bouncer.url(&direct);
+    let url = format!("{pooled}?pooler=transaction");
+    eprintln!("== pooler on {url}");
+    lamppost(&url, &["migrate"]);
+    lamppost(&url, &["seed", "--lampposts", "100", "--pigeons-per", "3"]);
+    // The worker LISTENs on a direct connection (the pooled ones cannot).
+    let encoded: String = direct
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let worker = spawn_worker(
+        &format!("{url}&listen_url={encoded}"),
+        &["--poll-ms", "100"],
+    );
+    let opts = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(&pooled)
+        .unwrap()
+        .statement_cache_capacity(0)
+        .extra_float_digits(None);
+    let db = std::sync::Arc::new(TestDb {
+        url: url.clone(),
+        pool: Pool::Postgres(PgPool::connect_with(opts).await.unwrap()),
+        pooled: true,
+    });
+    let start = Instant::now();
+    let writers: Vec<_> = (0..4_i64)
+        .map(|w| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut refused) = (0_u64, 0_u64);
+                let mut n = w * 1000;
+                while start.elapsed() < Duration::from_secs(4) {
+                    match path_write(&db, n).await {
+                        Ok(()) => ok += 1,
+                        Err(_) => refused += 1,
+                    }
+                    n += 1;
+                }
+                (ok, refused)
+            })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for w in writers {
+        let (o, r) = w.await.unwrap();
+        ok += o;
+        refused += r;
+    }
+    assert!(ok > 100, "{ok} writes succeeded, {refused} refused");
+    db.wait_drained(120).await;
+    let verified = lamppost(&url, &["verify"]);
+    assert!(
+        verified.contains("every cached value is fresh"),
+        "{verified}"
+    );
+    let stats = stop_worker(worker);
+    eprintln!("   {ok} writes ({refused} refused by the database); worker: {stats}");
+    assert!(stats["recalculated"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(stats["failed"], 0, "{stats}");
+    assert_eq!(stats["field_failures"], 0, "{stats}");
+    let db = std::sync::Arc::into_inner(db).unwrap();
+    if let Pool::Postgres(p) = db.pool {
+        p.close().await;
+    }
+    drop(bouncer);
+    cached_fields_test_support::drop_postgres(&direct).await;
 }
 
 per_backend! {

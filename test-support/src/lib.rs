@@ -4,6 +4,9 @@
 //! `CACHED_FIELDS_PG_URL`, and dropped after), and [`per_backend!`], which
 //! makes one test per backend, named by it.
 
+mod pgbouncer;
+pub use pgbouncer::Pgbouncer;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 

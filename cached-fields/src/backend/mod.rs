@@ -47,11 +47,26 @@ macro_rules! on_backend {
             }
             #[cfg(feature = "postgres")]
             $crate::backend::Conn::Postgres(conn) => {
-                run!(
-                    conn,
-                    $crate::backend::postgres::driver::args,
-                    $crate::backend::Backend::Postgres
-                )
+                if $crate::connect::named_statements() || conn.is_in_transaction() {
+                    run!(
+                        conn,
+                        $crate::backend::postgres::driver::args,
+                        $crate::backend::Backend::Postgres
+                    )
+                } else {
+                    // Behind a transaction-mode pooler: an unnamed
+                    // statement is parsed and then bound in two round
+                    // trips, which must reach the same server connection.
+                    let mut tx = conn.begin().await?;
+                    let conn = &mut *tx;
+                    let out = run!(
+                        conn,
+                        $crate::backend::postgres::driver::args,
+                        $crate::backend::Backend::Postgres
+                    );
+                    tx.commit().await?;
+                    out
+                }
             }
         }
     }};
@@ -459,21 +474,53 @@ impl Db {
     /// busy timeout, so other processes (a worker, the `sqlite3` shell) can
     /// write the same file. A PostgreSQL server is asked for one connection
     /// first, so that a refusal says at once why.
+    ///
+    /// A PostgreSQL URL may carry `pooler=transaction` (and `listen_url=…`):
+    /// see [`Db::options`].
     pub async fn connect_with(url: &str, max_connections: u32) -> crate::Result<Self> {
+        Db::options(url)
+            .max_connections(max_connections)
+            .connect()
+            .await
+    }
+
+    /// Opens a pool on `url` as it is.
+    pub(crate) async fn open(url: &str, max_connections: u32) -> crate::Result<Self> {
         match Backend::of_url(url)? {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite => Ok(Db::Sqlite(
                 sqlite::driver::connect(url, max_connections).await?,
             )),
             #[cfg(feature = "postgres")]
-            Backend::Postgres => Ok(Db::Postgres(
-                postgres::driver::connect(url, max_connections).await?,
-            )),
+            Backend::Postgres => Self::open_postgres(url, max_connections, false).await,
             #[allow(unreachable_patterns)]
             _ => Err(crate::Error::UnsupportedUrl {
                 url: crate::db::redact(url),
                 enabled: Backend::ENABLED,
             }),
+        }
+    }
+
+    /// Opens a PostgreSQL pool on `url`, through a transaction-mode pooler
+    /// when `pooler`.
+    pub(crate) async fn open_postgres(
+        url: &str,
+        max_connections: u32,
+        pooler: bool,
+    ) -> crate::Result<Self> {
+        #[cfg(feature = "postgres")]
+        {
+            Ok(Db::Postgres(
+                postgres::driver::connect(url, max_connections, pooler).await?,
+            ))
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = (max_connections, pooler);
+            Err(crate::Error::UnsupportedUrl {
+                url: crate::db::redact(url),
+                enabled: Backend::ENABLED,
+            })
         }
     }
 
@@ -651,7 +698,22 @@ pub(crate) fn listen(
 ) -> Option<tokio::task::JoinHandle<()>> {
     match db {
         #[cfg(feature = "postgres")]
-        Db::Postgres(p) => Some(postgres::driver::listen(p.clone(), wake.clone())),
+        Db::Postgres(p) => {
+            // Behind a transaction-mode pooler a LISTEN would hold no
+            // server connection: a direct one if given, else polling.
+            let route = crate::connect::route(db.identity());
+            match (route.pooler, route.listen_url) {
+                (false, _) => Some(postgres::driver::listen(
+                    postgres::driver::Listen::Pool(p.clone()),
+                    wake.clone(),
+                )),
+                (true, Some(url)) => Some(postgres::driver::listen(
+                    postgres::driver::Listen::Direct(url),
+                    wake.clone(),
+                )),
+                (true, None) => None,
+            }
+        }
         #[allow(unreachable_patterns)]
         _ => {
             let _ = wake;

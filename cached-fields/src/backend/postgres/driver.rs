@@ -16,12 +16,18 @@ use crate::value::{SqlType, Value};
 
 /// Opens a pool on `url`, after one connection that says at once why none
 /// can be had.
-pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
+/// Through a transaction-mode pooler (`pooler`), no statement is kept by
+/// name on a server connection, and no startup parameter a pooler may
+/// refuse is sent.
+pub(crate) async fn connect(url: &str, max_connections: u32, pooler: bool) -> Result<PgPool> {
     let connect_err = |e: sqlx::Error| Error::Connect {
         url: redact(url),
         message: redact_with(&e.to_string(), url),
     };
-    let opts = sqlx::postgres::PgConnectOptions::from_str(url).map_err(connect_err)?;
+    let mut opts = sqlx::postgres::PgConnectOptions::from_str(url).map_err(connect_err)?;
+    if pooler {
+        opts = opts.statement_cache_capacity(0).extra_float_digits(None);
+    }
     // One connection first, to say at once why none can be had
     // (the pool would retry until its acquire timeout, then say
     // only that it timed out).
@@ -102,20 +108,34 @@ fn suspect(meta: &sqlx::pool::PoolConnectionMetadata) -> bool {
 pub(crate) async fn begin_exclusive(pool: &PgPool) -> Result<Tx> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(7438002)")
+        .persistent(crate::connect::named_statements())
         .execute(&mut *tx)
         .await?;
     Ok(Tx::Postgres(tx))
 }
 
+/// Where a worker listens for the triggers' notifications.
+pub(crate) enum Listen {
+    /// On a connection like the pool's.
+    Pool(PgPool),
+    /// On a direct connection to this URL (the pool goes through a
+    /// transaction-mode pooler).
+    Direct(String),
+}
+
 /// Forwards the triggers' notifications to the worker's wake-up, until the
 /// task is aborted; reconnects after a failure.
 pub(crate) fn listen(
-    pool: PgPool,
+    on: Listen,
     wake: std::sync::Arc<tokio::sync::Notify>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match sqlx::postgres::PgListener::connect_with(&pool).await {
+            let listener = match &on {
+                Listen::Pool(pool) => sqlx::postgres::PgListener::connect_with(pool).await,
+                Listen::Direct(url) => sqlx::postgres::PgListener::connect(url).await,
+            };
+            match listener {
                 Ok(mut l) => {
                     if let Err(e) = l.listen(crate::schema::CHANNEL).await {
                         tracing::warn!(error = %e, "LISTEN failed; polling");
