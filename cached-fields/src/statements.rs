@@ -298,6 +298,22 @@ impl<'a> FieldSql<'a> {
         )
     }
 
+    /// See [`Dialect::lock_claim`](crate::backend::Dialect::lock_claim).
+    pub(crate) fn lock_claim(&self) -> Option<String> {
+        self.backend.dialect().lock_claim(self)
+    }
+
+    /// The first number of this field's advisory locks: a stable hash
+    /// (FNV-1a) of its table and flag column.
+    pub(crate) fn lock_namespace(&self) -> i32 {
+        let mut h: u32 = 0x811c_9dc5;
+        for b in format!("{}.{}", self.table, self.cols.needed.quoted()).bytes() {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        i32::from_ne_bytes(h.to_ne_bytes())
+    }
+
     /// Claims up to `$3` due rows by leasing them until `$2`, and returns
     /// them (`select_list`): claim and load in one round trip, so the
     /// version returned is the one the inputs beside it were read at.

@@ -269,18 +269,21 @@ impl Reach<'_> {
 
     /// `UPDATE {field's table} SET {flag} = TRUE WHERE …`: flags the rows
     /// whose path reaches a row of this table whose arrival column is one
-    /// of `values` (a list or a subquery).
-    pub(crate) fn flag(&self, values: &str) -> String {
+    /// of `values` (a list or a subquery), each join's membership written
+    /// by the backend's `member(column, values)`.
+    pub(crate) fn flag(&self, values: &str, member: impl Fn(&str, &str) -> String) -> String {
         // A condition on the table each join leaves, from the written
         // table's neighbour back to the field's own table.
         let last = self.links.len() - 1;
-        let mut cond = format!("{} IN ({values})", self.links[last].near.quoted());
+        let mut cond = member(&self.links[last].near.quoted(), values);
         for l in self.links[..last].iter().rev() {
-            cond = format!(
-                "{} IN (SELECT {} FROM {} WHERE {cond})",
-                l.near.quoted(),
-                l.far.quoted(),
-                l.table.quoted()
+            cond = member(
+                &l.near.quoted(),
+                &format!(
+                    "SELECT {} FROM {} WHERE {cond}",
+                    l.far.quoted(),
+                    l.table.quoted()
+                ),
             );
         }
         format!(

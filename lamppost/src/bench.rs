@@ -67,6 +67,56 @@ async fn flag_all(db: &Db, ids: &[i64]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// PostgreSQL's own count of row versions written by `UPDATE`s of `table`
+/// (`pg_stat_user_tables.n_tup_upd`), once every backend has reported
+/// (they do so when idle, at most once a second); `None` on SQLite.
+async fn row_updates(db: &Db, table: &'static str) -> anyhow::Result<Option<i64>> {
+    let Db::Postgres(p) = db else {
+        return Ok(None);
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let n: i64 = sqlx::query_scalar("SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = $1")
+        .bind(table)
+        .fetch_one(p)
+        .await?;
+    Ok(Some(n))
+}
+
+/// `after - before` over `per`, when the database counts.
+fn per_unit(before: Option<i64>, after: Option<i64>, per: f64) -> Option<f64> {
+    Some(round((after? - before?) as f64 / per, 3))
+}
+
+/// The physical limit of a drain: one set-based `UPDATE` storing both
+/// fields' values, computed in SQL, in every row at once (seconds).
+async fn set_based(db: &Db) -> anyhow::Result<f64> {
+    let sql = match db.backend() {
+        cached_fields::Backend::Sqlite => {
+            "UPDATE lampposts SET cached_total_weight = weight + COALESCE((SELECT SUM(p.weight) \
+             FROM pigeons p WHERE p.lamppost_id = lampposts.id), 0), \
+             total_weight_recalculation_needed = FALSE, \
+             total_weight_recalculation_version = total_weight_recalculation_version + 1, \
+             cached_slow_full_name = 'The ' || (weight + COALESCE((SELECT SUM(p.weight) \
+             FROM pigeons p WHERE p.lamppost_id = lampposts.id), 0)) || ' ' || first_name || ' of ' || country, \
+             slow_full_name_recalculation_needed = FALSE, \
+             slow_full_name_recalculation_version = slow_full_name_recalculation_version + 1"
+        }
+        _ => {
+            "UPDATE lampposts l SET cached_total_weight = l.weight + COALESCE(s.w, 0), \
+             total_weight_recalculation_needed = FALSE, \
+             total_weight_recalculation_version = l.total_weight_recalculation_version + 1, \
+             cached_slow_full_name = 'The ' || (l.weight + COALESCE(s.w, 0)) || ' ' || l.first_name || ' of ' || l.country, \
+             slow_full_name_recalculation_needed = FALSE, \
+             slow_full_name_recalculation_version = l.slow_full_name_recalculation_version + 1 \
+             FROM (SELECT i.id, (SELECT SUM(p.weight) FROM pigeons p WHERE p.lamppost_id = i.id)::BIGINT AS w \
+             FROM lampposts i) AS s WHERE s.id = l.id"
+        }
+    };
+    let t = Instant::now();
+    on_db!(db, |p| sqlx::query(sql).execute(p).await.map(drop)?);
+    Ok(t.elapsed().as_secs_f64())
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -191,22 +241,118 @@ async fn baseline(db: &Db, ids: &[i64], concurrency: usize) -> anyhow::Result<()
 async fn drain(db: &Db, registry: &Registry, ids: &[i64]) -> anyhow::Result<serde_json::Value> {
     const CONCURRENCY: usize = 8; // the worker's default
     flag_all(db, ids).await?;
+    let before = row_updates(db, "lampposts").await?;
     let t = Instant::now();
     let stats = Worker::new(db.clone(), registry.clone()).drain().await?;
     let worker_s = t.elapsed().as_secs_f64();
+    let after = row_updates(db, "lampposts").await?;
     anyhow::ensure!(flagged(db).await? == 0, "the worker left rows flagged");
     flag_all(db, ids).await?;
     let t = Instant::now();
     baseline(db, ids, CONCURRENCY).await?;
     let loop_s = t.elapsed().as_secs_f64();
+    flag_all(db, ids).await?;
+    let limit_s = set_based(db).await?;
+    anyhow::ensure!(
+        flagged(db).await? == 0,
+        "the set-based UPDATE left rows flagged"
+    );
+    // Every lamppost's two fields: the street fields the new totals flag
+    // are counted in worker_recalculated, not here.
     let recalcs = 2.0 * ids.len() as f64;
     Ok(json!({
         "rows": ids.len(),
         "recalcs_per_s": round(recalcs / worker_s, 0),
         "baseline_per_s": round(recalcs / loop_s, 0),
         "ratio": round(worker_s / loop_s, 2),
+        "limit_per_s": round(recalcs / limit_s, 0),
+        "limit_ratio": round(limit_s / worker_s, 3),
+        "row_writes_per_recalc": per_unit(before, after, recalcs),
         "worker_recalculated": stats.recalculated,
         "worker_superseded": stats.superseded,
+    }))
+}
+
+/// One `UPDATE` of every pigeon's weight (3 per lamppost): row versions
+/// written to `lampposts` per lamppost (its flags; the minimum is 1).
+async fn bulk_update(db: &Db, ids: &[i64]) -> anyhow::Result<serde_json::Value> {
+    let before = row_updates(db, "lampposts").await?;
+    let t = Instant::now();
+    on_db!(db, |p| sqlx::query(
+        "UPDATE pigeons SET weight = weight + 1"
+    )
+    .execute(p)
+    .await
+    .map(drop)?);
+    let statement_ms = t.elapsed().as_secs_f64() * 1e3;
+    let after = row_updates(db, "lampposts").await?;
+    Ok(json!({
+        "pigeons": 3 * ids.len(),
+        "lampposts": ids.len(),
+        "statement_ms": round(statement_ms, 1),
+        "writes_per_parent": per_unit(before, after, ids.len() as f64),
+    }))
+}
+
+/// A table of `rows` lampposts (3 pigeons each, one street per 10), seeded
+/// in a few set-based statements: every row new, so flagged; drained by
+/// the worker (its rate), then the latency of single invalidations, with
+/// no manual `VACUUM` or `ANALYZE` (autovacuum may be off).
+async fn large(
+    db: &Db,
+    url: &str,
+    registry: &Registry,
+    rows: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let Db::Postgres(p) = db else {
+        return Ok(json!(null));
+    };
+    let rows = i64::try_from(rows)?;
+    for sql in [
+        "DELETE FROM pigeons",
+        "DELETE FROM lampposts",
+        "DELETE FROM streets",
+    ] {
+        sqlx::query(sql).execute(p).await?;
+    }
+    say(format!(
+        "large: seeding {rows} lampposts with 3 pigeons each"
+    ));
+    sqlx::query(
+        "INSERT INTO streets (name) SELECT 'Street ' || g FROM generate_series(1, GREATEST($1 / 10, 1)) g",
+    )
+    .bind(rows)
+    .execute(p)
+    .await?;
+    sqlx::query(
+        "INSERT INTO lampposts (weight, first_name, country, street_id) \
+         SELECT 100 + g % 50, 'Lamp ' || g, 'Latvia', \
+         (SELECT MIN(id) FROM streets) + g % GREATEST($1 / 10, 1) FROM generate_series(0, $1 - 1) g",
+    )
+    .bind(rows)
+    .execute(p)
+    .await?;
+    sqlx::query(
+        "INSERT INTO pigeons (lamppost_id, weight) SELECT l.id, 1 + (l.id + j) % 7 \
+         FROM lampposts l, generate_series(0, 2) j",
+    )
+    .execute(p)
+    .await?;
+    say("large: draining");
+    let t = Instant::now();
+    let stats = Worker::new(db.clone(), registry.clone()).drain().await?;
+    let drain_s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(flagged(db).await? == 0, "the worker left rows flagged");
+    let ids = ids(db).await?;
+    say("large: latency");
+    let latency = latency(db, url, registry, &ids).await?;
+    Ok(json!({
+        "rows": rows,
+        "drain": {
+            "recalcs_per_s": round(2.0 * rows as f64 / drain_s, 0),
+            "worker_recalculated": stats.recalculated,
+        },
+        "latency_ms": latency,
     }))
 }
 
@@ -522,16 +668,18 @@ async fn scale(db: &Db, url: &str, ids: &[i64], cost_us: u64) -> anyhow::Result<
 }
 
 /// The figures `bench` measures, in the order it measures them.
-pub(crate) const FIGURES: [&str; 9] = [
+pub(crate) const FIGURES: [&str; 11] = [
     "read",
     "flag",
     "drain",
+    "bulk_update",
     "latency",
     "coalescing",
     "write_overhead",
     "idle",
     "memory",
     "scale",
+    "large",
 ];
 
 pub(crate) async fn run(
@@ -540,6 +688,7 @@ pub(crate) async fn run(
     cost_us: u64,
     reset: bool,
     only: &[String],
+    large_rows: u64,
 ) -> anyhow::Result<()> {
     let db = Db::connect(url).await?;
     let registry = models::registry()?;
@@ -577,6 +726,9 @@ pub(crate) async fn run(
             "read" => read(&db, ids[0]).await?,
             "flag" => flag(&db, &ids).await?,
             "drain" => drain(&db, &registry, &ids).await?,
+            "bulk_update" => bulk_update(&db, &ids).await?,
+            // Last: it replaces the table's rows.
+            "large" => large(&db, url, &registry, large_rows).await?,
             "latency" => latency(&db, url, &registry, &ids).await?,
             "coalescing" => coalescing(&db, url, &registry, ids[0]).await?,
             "write_overhead" => write_overhead(&db, &registry).await?,

@@ -73,9 +73,15 @@ enum Command {
         #[arg(long)]
         reset: bool,
         /// Measure only these figures (comma-separated: read, flag, drain,
-        /// latency, coalescing, `write_overhead`, idle, memory, scale).
+        /// `bulk_update`, latency, coalescing, `write_overhead`, idle, memory,
+        /// scale, large).
         #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(bench::FIGURES))]
         only: Vec<String>,
+        /// Rows of the last figure, `large` (PostgreSQL): the table is
+        /// re-seeded with this many lampposts, drained, and measured for
+        /// latency with no manual VACUUM or ANALYZE.
+        #[arg(long, default_value_t = 200_000)]
+        large_rows: u64,
     },
 }
 
@@ -113,8 +119,21 @@ pub(crate) fn app() -> anyhow::Result<App> {
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Library(command) => Ok(app()?.run(command, &cli.database_url).await?),
-        Command::Bench { rows, reset, only } => {
-            bench::run(&cli.database_url, rows, cli.cost_us, reset, &only).await?;
+        Command::Bench {
+            rows,
+            reset,
+            only,
+            large_rows,
+        } => {
+            bench::run(
+                &cli.database_url,
+                rows,
+                cli.cost_us,
+                reset,
+                &only,
+                large_rows,
+            )
+            .await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Demo => {

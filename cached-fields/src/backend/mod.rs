@@ -363,6 +363,15 @@ pub(crate) trait Dialect: Sync {
     /// Claims up to `$3` due rows of `f` by leasing them until `$2` (`$1`
     /// is now), returning `select_list`, without scanning the table.
     fn claim(&self, f: &FieldSql<'_>, select_list: &str) -> String;
+    /// Where the engine can lease without writing the row: a query, run in
+    /// the transaction that holds the leases until the batch is written
+    /// (locks that die with its connection), that locks up to `$3` due keys
+    /// of `f` (`$1` now) and returns them. `None`: leases are written into
+    /// the row ([`claim`](Self::claim)).
+    fn lock_claim(&self, f: &FieldSql<'_>) -> Option<String> {
+        let _ = f;
+        None
+    }
     /// A query counting the tables called `table` (0 or 1).
     fn table_exists(&self, table: &str) -> String;
     /// Whether a database error with this code passes (busy, locked, a

@@ -44,6 +44,44 @@ pub(super) async fn claim<M: CachedModel>(
     Ok(claimed)
 }
 
+/// Where the engine leases by lock ([`FieldSql::lock_claim`]): locks up to
+/// a batch of due keys in the lease transaction `lease` and loads them in
+/// the same statement; the locks last until the transaction ends. (A row
+/// another worker stores between this statement's start and its lock is
+/// calculated again, and its write-back refused by the version.)
+pub(super) async fn claim_locked<M: CachedModel>(
+    lease: &mut Ctx<'_>,
+    model: &Model<M>,
+    lock: &str,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<Vec<(Option<Key>, Result<M>)>> {
+    let batch = i64::try_from(settings.batch_size).unwrap_or(64);
+    let sql = format!(
+        "SELECT {list} FROM {t} WHERE {pk} IN ({lock})",
+        list = model.select_list(),
+        t = model.table().quoted(),
+        pk = model.primary_key().quoted(),
+    );
+    runtime::with_schema_hint(
+        lease
+            .fetch_models_each::<M>(
+                sql,
+                &[
+                    Value::Timestamp(now),
+                    Value::Timestamp(now),
+                    Value::Int(batch),
+                ],
+                model.primary_key().as_str(),
+                model.key_type(),
+            )
+            .await,
+        lease,
+        model,
+    )
+    .await
+}
+
 /// When the next row of the field becomes due, if any is scheduled.
 pub(crate) async fn next_due<M: CachedModel>(
     db: &Db,

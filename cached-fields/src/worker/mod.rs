@@ -590,14 +590,57 @@ pub(crate) async fn process_batch<M: CachedModel>(
     let now = Utc::now();
     let lease_until =
         now + chrono::Duration::from_std(settings.lease).unwrap_or(chrono::Duration::seconds(30));
-    let claimed = claim::claim(db, model, &sql, settings, now, lease_until).await?;
-    let mut report = BatchReport {
+    // Leases held by a lock of this transaction where the engine has them
+    // (no row written; they end with it, after the write-backs, or with the
+    // connection if the worker dies), else written into the rows.
+    let (claimed, lease) = match sql.lock_claim() {
+        Some(lock) => {
+            let mut tx = db.begin().await?;
+            let claimed = claim::claim_locked(&mut tx.ctx(), model, &lock, settings, now).await?;
+            (claimed, Some(tx))
+        }
+        None => (
+            claim::claim(db, model, &sql, settings, now, lease_until).await?,
+            None,
+        ),
+    };
+    let report = BatchReport {
         claimed: claimed.len() as u64,
         stats: Stats::default(),
     };
-    if claimed.is_empty() {
-        return Ok(report);
+    let outcome = if claimed.is_empty() {
+        Ok(report)
+    } else {
+        process_claimed(
+            db,
+            model,
+            field,
+            settings,
+            claimed,
+            now,
+            lease_until,
+            report,
+        )
+        .await
+    };
+    if let Some(tx) = lease {
+        tx.commit().await?;
     }
+    outcome
+}
+
+/// The rest of [`process_batch`], once rows are claimed.
+#[allow(clippy::too_many_arguments)]
+async fn process_claimed<M: CachedModel>(
+    db: &Db,
+    model: &crate::model::Model<M>,
+    field: &crate::model::Field<M>,
+    settings: &Settings,
+    claimed: Vec<(Option<Key>, Result<M>)>,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    mut report: BatchReport,
+) -> Result<BatchReport> {
     // A row that cannot be read as the model (a value of the wrong type in
     // one of its columns) fails alone.
     let mut rows = Vec::with_capacity(claimed.len());

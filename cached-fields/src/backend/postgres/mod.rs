@@ -126,6 +126,39 @@ impl Dialect for Postgres {
         )
     }
 
+    /// Advisory locks scoped to the claiming transaction, one per (field,
+    /// key): no row version is written, a killed worker's locks die with its
+    /// connection, and no application write ever waits on one. Each arm
+    /// reads at most four batches of candidates in its index's order (a
+    /// bound however the planner runs the filter), and the lock is tried
+    /// on candidates in turn until a batch is held.
+    fn lock_claim(&self, f: &FieldSql<'_>) -> Option<String> {
+        let (t, pk, c) = (&f.table, &f.pk, f.cols);
+        let next = c.next_attempt.quoted();
+        let not_leased = format!("({next} IS NULL OR {next} <= $1)");
+        let flagged = format!(
+            "SELECT k FROM (SELECT {pk} AS k FROM {t} WHERE {needed} AND {not_leased} \
+             ORDER BY {next} NULLS FIRST LIMIT $3 * 4) AS cf_flagged",
+            needed = c.needed.quoted(),
+        );
+        let candidates = match &c.expires {
+            Some(e) => {
+                let e = e.quoted();
+                format!(
+                    "{flagged} UNION ALL SELECT k FROM (SELECT {pk} AS k FROM {t} \
+                     WHERE {e} IS NOT NULL AND {e} <= $1 AND {not_leased} \
+                     ORDER BY {e} LIMIT $3 * 4) AS cf_expired"
+                )
+            }
+            None => flagged,
+        };
+        Some(format!(
+            "SELECT k FROM ({candidates}) AS cf_all WHERE \
+             pg_try_advisory_xact_lock({ns}, hashtext(CAST(k AS TEXT))) LIMIT $3",
+            ns = f.lock_namespace(),
+        ))
+    }
+
     fn table_exists(&self, table: &str) -> String {
         format!(
             "SELECT CAST(COUNT(*) AS BIGINT) FROM (SELECT to_regclass('{table}') AS t) AS r WHERE t IS NOT NULL"

@@ -305,7 +305,7 @@ pub(crate) fn dependencies(
                 ),
                 format!(
                     "  {};\n  RETURN NULL;",
-                    r.flag(&format!("SELECT {far} FROM cf_rows"))
+                    r.flag(&format!("SELECT {far} FROM cf_rows"), member)
                 ),
                 guards.clone(),
             )
@@ -319,13 +319,18 @@ pub(crate) fn dependencies(
                 "AFTER UPDATE ON {table} REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new \
                  FOR EACH STATEMENT"
             ),
-            // A statement-level trigger fires for a statement that
-            // updated nothing too: the flags it sets on its own table (a
-            // tree) would fire it again, and again.
-            format!(
-                "  IF EXISTS (SELECT FROM cf_new) THEN\n    {};\n  END IF;\n  RETURN NULL;",
-                r.flag(&moved(&r.watched))
-            ),
+            // Most updates change no watched column (the worker's own
+            // write-backs of other fields, say): then nothing else is
+            // planned or run. A statement-level trigger also fires for a
+            // statement that updated nothing: the flags it sets on its own
+            // table (a tree) would otherwise fire it again, and again.
+            {
+                let moved = moved(&r.watched);
+                format!(
+                    "  IF EXISTS ({moved}) THEN\n    {};\n  END IF;\n  RETURN NULL;",
+                    r.flag(&moved, member)
+                )
+            },
             guards.clone(),
         ));
         out.push(trigger(
@@ -359,4 +364,11 @@ fn moved(watched: &[Ident]) -> String {
         "SELECT {far} FROM ((SELECT {cols} FROM cf_old EXCEPT ALL SELECT {cols} FROM cf_new) \
          UNION ALL (SELECT {cols} FROM cf_new EXCEPT ALL SELECT {cols} FROM cf_old)) AS cf_moved"
     )
+}
+
+/// `col = ANY(ARRAY(values))`: the keys collected first (an init plan),
+/// then found through the index on `col`, whatever the planner guesses of
+/// a transition table's size.
+fn member(col: &str, values: &str) -> String {
+    format!("{col} = ANY(ARRAY({values}))")
 }

@@ -220,7 +220,7 @@ fn replace(spec: &TableSpec, f: &FieldSpec, r: &Reach<'_>, keys: &TableKeys) -> 
     let flag = |cond: &str| {
         format!(
             "{};",
-            r.flag(&format!("SELECT {far} FROM {ct} WHERE {cond}"))
+            r.flag(&format!("SELECT {far} FROM {ct} WHERE {cond}"), member)
         )
     };
     let on_update = format!("({on_insert}) AND {not_self}");
@@ -278,14 +278,14 @@ pub(crate) fn dependencies(
             &r.table,
             r.name("ins"),
             format!("AFTER INSERT ON {table} FOR EACH ROW"),
-            format!("{};", r.flag(&format!("NEW.{far}"))),
+            format!("{};", r.flag(&format!("NEW.{far}"), member)),
             guards.clone(),
         ));
         out.push(trigger(
             &r.table,
             r.name("del"),
             format!("AFTER DELETE ON {table} FOR EACH ROW"),
-            format!("{};", r.flag(&format!("OLD.{far}"))),
+            format!("{};", r.flag(&format!("OLD.{far}"), member)),
             guards.clone(),
         ));
         let watched: Vec<&Ident> = r.watched.iter().collect();
@@ -293,7 +293,7 @@ pub(crate) fn dependencies(
             &r.table,
             r.name("upd"),
             on_change("AFTER", &r.table, &watched, NOT_SAME),
-            format!("{};", r.flag(&format!("OLD.{far}, NEW.{far}"))),
+            format!("{};", r.flag(&format!("OLD.{far}, NEW.{far}"), member)),
             guards.clone(),
         ));
         let keys = catalog
@@ -304,4 +304,9 @@ pub(crate) fn dependencies(
         out.extend(replace(spec, f, &r, &keys));
     }
     out
+}
+
+/// `col IN (values)`.
+fn member(col: &str, values: &str) -> String {
+    format!("{col} IN ({values})")
 }
