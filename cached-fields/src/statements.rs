@@ -214,17 +214,39 @@ impl<'a> FieldSql<'a> {
     }
 
     /// Leases one row of this field if it is due (stale, and no other
-    /// worker holds it): `$1` now, `$2` lease end, `$3` key. Returns the key
-    /// when leased.
+    /// worker holds it: neither a lease written in the row nor, where
+    /// claims are locks, another worker's lock): `$1` now, `$2` lease end,
+    /// `$3` key. Returns the key when leased.
     pub(crate) fn claim_one(&self) -> String {
         let settings = self.settings(true);
+        let unlocked = self
+            .backend
+            .dialect()
+            .try_lock(self, &format!("{}.{}", self.table, self.pk))
+            .map(|l| format!(" AND {l}"))
+            .unwrap_or_default();
         format!(
-            "{with}UPDATE {t} SET {next} = $2{from} WHERE {pk} = $3 AND {due} RETURNING {pk}",
+            "{with}UPDATE {t} SET {next} = $2{from} WHERE {t}.{pk} = $3 AND {due}{unlocked} RETURNING {t}.{pk}",
             with = settings.with,
             from = settings.from,
             t = self.table,
             pk = self.pk,
             next = self.cols.next_attempt.quoted(),
+            due = self.due(),
+        )
+    }
+
+    /// Loads the rows `$2`… (`n` keys) that are still due at `$1`
+    /// (`select_list`): after a [`lock_claim`](Self::lock_claim), in a new
+    /// snapshot, so a row another worker stored before releasing its lock
+    /// is left out.
+    pub(crate) fn load_due(&self, select_list: &str, n: usize) -> String {
+        let keys: Vec<String> = (2..n + 2).map(|i| format!("${i}")).collect();
+        format!(
+            "SELECT {select_list} FROM {t} WHERE {pk} IN ({keys}) AND {due}",
+            t = self.table,
+            pk = self.pk,
+            keys = keys.join(", "),
             due = self.due(),
         )
     }
@@ -326,12 +348,17 @@ impl<'a> FieldSql<'a> {
     pub(crate) fn next_due(&self) -> String {
         let c = self.cols;
         let next = c.next_attempt.quoted();
+        // The first entry of the flag's partial index past its NULLs (the
+        // rows due now), in the index's own order: a look at one entry,
+        // never a scan of the table, whatever the planner knows of it.
         let leases = format!(
-            "SELECT MIN({e}) AS t FROM {t} WHERE {needed} AND {next} IS NOT NULL AND NOT ({parked})",
-            e = epoch(self.backend, &next),
+            "SELECT {e} AS t FROM (SELECT {next} AS m FROM {t} WHERE {needed} AND {next} IS NOT NULL \
+             AND NOT ({parked}) ORDER BY {nulls_first} LIMIT 1) AS cf_next",
+            e = epoch(self.backend, "cf_next.m"),
             t = self.table,
             needed = c.needed.quoted(),
             parked = ts_le(self.backend, "$1", &next),
+            nulls_first = self.backend.dialect().nulls_first(&next),
         );
         match &c.expires {
             Some(x) => {

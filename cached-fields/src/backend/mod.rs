@@ -372,6 +372,13 @@ pub(crate) trait Dialect: Sync {
         let _ = f;
         None
     }
+    /// Where claims are locks: the expression that tries the lock of `f`'s
+    /// row whose key is `key` (true when taken, or held by this
+    /// transaction already).
+    fn try_lock(&self, f: &FieldSql<'_>, key: &str) -> Option<String> {
+        let _ = (f, key);
+        None
+    }
     /// A query counting the tables called `table` (0 or 1).
     fn table_exists(&self, table: &str) -> String;
     /// Whether a database error with this code passes (busy, locked, a
@@ -540,6 +547,16 @@ impl Db {
             Db::Sqlite(p) => std::sync::Arc::as_ptr(&p.connect_options()) as usize,
             #[cfg(feature = "postgres")]
             Db::Postgres(p) => std::sync::Arc::as_ptr(&p.connect_options()) as usize,
+        }
+    }
+
+    /// The most connections the pool opens.
+    pub(crate) fn max_connections(&self) -> u32 {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(p) => p.options().get_max_connections(),
+            #[cfg(feature = "postgres")]
+            Db::Postgres(p) => p.options().get_max_connections(),
         }
     }
 

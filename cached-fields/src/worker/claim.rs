@@ -45,33 +45,47 @@ pub(super) async fn claim<M: CachedModel>(
 }
 
 /// Where the engine leases by lock ([`FieldSql::lock_claim`]): locks up to
-/// a batch of due keys in the lease transaction `lease` and loads them in
-/// the same statement; the locks last until the transaction ends. (A row
-/// another worker stores between this statement's start and its lock is
-/// calculated again, and its write-back refused by the version.)
+/// a batch of due keys in the lease transaction `lease`, then loads those
+/// still due in a second statement (a new snapshot: a row another worker
+/// stored before releasing its lock is left out); the locks last until the
+/// transaction ends.
 pub(super) async fn claim_locked<M: CachedModel>(
     lease: &mut Ctx<'_>,
     model: &Model<M>,
-    lock: &str,
+    sql: &FieldSql<'_>,
+    lock: String,
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Result<Vec<(Option<Key>, Result<M>)>> {
     let batch = i64::try_from(settings.batch_size).unwrap_or(64);
-    let sql = format!(
-        "SELECT {list} FROM {t} WHERE {pk} IN ({lock})",
-        list = model.select_list(),
-        t = model.table().quoted(),
-        pk = model.primary_key().quoted(),
-    );
+    let keys = lease
+        .fetch_values(
+            lock,
+            &[
+                Value::Timestamp(now),
+                Value::Timestamp(now),
+                Value::Int(batch),
+            ],
+            &[model.key_type()],
+        )
+        .await?;
+    let mut values = vec![Value::Timestamp(now)];
+    for k in keys {
+        if let Some(v) = k.into_iter().next()
+            && !values.contains(&v)
+        {
+            values.push(v);
+        }
+    }
+    if values.len() == 1 {
+        return Ok(Vec::new());
+    }
+    let load = sql.load_due(model.select_list(), values.len() - 1);
     runtime::with_schema_hint(
         lease
             .fetch_models_each::<M>(
-                sql,
-                &[
-                    Value::Timestamp(now),
-                    Value::Timestamp(now),
-                    Value::Int(batch),
-                ],
+                load,
+                &values,
                 model.primary_key().as_str(),
                 model.key_type(),
             )

@@ -180,8 +180,11 @@ impl Worker {
         self
     }
 
-    /// How long a claim lasts: a worker killed mid-batch leaves its rows to
-    /// others after this (default 30 s; 1 s to 1 day).
+    /// How long a claim written into a row lasts: a worker killed mid-batch
+    /// leaves such rows to others after this (default 30 s; 1 s to 1 day).
+    /// SQLite's claims are written; PostgreSQL's are locks that end with
+    /// the worker's connection, and only a chained field a row needs first
+    /// is leased this way.
     #[must_use]
     pub fn lease(mut self, d: Duration) -> Self {
         self.settings.lease = d;
@@ -593,10 +596,14 @@ pub(crate) async fn process_batch<M: CachedModel>(
     // Leases held by a lock of this transaction where the engine has them
     // (no row written; they end with it, after the write-backs, or with the
     // connection if the worker dies), else written into the rows.
-    let (claimed, lease) = match sql.lock_claim() {
+    // The lease transaction holds a connection for the batch: a pool of
+    // one could then run nothing else.
+    let by_lock = sql.lock_claim().filter(|_| db.max_connections() > 1);
+    let (claimed, lease) = match by_lock {
         Some(lock) => {
             let mut tx = db.begin().await?;
-            let claimed = claim::claim_locked(&mut tx.ctx(), model, &lock, settings, now).await?;
+            let claimed =
+                claim::claim_locked(&mut tx.ctx(), model, &sql, lock, settings, now).await?;
             (claimed, Some(tx))
         }
         None => (

@@ -93,7 +93,7 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_dep_lamp
 CREATE OR REPLACE FUNCTION "cf_ins_lampposts_total_weight_pigeons_lamppost_id_237e533adb"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_lampposts_total_weight_pigeons_lamppost_id_237e533adb" AFTER INSERT ON "pigeons" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_lampposts_total_weight_pigeons_lamppost_id_237e533adb"()
 BEGIN
-  UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "lamppost_id" FROM cf_rows);
+  UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM cf_rows));
   RETURN NULL;
 END;
 $cf$;
@@ -103,7 +103,7 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_lamp
 CREATE OR REPLACE FUNCTION "cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a" AFTER DELETE ON "pigeons" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a"()
 BEGIN
-  UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "lamppost_id" FROM cf_rows);
+  UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM cf_rows));
   RETURN NULL;
 END;
 $cf$;
@@ -113,8 +113,8 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_lamp
 CREATE OR REPLACE FUNCTION "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8" AFTER UPDATE ON "pigeons" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8"()
 BEGIN
-  IF EXISTS (SELECT FROM cf_new) THEN
-    UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "lamppost_id" FROM ((SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) UNION ALL (SELECT "lamppost_id", "weight" FROM cf_new EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_old)) AS cf_moved);
+  IF EXISTS (SELECT "lamppost_id" FROM ((SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) UNION ALL (SELECT "lamppost_id", "weight" FROM cf_new EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_old)) AS cf_moved) THEN
+    UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM ((SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) UNION ALL (SELECT "lamppost_id", "weight" FROM cf_new EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_old)) AS cf_moved));
   END IF;
   RETURN NULL;
 END;
@@ -287,7 +287,7 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_bump_str
 CREATE OR REPLACE FUNCTION "cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5"()
 BEGIN
-  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM cf_rows);
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM cf_rows));
   RETURN NULL;
 END;
 $cf$;
@@ -297,7 +297,7 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_stre
 CREATE OR REPLACE FUNCTION "cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66"()
 BEGIN
-  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM cf_rows);
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM cf_rows));
   RETURN NULL;
 END;
 $cf$;
@@ -307,8 +307,8 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_stre
 CREATE OR REPLACE FUNCTION "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574"()
 BEGIN
-  IF EXISTS (SELECT FROM cf_new) THEN
-    UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM ((SELECT "street_id", "id" FROM cf_old EXCEPT ALL SELECT "street_id", "id" FROM cf_new) UNION ALL (SELECT "street_id", "id" FROM cf_new EXCEPT ALL SELECT "street_id", "id" FROM cf_old)) AS cf_moved);
+  IF EXISTS (SELECT "street_id" FROM ((SELECT "street_id", "id" FROM cf_old EXCEPT ALL SELECT "street_id", "id" FROM cf_new) UNION ALL (SELECT "street_id", "id" FROM cf_new EXCEPT ALL SELECT "street_id", "id" FROM cf_old)) AS cf_moved) THEN
+    UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM ((SELECT "street_id", "id" FROM cf_old EXCEPT ALL SELECT "street_id", "id" FROM cf_new) UNION ALL (SELECT "street_id", "id" FROM cf_new EXCEPT ALL SELECT "street_id", "id" FROM cf_old)) AS cf_moved));
   END IF;
   RETURN NULL;
 END;
@@ -329,7 +329,7 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_trunc_st
 CREATE OR REPLACE FUNCTION "cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4" AFTER INSERT ON "pigeons" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4"()
 BEGIN
-  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM "lampposts" WHERE "id" IN (SELECT "lamppost_id" FROM cf_rows));
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM "lampposts" WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM cf_rows))));
   RETURN NULL;
 END;
 $cf$;
@@ -339,7 +339,7 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_stre
 CREATE OR REPLACE FUNCTION "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f" AFTER DELETE ON "pigeons" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f"()
 BEGIN
-  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM "lampposts" WHERE "id" IN (SELECT "lamppost_id" FROM cf_rows));
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM "lampposts" WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM cf_rows))));
   RETURN NULL;
 END;
 $cf$;
@@ -349,8 +349,8 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_stre
 CREATE OR REPLACE FUNCTION "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701" AFTER UPDATE ON "pigeons" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701"()
 BEGIN
-  IF EXISTS (SELECT FROM cf_new) THEN
-    UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM "lampposts" WHERE "id" IN (SELECT "lamppost_id" FROM ((SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) UNION ALL (SELECT "lamppost_id", "weight" FROM cf_new EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_old)) AS cf_moved));
+  IF EXISTS (SELECT "lamppost_id" FROM ((SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) UNION ALL (SELECT "lamppost_id", "weight" FROM cf_new EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_old)) AS cf_moved) THEN
+    UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM "lampposts" WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM ((SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) UNION ALL (SELECT "lamppost_id", "weight" FROM cf_new EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_old)) AS cf_moved))));
   END IF;
   RETURN NULL;
 END;
@@ -393,7 +393,7 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_bump_str
 CREATE OR REPLACE FUNCTION "cf_ins_streets_heaviest_lampposts_street_id_2471b4625d"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_streets_heaviest_lampposts_street_id_2471b4625d" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_heaviest_lampposts_street_id_2471b4625d"()
 BEGIN
-  UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM cf_rows);
+  UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM cf_rows));
   RETURN NULL;
 END;
 $cf$;
@@ -403,7 +403,7 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_stre
 CREATE OR REPLACE FUNCTION "cf_del_streets_heaviest_lampposts_street_id_38b3309da4"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_streets_heaviest_lampposts_street_id_38b3309da4" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_heaviest_lampposts_street_id_38b3309da4"()
 BEGIN
-  UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM cf_rows);
+  UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM cf_rows));
   RETURN NULL;
 END;
 $cf$;
@@ -413,8 +413,8 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_stre
 CREATE OR REPLACE FUNCTION "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e"()
 BEGIN
-  IF EXISTS (SELECT FROM cf_new) THEN
-    UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" IN (SELECT "street_id" FROM ((SELECT "street_id", "cached_total_weight" FROM cf_old EXCEPT ALL SELECT "street_id", "cached_total_weight" FROM cf_new) UNION ALL (SELECT "street_id", "cached_total_weight" FROM cf_new EXCEPT ALL SELECT "street_id", "cached_total_weight" FROM cf_old)) AS cf_moved);
+  IF EXISTS (SELECT "street_id" FROM ((SELECT "street_id", "cached_total_weight" FROM cf_old EXCEPT ALL SELECT "street_id", "cached_total_weight" FROM cf_new) UNION ALL (SELECT "street_id", "cached_total_weight" FROM cf_new EXCEPT ALL SELECT "street_id", "cached_total_weight" FROM cf_old)) AS cf_moved) THEN
+    UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM ((SELECT "street_id", "cached_total_weight" FROM cf_old EXCEPT ALL SELECT "street_id", "cached_total_weight" FROM cf_new) UNION ALL (SELECT "street_id", "cached_total_weight" FROM cf_new EXCEPT ALL SELECT "street_id", "cached_total_weight" FROM cf_old)) AS cf_moved));
   END IF;
   RETURN NULL;
 END;
@@ -565,7 +565,7 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_dep_pige
 CREATE OR REPLACE FUNCTION "cf_ins_pigeons_perch_lampposts_id_9c2314ea97"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_pigeons_perch_lampposts_id_9c2314ea97" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_pigeons_perch_lampposts_id_9c2314ea97"()
 BEGIN
-  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" IN (SELECT "id" FROM cf_rows);
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM cf_rows));
   RETURN NULL;
 END;
 $cf$;
@@ -575,7 +575,7 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_pige
 CREATE OR REPLACE FUNCTION "cf_del_pigeons_perch_lampposts_id_a772c3138e"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_pigeons_perch_lampposts_id_a772c3138e" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_pigeons_perch_lampposts_id_a772c3138e"()
 BEGIN
-  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" IN (SELECT "id" FROM cf_rows);
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM cf_rows));
   RETURN NULL;
 END;
 $cf$;
@@ -585,8 +585,8 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_pige
 CREATE OR REPLACE FUNCTION "cf_upd_pigeons_perch_lampposts_id_bc815af340"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_lampposts_id_bc815af340" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_pigeons_perch_lampposts_id_bc815af340"()
 BEGIN
-  IF EXISTS (SELECT FROM cf_new) THEN
-    UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" IN (SELECT "id" FROM ((SELECT "id", "first_name", "country", "street_id" FROM cf_old EXCEPT ALL SELECT "id", "first_name", "country", "street_id" FROM cf_new) UNION ALL (SELECT "id", "first_name", "country", "street_id" FROM cf_new EXCEPT ALL SELECT "id", "first_name", "country", "street_id" FROM cf_old)) AS cf_moved);
+  IF EXISTS (SELECT "id" FROM ((SELECT "id", "first_name", "country", "street_id" FROM cf_old EXCEPT ALL SELECT "id", "first_name", "country", "street_id" FROM cf_new) UNION ALL (SELECT "id", "first_name", "country", "street_id" FROM cf_new EXCEPT ALL SELECT "id", "first_name", "country", "street_id" FROM cf_old)) AS cf_moved) THEN
+    UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM ((SELECT "id", "first_name", "country", "street_id" FROM cf_old EXCEPT ALL SELECT "id", "first_name", "country", "street_id" FROM cf_new) UNION ALL (SELECT "id", "first_name", "country", "street_id" FROM cf_new EXCEPT ALL SELECT "id", "first_name", "country", "street_id" FROM cf_old)) AS cf_moved));
   END IF;
   RETURN NULL;
 END;
@@ -607,7 +607,7 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_trunc_pi
 CREATE OR REPLACE FUNCTION "cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02" AFTER INSERT ON "streets" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02"()
 BEGIN
-  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" IN (SELECT "id" FROM "lampposts" WHERE "street_id" IN (SELECT "id" FROM cf_rows));
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM "lampposts" WHERE "street_id" = ANY(ARRAY(SELECT "id" FROM cf_rows))));
   RETURN NULL;
 END;
 $cf$;
@@ -617,7 +617,7 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_pige
 CREATE OR REPLACE FUNCTION "cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5" AFTER DELETE ON "streets" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5"()
 BEGIN
-  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" IN (SELECT "id" FROM "lampposts" WHERE "street_id" IN (SELECT "id" FROM cf_rows));
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM "lampposts" WHERE "street_id" = ANY(ARRAY(SELECT "id" FROM cf_rows))));
   RETURN NULL;
 END;
 $cf$;
@@ -627,8 +627,8 @@ DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_pige
 CREATE OR REPLACE FUNCTION "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff" AFTER UPDATE ON "streets" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff"()
 BEGIN
-  IF EXISTS (SELECT FROM cf_new) THEN
-    UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" IN (SELECT "id" FROM "lampposts" WHERE "street_id" IN (SELECT "id" FROM ((SELECT "id", "name" FROM cf_old EXCEPT ALL SELECT "id", "name" FROM cf_new) UNION ALL (SELECT "id", "name" FROM cf_new EXCEPT ALL SELECT "id", "name" FROM cf_old)) AS cf_moved));
+  IF EXISTS (SELECT "id" FROM ((SELECT "id", "name" FROM cf_old EXCEPT ALL SELECT "id", "name" FROM cf_new) UNION ALL (SELECT "id", "name" FROM cf_new EXCEPT ALL SELECT "id", "name" FROM cf_old)) AS cf_moved) THEN
+    UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM "lampposts" WHERE "street_id" = ANY(ARRAY(SELECT "id" FROM ((SELECT "id", "name" FROM cf_old EXCEPT ALL SELECT "id", "name" FROM cf_new) UNION ALL (SELECT "id", "name" FROM cf_new EXCEPT ALL SELECT "id", "name" FROM cf_old)) AS cf_moved))));
   END IF;
   RETURN NULL;
 END;

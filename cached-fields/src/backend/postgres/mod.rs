@@ -153,8 +153,14 @@ impl Dialect for Postgres {
             None => flagged,
         };
         Some(format!(
-            "SELECT k FROM ({candidates}) AS cf_all WHERE \
-             pg_try_advisory_xact_lock({ns}, hashtext(CAST(k AS TEXT))) LIMIT $3",
+            "SELECT k FROM ({candidates}) AS cf_all WHERE {lock} LIMIT $3",
+            lock = self.try_lock(f, "k")?,
+        ))
+    }
+
+    fn try_lock(&self, f: &FieldSql<'_>, key: &str) -> Option<String> {
+        Some(format!(
+            "pg_try_advisory_xact_lock({ns}, hashtext(CAST({key} AS TEXT)))",
             ns = f.lock_namespace(),
         ))
     }
