@@ -159,6 +159,27 @@ pub(crate) async fn migrate(db: &Db) -> anyhow::Result<cached_fields::schema::Mi
     Ok(app()?.migrate(db).await?)
 }
 
+/// Every row `sql` returns, read in a transaction: behind a
+/// transaction-mode pooler a statement's two round trips must reach one
+/// server connection.
+async fn fetch_rows<R>(db: &Db, sql: &'static str) -> anyhow::Result<Vec<R>>
+where
+    R: Send
+        + Unpin
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    Ok(on_db!(db, |p| {
+        let mut tx = p.begin().await?;
+        let rows = sqlx::query_as(sql)
+            .persistent(cached_fields::named_statements())
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows
+    }))
+}
+
 /// Rows whose cached values are flagged or disagree with what their inputs give.
 async fn verify(db: &Db) -> anyhow::Result<Vec<String>> {
     let mut wrong = verify_lampposts(db).await?;
@@ -183,17 +204,7 @@ async fn verify_lampposts(db: &Db) -> anyhow::Result<Vec<String>> {
         String,
         String,
     );
-    // In a transaction: behind a transaction-mode pooler a statement's two
-    // round trips must reach one server connection.
-    let rows: Vec<Row> = on_db!(db, |p| {
-        let mut tx = p.begin().await?;
-        let rows = sqlx::query_as(SQL)
-            .persistent(cached_fields::named_statements())
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        rows
-    });
+    let rows: Vec<Row> = fetch_rows(db, SQL).await?;
     Ok(rows
         .into_iter()
         .filter_map(|(id, f1, f2, tw, name, expect_tw, first, country)| {
@@ -218,17 +229,7 @@ async fn verify_streets(db: &Db) -> anyhow::Result<Vec<String>> {
                 WHERE p.lamppost_id = l.id), 0)) FROM lampposts l WHERE l.street_id = s.id), 0) AS BIGINT)
         FROM streets s ORDER BY s.id";
     type Row = (i64, bool, bool, Option<i64>, Option<i64>, i64, i64);
-    // In a transaction: behind a transaction-mode pooler a statement's two
-    // round trips must reach one server connection.
-    let rows: Vec<Row> = on_db!(db, |p| {
-        let mut tx = p.begin().await?;
-        let rows = sqlx::query_as(SQL)
-            .persistent(cached_fields::named_statements())
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        rows
-    });
+    let rows: Vec<Row> = fetch_rows(db, SQL).await?;
     Ok(rows
         .into_iter()
         .filter_map(|(id, f1, f2, pw, heaviest, expect_pw, expect_heaviest)| {
@@ -249,17 +250,7 @@ async fn verify_pigeons(db: &Db) -> anyhow::Result<Vec<String>> {
         FROM pigeons p JOIN lampposts l ON l.id = p.lamppost_id
         LEFT JOIN streets s ON s.id = l.street_id ORDER BY p.id";
     type Row = (i64, bool, Option<String>, String);
-    // In a transaction: behind a transaction-mode pooler a statement's two
-    // round trips must reach one server connection.
-    let rows: Vec<Row> = on_db!(db, |p| {
-        let mut tx = p.begin().await?;
-        let rows = sqlx::query_as(SQL)
-            .persistent(cached_fields::named_statements())
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        rows
-    });
+    let rows: Vec<Row> = fetch_rows(db, SQL).await?;
     Ok(rows
         .into_iter()
         .filter_map(|(id, flagged, perch, expect)| {

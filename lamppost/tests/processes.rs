@@ -746,6 +746,36 @@ per_backend! {
 /// by `n`: street renames, lampposts moved between streets or to none,
 /// pigeons moved between lampposts and reweighed, a lamppost's pigeons and
 /// the lamppost deleted, lampposts renamed, pigeons landing.
+/// Four writers doing [`path_write`]s for 4 s: the writes that succeeded,
+/// and those the database refused.
+async fn path_writers(db: &std::sync::Arc<TestDb>) -> (u64, u64) {
+    let start = Instant::now();
+    let writers: Vec<_> = (0..4_i64)
+        .map(|w| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut refused) = (0_u64, 0_u64);
+                let mut n = w * 1000;
+                while start.elapsed() < Duration::from_secs(4) {
+                    match path_write(&db, n).await {
+                        Ok(()) => ok += 1,
+                        Err(_) => refused += 1,
+                    }
+                    n += 1;
+                }
+                (ok, refused)
+            })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for w in writers {
+        let (o, r) = w.await.unwrap();
+        ok += o;
+        refused += r;
+    }
+    (ok, refused)
+}
+
 async fn path_write(db: &TestDb, n: i64) -> Result<(), sqlx::Error> {
     let (lamp, street, pigeon) = (n * 7 % 100 + 1, n * 3 % 10 + 1, n * 11 % 300 + 1);
     match n % 8 {
@@ -778,30 +808,7 @@ per_backend! {
             lamppost(&db.url, &["seed", "--lampposts", "100", "--pigeons-per", "3"]);
             let worker = spawn_worker(&db.url, &["--poll-ms", "100"]);
             let db = std::sync::Arc::new(db);
-            let start = Instant::now();
-            let writers: Vec<_> = (0..4_i64)
-                .map(|w| {
-                    let db = db.clone();
-                    tokio::spawn(async move {
-                        let (mut ok, mut refused) = (0_u64, 0_u64);
-                        let mut n = w * 1000;
-                        while start.elapsed() < Duration::from_secs(4) {
-                            match path_write(&db, n).await {
-                                Ok(()) => ok += 1,
-                                Err(_) => refused += 1,
-                            }
-                            n += 1;
-                        }
-                        (ok, refused)
-                    })
-                })
-                .collect();
-            let (mut ok, mut refused) = (0, 0);
-            for w in writers {
-                let (o, r) = w.await.unwrap();
-                ok += o;
-                refused += r;
-            }
+            let (ok, refused) = path_writers(&db).await;
             assert!(ok > 100, "{ok} writes succeeded, {refused} refused");
             db.wait_drained(120).await;
             let verified = lamppost(&db.url, &["verify"]);
@@ -851,30 +858,7 @@ async fn postgres_behind_pgbouncer_in_transaction_mode() {
         pool: Pool::Postgres(PgPool::connect_with(opts).await.unwrap()),
         pooled: true,
     });
-    let start = Instant::now();
-    let writers: Vec<_> = (0..4_i64)
-        .map(|w| {
-            let db = db.clone();
-            tokio::spawn(async move {
-                let (mut ok, mut refused) = (0_u64, 0_u64);
-                let mut n = w * 1000;
-                while start.elapsed() < Duration::from_secs(4) {
-                    match path_write(&db, n).await {
-                        Ok(()) => ok += 1,
-                        Err(_) => refused += 1,
-                    }
-                    n += 1;
-                }
-                (ok, refused)
-            })
-        })
-        .collect();
-    let (mut ok, mut refused) = (0, 0);
-    for w in writers {
-        let (o, r) = w.await.unwrap();
-        ok += o;
-        refused += r;
-    }
+    let (ok, refused) = path_writers(&db).await;
     assert!(ok > 100, "{ok} writes succeeded, {refused} refused");
     db.wait_drained(120).await;
     let verified = lamppost(&url, &["verify"]);
