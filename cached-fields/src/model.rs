@@ -93,6 +93,8 @@ pub(crate) trait CachedSlot: Send + Sync {
     fn snapshot(&self) -> Snapshot;
     fn store_fresh(&self, value: Value) -> Result<(), ValueError>;
     fn store_expiry(&self, when: Option<DateTime<Utc>>);
+    /// The value held now (stored or not), as a [`Value`]; `None` if none.
+    fn stored_value(&self) -> Option<Value>;
 }
 
 /// The bookkeeping of one cached value as loaded.
@@ -1026,6 +1028,9 @@ impl<T: CachedValue> CachedSlot for Cached<T> {
         let mut s = self.lock();
         s.expires_after = when;
         self.publish(&s);
+    }
+    fn stored_value(&self) -> Option<Value> {
+        self.stored().map(CachedValue::into_value)
     }
 }
 

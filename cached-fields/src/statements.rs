@@ -453,6 +453,67 @@ impl<'a> FieldSql<'a> {
     }
 }
 
+/// Stores the values of several fields of `n` rows of `table` in one
+/// statement (the worker's settings), each row only if every one of those
+/// fields' versions is still the one its value was computed at; per field,
+/// as [`FieldSql::write_back_many`] does. `$1` the earliest instant read,
+/// then per row its key and, per field in `cols`' order, its version and
+/// value. Returns the keys stored.
+pub(crate) fn write_back_together(
+    backend: Backend,
+    table: &Ident,
+    pk: &Ident,
+    cols: &[&FieldColumns],
+    n: usize,
+) -> String {
+    let t = table.quoted();
+    let per_row = 1 + 2 * cols.len();
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let params: Vec<String> = (0..per_row)
+                .map(|j| format!("${}", 2 + i * per_row + j))
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    let mut sets = Vec::new();
+    let mut guards = Vec::new();
+    for (j, c) in cols.iter().enumerate() {
+        let (version_col, value_col) = (2 + 2 * j, 3 + 2 * j);
+        let version = c.version.quoted();
+        sets.push(format!(
+            "{value} = cf_new.column{value_col}, {needed} = FALSE, {next} = NULL, {since} = {now}, \
+             {attempts} = 0, {err} = NULL, {version} = {t}.{version} + 1",
+            value = c.value.quoted(),
+            needed = c.needed.quoted(),
+            next = c.next_attempt.quoted(),
+            since = c.stale_since.quoted(),
+            now = now_plus(backend, 0),
+            attempts = c.attempts.quoted(),
+            err = c.last_error.quoted(),
+        ));
+        if let Some(e) = &c.expires {
+            let q = e.quoted();
+            sets.push(format!(
+                "{q} = CASE WHEN {le} THEN NULL ELSE {t}.{q} END",
+                le = ts_le(backend, &format!("{t}.{q}"), "$1")
+            ));
+        }
+        guards.push(format!("{t}.{version} = cf_new.column{version_col}"));
+    }
+    let settings = backend.dialect().prefix(Settings::Worker);
+    format!(
+        "{with}UPDATE {t} SET {sets} FROM (VALUES {rows}) AS cf_new{also} \
+         WHERE {t}.{pk} = cf_new.column1 AND {guards} RETURNING {t}.{pk}",
+        with = settings.with,
+        also = settings.also,
+        sets = sets.join(", "),
+        rows = rows.join(", "),
+        pk = pk.quoted(),
+        guards = guards.join(" AND "),
+    )
+}
+
 /// What a statement starts with to carry its settings, and the `FROM`
 /// items (after others, or alone) that make it evaluate them first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

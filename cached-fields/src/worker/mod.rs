@@ -10,6 +10,7 @@ mod complete;
 mod execute;
 mod memory;
 mod ops;
+mod together;
 mod tree;
 mod wake;
 
@@ -58,6 +59,20 @@ pub(crate) struct Settings {
     pub(crate) rows: Arc<RowMemory>,
     /// Values stored since the last heartbeat, per field.
     pub(crate) activity: Arc<crate::heartbeats::Activity>,
+    /// Fields paused or held in the database (`table`, `field`), and when
+    /// that was read.
+    pub(crate) stopped: Arc<Mutex<Stopped>>,
+}
+
+impl Settings {
+    /// Whether the field `table`.`field` is paused or held.
+    pub(crate) fn is_stopped(&self, table: &str, field: &str) -> bool {
+        self.stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1
+            .contains(&(table.to_owned(), field.to_owned()))
+    }
 }
 
 /// What one claimed batch came to.
@@ -133,9 +148,6 @@ pub struct Worker {
     /// Fields backing off after a field-level failure: (entry, field) →
     /// (failures in a row, when to try again).
     paused: Arc<Mutex<HashMap<(usize, usize), Backoff>>>,
-    /// Fields paused or held in the database (`table`, `field`), and when
-    /// that was read.
-    stopped: Arc<Mutex<Stopped>>,
 }
 
 /// When the paused and held fields were last read, and which (`table`, `field`).
@@ -160,9 +172,9 @@ impl Worker {
                 timeout: DEFAULT_TIMEOUT,
                 rows: Arc::default(),
                 activity: Arc::default(),
+                stopped: Arc::default(),
             },
             paused: Arc::default(),
-            stopped: Arc::default(),
         }
     }
 
@@ -381,13 +393,9 @@ impl Worker {
         if spec.fields[field].mode == Some(crate::Recalculate::Lazily) {
             return true;
         }
-        let stopped = self
-            .stopped
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if stopped
-            .1
-            .contains(&(spec.table.to_string(), spec.fields[field].name.to_string()))
+        if self
+            .settings
+            .is_stopped(spec.table.as_str(), spec.fields[field].name.as_str())
         {
             return true;
         }
@@ -404,6 +412,7 @@ impl Worker {
     async fn refresh_stopped(&self) -> Result<()> {
         let due = {
             let s = self
+                .settings
                 .stopped
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -412,6 +421,7 @@ impl Worker {
         if due {
             let now = crate::pauses::stopped(&self.db).await?;
             *self
+                .settings
                 .stopped
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = (Some(Instant::now()), now);
@@ -599,7 +609,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
     // The lease transaction holds a connection for the batch: a pool of
     // one could then run nothing else.
     let by_lock = sql.lock_claim().filter(|_| db.max_connections() > 1);
-    let (claimed, lease) = match by_lock {
+    let (claimed, mut lease) = match by_lock {
         Some(lock) => {
             let mut tx = db.begin().await?;
             let claimed =
@@ -618,14 +628,15 @@ pub(crate) async fn process_batch<M: CachedModel>(
     let outcome = if claimed.is_empty() {
         Ok(report)
     } else {
+        let lease_ctx = lease.as_mut().map(crate::backend::Tx::ctx);
         process_claimed(
             db,
             model,
             field,
             settings,
             claimed,
-            now,
-            lease_until,
+            (now, lease_until),
+            lease_ctx,
             report,
         )
         .await
@@ -644,8 +655,8 @@ async fn process_claimed<M: CachedModel>(
     field: &crate::model::Field<M>,
     settings: &Settings,
     claimed: Vec<(Option<Key>, Result<M>)>,
-    now: DateTime<Utc>,
-    lease_until: DateTime<Utc>,
+    (now, lease_until): (DateTime<Utc>, DateTime<Utc>),
+    lease: Option<Ctx<'_>>,
     mut report: BatchReport,
 ) -> Result<BatchReport> {
     // A row that cannot be read as the model (a value of the wrong type in
@@ -768,26 +779,21 @@ async fn process_claimed<M: CachedModel>(
         &values,
     )
     .await;
-    let stored = match write_all(db, model, field, settings, &done).await {
-        Ok(stored) => stored,
-        Err(e) => {
-            // A deadlock or a lost connection, or a value the column
-            // rejects (its type): row by row, each failing alone.
-            tracing::debug!(error = %e, "batched write-back failed; writing row by row");
-            let mut ctx = Ctx::from(db);
-            let mut stored = Vec::with_capacity(done.len());
-            for c in &mut done {
-                match write_one(&mut ctx, model, field, settings, c).await {
-                    Ok(s) => stored.push(s),
-                    Err(e) if e.is_retryable() => return Err(e),
-                    Err(e) => {
-                        c.outcome = Outcome::Failed(e);
-                        stored.push(write_one(&mut ctx, model, field, settings, c).await?);
-                    }
-                }
-            }
+    // Where claims are locks, the row's fields that chain on this one go
+    // with it: calculated from its new value, written in one statement.
+    let gs = if lease.is_some() {
+        together::companions(model, field, settings)
+    } else {
+        Vec::new()
+    };
+    let stored = match lease {
+        Some(mut lease) if !gs.is_empty() => {
+            let (stored, companions) =
+                together::write(db, &mut lease, model, field, settings, &gs, &mut done).await?;
+            report.stats.add(companions);
             stored
         }
+        _ => write_batch(db, model, field, settings, &mut done).await?,
     };
     let mut ctx = Ctx::from(db);
     let (table, name) = (model.table().as_str(), field.name().as_str());
@@ -846,4 +852,37 @@ async fn process_claimed<M: CachedModel>(
         Some(e) => Err(e),
         None => Ok(report),
     }
+}
+
+/// Writes a batch's results: values in one statement, then each failure or
+/// deferral; should that fail (a deadlock, a lost connection, a value a
+/// column rejects), row by row, each failing alone.
+async fn write_batch<M: CachedModel>(
+    db: &Db,
+    model: &crate::model::Model<M>,
+    field: &crate::model::Field<M>,
+    settings: &Settings,
+    done: &mut [Computed<M>],
+) -> Result<Vec<Option<Stored>>> {
+    Ok(match write_all(db, model, field, settings, done).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            // A deadlock or a lost connection, or a value the column
+            // rejects (its type): row by row, each failing alone.
+            tracing::debug!(error = %e, "batched write-back failed; writing row by row");
+            let mut ctx = Ctx::from(db);
+            let mut stored = Vec::with_capacity(done.len());
+            for c in done.iter_mut() {
+                match write_one(&mut ctx, model, field, settings, c).await {
+                    Ok(s) => stored.push(s),
+                    Err(e) if e.is_retryable() => return Err(e),
+                    Err(e) => {
+                        c.outcome = Outcome::Failed(e);
+                        stored.push(write_one(&mut ctx, model, field, settings, c).await?);
+                    }
+                }
+            }
+            stored
+        }
+    })
 }

@@ -69,7 +69,7 @@ CREATE OR REPLACE TRIGGER "cf_bump_lampposts_total_weight_recalculation_needed_4
 ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_bump_lampposts_total_weight_recalculation_needed_46efe3ec4b";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_bump_lampposts_total_weight_recalculation_needed_46efe3ec4b', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_bump_lampposts_total_weight_recalculation_needed_46efe3ec4b' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_dep_lampposts_total_weight_06ea13b4ef"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_dep_lampposts_total_weight_06ea13b4ef" BEFORE UPDATE OF "weight" ON "lampposts" FOR EACH ROW WHEN (OLD."weight" IS DISTINCT FROM NEW."weight") EXECUTE FUNCTION "cf_dep_lampposts_total_weight_06ea13b4ef"()
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_dep_lampposts_total_weight_06ea13b4ef" BEFORE UPDATE OF "weight" ON "lampposts" FOR EACH ROW WHEN ((OLD."weight" IS DISTINCT FROM NEW."weight") AND NOT (NEW."total_weight_recalculation_version" = OLD."total_weight_recalculation_version" + 1 AND NOT NEW."total_weight_recalculation_needed")) EXECUTE FUNCTION "cf_dep_lampposts_total_weight_06ea13b4ef"()
 BEGIN
   NEW."total_weight_recalculation_needed" := TRUE;
   NEW."total_weight_recalculation_version" := OLD."total_weight_recalculation_version" + 1;
@@ -87,7 +87,7 @@ BEGIN
   RETURN NEW;
 END;
 $cf$;
-CREATE OR REPLACE TRIGGER "cf_dep_lampposts_total_weight_06ea13b4ef" BEFORE UPDATE OF "weight" ON "lampposts" FOR EACH ROW WHEN (OLD."weight" IS DISTINCT FROM NEW."weight") EXECUTE FUNCTION "cf_dep_lampposts_total_weight_06ea13b4ef"();
+CREATE OR REPLACE TRIGGER "cf_dep_lampposts_total_weight_06ea13b4ef" BEFORE UPDATE OF "weight" ON "lampposts" FOR EACH ROW WHEN ((OLD."weight" IS DISTINCT FROM NEW."weight") AND NOT (NEW."total_weight_recalculation_version" = OLD."total_weight_recalculation_version" + 1 AND NOT NEW."total_weight_recalculation_needed")) EXECUTE FUNCTION "cf_dep_lampposts_total_weight_06ea13b4ef"();
 ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_dep_lampposts_total_weight_06ea13b4ef";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_dep_lampposts_total_weight_06ea13b4ef', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_dep_lampposts_total_weight_06ea13b4ef' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_ins_lampposts_total_weight_pigeons_lamppost_id_237e533adb"() RETURNS trigger LANGUAGE plpgsql AS $cf$
@@ -155,7 +155,7 @@ CREATE OR REPLACE TRIGGER "cf_bump_lampposts_slow_full_name_recalculation_neede_
 ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_bump_lampposts_slow_full_name_recalculation_neede_1ac53f86ab";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_bump_lampposts_slow_full_name_recalculation_neede_1ac53f86ab', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_bump_lampposts_slow_full_name_recalculation_neede_1ac53f86ab' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_dep_lampposts_slow_full_name_b1f408309b"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_dep_lampposts_slow_full_name_b1f408309b" BEFORE UPDATE OF "first_name", "country", "cached_total_weight" ON "lampposts" FOR EACH ROW WHEN (OLD."first_name" IS DISTINCT FROM NEW."first_name" OR OLD."country" IS DISTINCT FROM NEW."country" OR OLD."cached_total_weight" IS DISTINCT FROM NEW."cached_total_weight") EXECUTE FUNCTION "cf_dep_lampposts_slow_full_name_b1f408309b"()
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_dep_lampposts_slow_full_name_b1f408309b" BEFORE UPDATE OF "first_name", "country", "cached_total_weight" ON "lampposts" FOR EACH ROW WHEN ((OLD."first_name" IS DISTINCT FROM NEW."first_name" OR OLD."country" IS DISTINCT FROM NEW."country" OR OLD."cached_total_weight" IS DISTINCT FROM NEW."cached_total_weight") AND NOT (NEW."slow_full_name_recalculation_version" = OLD."slow_full_name_recalculation_version" + 1 AND NOT NEW."slow_full_name_recalculation_needed")) EXECUTE FUNCTION "cf_dep_lampposts_slow_full_name_b1f408309b"()
 BEGIN
   NEW."slow_full_name_recalculation_needed" := TRUE;
   NEW."slow_full_name_recalculation_version" := OLD."slow_full_name_recalculation_version" + 1;
@@ -173,7 +173,7 @@ BEGIN
   RETURN NEW;
 END;
 $cf$;
-CREATE OR REPLACE TRIGGER "cf_dep_lampposts_slow_full_name_b1f408309b" BEFORE UPDATE OF "first_name", "country", "cached_total_weight" ON "lampposts" FOR EACH ROW WHEN (OLD."first_name" IS DISTINCT FROM NEW."first_name" OR OLD."country" IS DISTINCT FROM NEW."country" OR OLD."cached_total_weight" IS DISTINCT FROM NEW."cached_total_weight") EXECUTE FUNCTION "cf_dep_lampposts_slow_full_name_b1f408309b"();
+CREATE OR REPLACE TRIGGER "cf_dep_lampposts_slow_full_name_b1f408309b" BEFORE UPDATE OF "first_name", "country", "cached_total_weight" ON "lampposts" FOR EACH ROW WHEN ((OLD."first_name" IS DISTINCT FROM NEW."first_name" OR OLD."country" IS DISTINCT FROM NEW."country" OR OLD."cached_total_weight" IS DISTINCT FROM NEW."cached_total_weight") AND NOT (NEW."slow_full_name_recalculation_version" = OLD."slow_full_name_recalculation_version" + 1 AND NOT NEW."slow_full_name_recalculation_needed")) EXECUTE FUNCTION "cf_dep_lampposts_slow_full_name_b1f408309b"();
 ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_dep_lampposts_slow_full_name_b1f408309b";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_dep_lampposts_slow_full_name_b1f408309b', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_dep_lampposts_slow_full_name_b1f408309b' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_guard_lampposts_2c6c678be9_values_998883c036"(o anyelement, n anyelement) RETURNS boolean[] LANGUAGE sql STABLE STRICT AS $cf$ SELECT ARRAY[o."cached_total_weight" IS DISTINCT FROM n."cached_total_weight", o."cached_slow_full_name" IS DISTINCT FROM n."cached_slow_full_name"] $cf$;
@@ -541,7 +541,7 @@ CREATE OR REPLACE TRIGGER "cf_bump_pigeons_perch_recalculation_needed_731ebb4f1e
 ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_bump_pigeons_perch_recalculation_needed_731ebb4f1e";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_bump_pigeons_perch_recalculation_needed_731ebb4f1e', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_bump_pigeons_perch_recalculation_needed_731ebb4f1e' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_dep_pigeons_perch_d878db4fd6"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_dep_pigeons_perch_d878db4fd6" BEFORE UPDATE OF "lamppost_id" ON "pigeons" FOR EACH ROW WHEN (OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id") EXECUTE FUNCTION "cf_dep_pigeons_perch_d878db4fd6"()
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_dep_pigeons_perch_d878db4fd6" BEFORE UPDATE OF "lamppost_id" ON "pigeons" FOR EACH ROW WHEN ((OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id") AND NOT (NEW."perch_recalculation_version" = OLD."perch_recalculation_version" + 1 AND NOT NEW."perch_recalculation_needed")) EXECUTE FUNCTION "cf_dep_pigeons_perch_d878db4fd6"()
 BEGIN
   NEW."perch_recalculation_needed" := TRUE;
   NEW."perch_recalculation_version" := OLD."perch_recalculation_version" + 1;
@@ -559,7 +559,7 @@ BEGIN
   RETURN NEW;
 END;
 $cf$;
-CREATE OR REPLACE TRIGGER "cf_dep_pigeons_perch_d878db4fd6" BEFORE UPDATE OF "lamppost_id" ON "pigeons" FOR EACH ROW WHEN (OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id") EXECUTE FUNCTION "cf_dep_pigeons_perch_d878db4fd6"();
+CREATE OR REPLACE TRIGGER "cf_dep_pigeons_perch_d878db4fd6" BEFORE UPDATE OF "lamppost_id" ON "pigeons" FOR EACH ROW WHEN ((OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id") AND NOT (NEW."perch_recalculation_version" = OLD."perch_recalculation_version" + 1 AND NOT NEW."perch_recalculation_needed")) EXECUTE FUNCTION "cf_dep_pigeons_perch_d878db4fd6"();
 ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_dep_pigeons_perch_d878db4fd6";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_dep_pigeons_perch_d878db4fd6', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_dep_pigeons_perch_d878db4fd6' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_ins_pigeons_perch_lampposts_id_9c2314ea97"() RETURNS trigger LANGUAGE plpgsql AS $cf$

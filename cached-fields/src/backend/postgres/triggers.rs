@@ -7,7 +7,7 @@ use crate::ident::Ident;
 use crate::model::FieldColumns;
 use crate::schema::{CHANNEL, FieldSpec, ObjectKind, SchemaObject, TableSpec};
 use crate::statements;
-use crate::triggers::{Catalog, Guarded, guarded, on_change, own_dependency, reaches};
+use crate::triggers::{Catalog, Guarded, changed, column_list, guarded, own_dependency, reaches};
 
 /// The null-safe inequality of two values.
 const NOT_SAME: &str = "IS DISTINCT FROM";
@@ -279,7 +279,19 @@ pub(crate) fn dependencies(
     let mut out = Vec::new();
 
     if let Some((name, own)) = own_dependency(spec, f) {
-        let head = on_change("BEFORE", &spec.table, &own, NOT_SAME);
+        // Not when the same statement stores this field (its version moved
+        // on by one, its flag cleared): the worker writing a row's fields
+        // together, this one computed from the new values of those it
+        // chains on.
+        let head = format!(
+            "BEFORE UPDATE OF {cols} ON {t} FOR EACH ROW WHEN (({changed}) AND NOT \
+             (NEW.{v} = OLD.{v} + 1 AND NOT NEW.{n}))",
+            cols = column_list(&own),
+            t = spec.table.quoted(),
+            changed = changed(&own, NOT_SAME),
+            v = c.version.quoted(),
+            n = c.needed.quoted(),
+        );
         out.push(trigger(
             &spec.table,
             name,

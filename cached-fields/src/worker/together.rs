@@ -1,0 +1,382 @@
+//! A row's fields together: where claims are locks (PostgreSQL), the
+//! fields of a claimed row that chain on the batch's field are calculated
+//! with it, in dependency order, from its new value in memory, and all of
+//! them go back in one statement, each field guarded by its own version
+//! (a row whose fields were not all still current is not written; it stays
+//! flagged and is taken again).
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+
+use super::execute::{Computed, Outcome};
+use super::{Settings, Stats};
+use crate::db::{Ctx, Db};
+use crate::depends::Dependency;
+use crate::error::Result;
+use crate::failures;
+use crate::key::Key;
+use crate::model::{CachedModel, Field, Model};
+use crate::runtime::{self, Stored};
+use crate::statements::{self, FieldSql};
+use crate::value::Value;
+
+/// Rows per write-back statement.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// The fields of `model` that may go with a batch of `field`, in
+/// dependency order: each chains on `field` or on one before it, is
+/// calculated by the worker (not lazy, not paused or held), and reads
+/// nothing along a path (a tree node waits for its parent).
+pub(super) fn companions<M>(model: &Model<M>, field: &Field<M>, settings: &Settings) -> Vec<usize> {
+    let mut names = vec![field.name().clone()];
+    let mut out = Vec::new();
+    for &i in model.order() {
+        let g = &model.fields()[i];
+        if names.contains(g.name()) {
+            continue;
+        }
+        let deps = g.depends_on();
+        let chains = deps
+            .iter()
+            .any(|d| matches!(d, Dependency::Field(n) if names.contains(n)));
+        let paths = deps.iter().any(|d| matches!(d, Dependency::Path(_)));
+        if chains
+            && !paths
+            && g.mode() != Some(crate::Recalculate::Lazily)
+            && !settings.is_stopped(model.table().as_str(), g.name().as_str())
+        {
+            names.push(g.name().clone());
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// One companion value of a row: the field, the version it was computed
+/// at, the value.
+type Companion = (usize, i64, Value);
+
+/// Writes the batch: each row whose outcome is a value of `field` with the
+/// values of its companions (`gs`) that could be calculated (their locks
+/// taken in the lease transaction `lease`, their chained fields fresh),
+/// one statement per set of fields; every other outcome as
+/// [`super::complete::write_one`] does. Returns what each row of `done`
+/// came to for `field`, and the companions' counts.
+pub(super) async fn write<M: CachedModel>(
+    db: &Db,
+    lease: &mut Ctx<'_>,
+    model: &Model<M>,
+    field: &Field<M>,
+    settings: &Settings,
+    gs: &[usize],
+    done: &mut [Computed<M>],
+) -> Result<(Vec<Option<Stored>>, Stats)> {
+    let key_type = model.key_type();
+    let keys: Vec<Value> = done
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::Value(..)))
+        .map(|c| c.key.to_value())
+        .collect();
+    // Which rows each companion may be calculated for: those whose lock of
+    // it this transaction holds (another worker may be on it).
+    let mut locked: HashMap<usize, HashSet<Key>> = HashMap::new();
+    if !keys.is_empty() {
+        for &g in gs {
+            let Some(query) = lock_query(db, model, g, keys.len()) else {
+                continue;
+            };
+            let rows = lease.fetch_values(query, &keys, &[key_type]).await?;
+            locked.insert(
+                g,
+                rows.into_iter()
+                    .filter_map(|r| r.first().and_then(Key::from_value))
+                    .collect(),
+            );
+        }
+    }
+    // The batch's field at the version it was computed at; then, in memory,
+    // fresh, so that the companions read the new value.
+    // (A value that cannot be kept in memory as its type is written alone.)
+    // Whether the value changed is what decides whether a companion that
+    // is not stale itself needs calculating.
+    let mut versions = Vec::with_capacity(done.len());
+    let mut jobs = Vec::with_capacity(done.len());
+    for c in done.iter() {
+        let (version, changed) = match &c.outcome {
+            Outcome::Value(row, value, _) => {
+                let slot = field.slot(row);
+                let (v, before) = (slot.snapshot().version, slot.stored_value());
+                let kept = slot.store_fresh(value.clone()).is_ok();
+                (v, kept.then(|| before.as_ref() != Some(value)))
+            }
+            _ => (0, None),
+        };
+        versions.push(version);
+        jobs.push(calculate(
+            db,
+            model,
+            settings,
+            gs,
+            &locked,
+            (field.name(), c),
+            changed,
+        ));
+    }
+    let companions: Vec<Vec<Companion>> = futures::stream::iter(jobs)
+        .buffered(settings.concurrency)
+        .collect()
+        .await;
+    // One statement per set of fields.
+    let mut groups: HashMap<Vec<usize>, Vec<usize>> = HashMap::new();
+    for (i, c) in done.iter().enumerate() {
+        if matches!(c.outcome, Outcome::Value(..)) {
+            let set: Vec<usize> = companions[i].iter().map(|(g, ..)| *g).collect();
+            groups.entry(set).or_default().push(i);
+        }
+    }
+    let mut stored: HashSet<usize> = HashSet::new();
+    // Rows written without their companions.
+    let mut alone: HashSet<usize> = HashSet::new();
+    for (set, rows) in &groups {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            match store(
+                db,
+                model,
+                field,
+                &set[..],
+                chunk,
+                done,
+                &versions,
+                &companions,
+            )
+            .await
+            {
+                Ok(s) => stored.extend(s),
+                Err(e) if e.is_retryable() => return Err(e),
+                // A value a column rejects: row by row, then the batch's
+                // field alone (a companion's column may be the one at
+                // fault: that field fails in its own batch), each failing
+                // alone.
+                Err(_) => {
+                    for &i in chunk {
+                        let together = store(
+                            db,
+                            model,
+                            field,
+                            &set[..],
+                            &[i],
+                            done,
+                            &versions,
+                            &companions,
+                        )
+                        .await;
+                        let r = match together {
+                            Err(e) if !e.is_retryable() && !set.is_empty() => {
+                                alone.insert(i);
+                                store(db, model, field, &[], &[i], done, &versions, &companions)
+                                    .await
+                            }
+                            r => r,
+                        };
+                        match r {
+                            Ok(s) => stored.extend(s),
+                            Err(e) if e.is_retryable() => return Err(e),
+                            Err(e) => done[i].outcome = Outcome::Failed(e),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // A row not stored was invalidated meanwhile: it is hot, due again
+    // after the pause (as a lone write-back leaves it), unless deleted.
+    let lost: Vec<Value> = done
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| matches!(c.outcome, Outcome::Value(..)) && !stored.contains(i))
+        .map(|(_, c)| c.key.to_value())
+        .collect();
+    let present: HashSet<Key> = if lost.is_empty() {
+        HashSet::new()
+    } else {
+        let sql = FieldSql::of(db.backend(), model, field).release_many(lost.len(), true);
+        Ctx::from(db)
+            .fetch_values(sql, &lost, &[key_type])
+            .await?
+            .into_iter()
+            .filter_map(|r| r.first().and_then(Key::from_value))
+            .collect()
+    };
+    // What each row came to; the companions' counts and hooks here, the
+    // batch field's by the caller.
+    let (table, mut stats) = (model.table().as_str(), Stats::default());
+    let mut ctx = Ctx::from(db);
+    let mut out = Vec::with_capacity(done.len());
+    for (i, c) in done.iter().enumerate() {
+        out.push(match &c.outcome {
+            Outcome::Value(row, ..) if stored.contains(&i) => {
+                let written: &[Companion] = if alone.contains(&i) {
+                    &[]
+                } else {
+                    &companions[i]
+                };
+                for (g, _, value) in written {
+                    let gf = &model.fields()[*g];
+                    let name = gf.name().as_str();
+                    settings.rows.forget(table, name, &c.key);
+                    stats.recalculated += 1;
+                    crate::metrics::count(table, name, "stored", 1);
+                    settings.activity.stored(table, name);
+                    if let Some(message) =
+                        runtime::after_store(&mut ctx, model, gf, row, value.clone()).await?
+                    {
+                        stats.hook_failures += 1;
+                        failures::record(db, table, name, failures::Kind::Hook, &message).await;
+                    }
+                }
+                Some(Stored::Fresh)
+            }
+            Outcome::Value(..) if present.contains(&c.key) => Some(Stored::Superseded),
+            Outcome::Value(..) => Some(Stored::Gone),
+            _ => super::complete::write_one(&mut ctx, model, field, settings, c).await?,
+        });
+    }
+    Ok((out, stats))
+}
+
+/// The statement that takes, in the lease transaction, the locks of field
+/// `g` of the rows `$1`…`$n` that no other worker holds, and returns their
+/// keys; `None` where claims are not locks.
+fn lock_query<M>(db: &Db, model: &Model<M>, g: usize, n: usize) -> Option<String> {
+    let sql = FieldSql::of(db.backend(), model, &model.fields()[g]);
+    let lock = db
+        .backend()
+        .dialect()
+        .try_lock(&sql, &format!("{}.{}", sql.table, sql.pk))?;
+    let params: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+    Some(format!(
+        "SELECT {pk} FROM {t} WHERE {pk} IN ({params}) AND {lock}",
+        pk = sql.pk,
+        t = sql.table,
+        params = params.join(", ")
+    ))
+}
+
+/// The companion values of row `c`, in order, each calculated from the
+/// row with the fields before it fresh in memory: a companion stale itself,
+/// or chaining on a field whose value just changed (`changed`: whether the
+/// batch's field did; `None` when its value could not be kept in memory).
+/// Stops at the first that cannot be calculated (left to its own batch:
+/// the new value of what it chains on flags it).
+async fn calculate<M: CachedModel>(
+    db: &Db,
+    model: &Model<M>,
+    settings: &Settings,
+    gs: &[usize],
+    locked: &HashMap<usize, HashSet<Key>>,
+    (batch_field, c): (&crate::ident::Ident, &Computed<M>),
+    changed: Option<bool>,
+) -> Vec<Companion> {
+    let mut out = Vec::new();
+    let (Outcome::Value(row, ..), Some(changed)) = (&c.outcome, changed) else {
+        return out;
+    };
+    // The fields whose value this write changes.
+    let mut moved: Vec<&crate::ident::Ident> = Vec::new();
+    if changed {
+        moved.push(batch_field);
+    }
+    for &g in gs {
+        let gf = &model.fields()[g];
+        let snapshot = gf.slot(row).snapshot();
+        let chains_on_moved = gf
+            .depends_on()
+            .iter()
+            .any(|d| matches!(d, Dependency::Field(n) if moved.contains(&n)));
+        let ready = (snapshot.stale || chains_on_moved)
+            && locked.get(&g).is_some_and(|k| k.contains(&c.key))
+            && gf.depends_on().iter().all(|d| match d {
+                Dependency::Field(n) => model
+                    .field(n.as_str())
+                    .is_ok_and(|u| !u.slot(row).snapshot().stale),
+                _ => true,
+            });
+        if !ready {
+            continue;
+        }
+        let before = gf.slot(row).stored_value();
+        let limit = runtime::limit(gf, settings.timeout);
+        match runtime::compute(&mut Ctx::from(db), model, gf, row, limit).await {
+            Ok(value) if gf.slot(row).store_fresh(value.clone()).is_ok() => {
+                if before.as_ref() != Some(&value) {
+                    moved.push(gf.name());
+                }
+                out.push((g, snapshot.version, value));
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+/// Writes rows `idx` of `done` with the companions `set` in one statement;
+/// returns the indexes stored.
+#[allow(clippy::too_many_arguments)]
+async fn store<M: CachedModel>(
+    db: &Db,
+    model: &Model<M>,
+    field: &Field<M>,
+    set: &[usize],
+    idx: &[usize],
+    done: &[Computed<M>],
+    versions: &[i64],
+    companions: &[Vec<Companion>],
+) -> Result<Vec<usize>> {
+    let mut cols = vec![field.columns()];
+    cols.extend(set.iter().map(|&g| model.fields()[g].columns()));
+    let sql = statements::write_back_together(
+        db.backend(),
+        model.table(),
+        model.primary_key(),
+        &cols,
+        idx.len(),
+    );
+    let read_at: DateTime<Utc> = idx
+        .iter()
+        .filter_map(|&i| match &done[i].outcome {
+            Outcome::Value(_, _, at) => Some(*at),
+            _ => None,
+        })
+        .min()
+        .unwrap_or_else(Utc::now);
+    let mut args = vec![Value::Timestamp(read_at)];
+    let mut by_key = HashMap::new();
+    for &i in idx {
+        let Outcome::Value(_, value, _) = &done[i].outcome else {
+            continue;
+        };
+        by_key.insert(done[i].key.clone(), i);
+        args.push(done[i].key.to_value());
+        args.push(Value::Int(versions[i]));
+        args.push(value.clone());
+        for (_, version, value) in companions[i].iter().filter(|(g, ..)| set.contains(g)) {
+            args.push(Value::Int(*version));
+            args.push(value.clone());
+        }
+    }
+    let rows = runtime::with_schema_hint(
+        Ctx::from(db)
+            .fetch_values(sql, &args, &[model.key_type()])
+            .await,
+        &mut Ctx::from(db),
+        model,
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.first().and_then(Key::from_value))
+        .filter_map(|k| by_key.get(&k).copied())
+        .collect())
+}
