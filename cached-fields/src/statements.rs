@@ -321,8 +321,8 @@ impl<'a> FieldSql<'a> {
     }
 
     /// See [`Dialect::lock_claim`](crate::backend::Dialect::lock_claim).
-    pub(crate) fn lock_claim(&self) -> Option<String> {
-        self.backend.dialect().lock_claim(self)
+    pub(crate) fn lock_claim(&self, leaders: &[&FieldColumns]) -> Option<String> {
+        self.backend.dialect().lock_claim(self, leaders)
     }
 
     /// The first number of this field's advisory locks: a stable hash

@@ -366,10 +366,15 @@ pub(crate) trait Dialect: Sync {
     /// Where the engine can lease without writing the row: a query, run in
     /// the transaction that holds the leases until the batch is written
     /// (locks that die with its connection), that locks up to `$3` due keys
-    /// of `f` (`$1` now) and returns them. `None`: leases are written into
-    /// the row ([`claim`](Self::claim)).
-    fn lock_claim(&self, f: &FieldSql<'_>) -> Option<String> {
-        let _ = f;
+    /// of `f` (`$1` now) and returns them, leaving out a row that one of
+    /// `leaders` (fields that take `f` with their batches) has due.
+    /// `None`: leases are written into the row ([`claim`](Self::claim)).
+    fn lock_claim(
+        &self,
+        f: &FieldSql<'_>,
+        leaders: &[&crate::model::FieldColumns],
+    ) -> Option<String> {
+        let _ = (f, leaders);
         None
     }
     /// Where claims are locks: the expression that tries the lock of `f`'s

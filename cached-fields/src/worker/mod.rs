@@ -608,7 +608,9 @@ pub(crate) async fn process_batch<M: CachedModel>(
     // connection if the worker dies), else written into the rows.
     // The lease transaction holds a connection for the batch: a pool of
     // one could then run nothing else.
-    let by_lock = sql.lock_claim().filter(|_| db.max_connections() > 1);
+    let by_lock = sql
+        .lock_claim(&together::leaders(model, field_idx, settings))
+        .filter(|_| db.max_connections() > 1);
     let (claimed, mut lease) = match by_lock {
         Some(lock) => {
             let mut tx = db.begin().await?;

@@ -54,6 +54,27 @@ pub(super) fn companions<M>(model: &Model<M>, field: &Field<M>, settings: &Setti
     out
 }
 
+/// The fields of `model` that take field `g` with their batches (see
+/// [`companions`]), calculated by the worker now: a row of `g` that one of
+/// them has due is left to that field's batch, where both are written at
+/// once.
+pub(super) fn leaders<'m, M>(
+    model: &'m Model<M>,
+    g: usize,
+    settings: &Settings,
+) -> Vec<&'m crate::model::FieldColumns> {
+    model
+        .fields()
+        .iter()
+        .filter(|f| {
+            f.mode() != Some(crate::Recalculate::Lazily)
+                && !settings.is_stopped(model.table().as_str(), f.name().as_str())
+                && companions(model, f, settings).contains(&g)
+        })
+        .map(Field::columns)
+        .collect()
+}
+
 /// One companion value of a row: the field, the version it was computed
 /// at, the value.
 type Companion = (usize, i64, Value);
@@ -153,7 +174,20 @@ pub(super) async fn write<M: CachedModel>(
             )
             .await
             {
-                Ok(s) => stored.extend(s),
+                Ok(s) => {
+                    // A row a companion's invalidation kept from being
+                    // written: the batch's field alone (it must not wait
+                    // for writes to what only its companions read).
+                    let missed: Vec<usize> =
+                        chunk.iter().copied().filter(|i| !s.contains(i)).collect();
+                    stored.extend(s);
+                    if !set.is_empty() && !missed.is_empty() {
+                        let s = store(db, model, field, &[], &missed, done, &versions, &companions)
+                            .await?;
+                        alone.extend(s.iter().copied());
+                        stored.extend(s);
+                    }
+                }
                 Err(e) if e.is_retryable() => return Err(e),
                 // A value a column rejects: row by row, then the batch's
                 // field alone (a companion's column may be the one at

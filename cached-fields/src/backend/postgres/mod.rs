@@ -6,6 +6,7 @@ pub(crate) mod triggers;
 
 use crate::backend::{Dialect, Introspection, Settings};
 use crate::ident::Ident;
+use crate::model::FieldColumns;
 use crate::schema::{FieldSpec, SchemaObject, TableSpec, TriggerInfo, normalize};
 use crate::statements::{FieldSql, Prefix};
 use crate::triggers::Catalog;
@@ -132,10 +133,17 @@ impl Dialect for Postgres {
     /// reads at most four batches of candidates in its index's order (a
     /// bound however the planner runs the filter), and the lock is tried
     /// on candidates in turn until a batch is held.
-    fn lock_claim(&self, f: &FieldSql<'_>) -> Option<String> {
+    fn lock_claim(&self, f: &FieldSql<'_>, leaders: &[&FieldColumns]) -> Option<String> {
         let (t, pk, c) = (&f.table, &f.pk, f.cols);
         let next = c.next_attempt.quoted();
-        let not_leased = format!("({next} IS NULL OR {next} <= $1)");
+        let mut not_leased = format!("({next} IS NULL OR {next} <= $1)");
+        for l in leaders {
+            let n = l.next_attempt.quoted();
+            not_leased.push_str(&format!(
+                " AND NOT ({needed} AND ({n} IS NULL OR {n} <= $1))",
+                needed = l.needed.quoted()
+            ));
+        }
         let flagged = format!(
             "SELECT k FROM (SELECT {pk} AS k FROM {t} WHERE {needed} AND {not_leased} \
              ORDER BY {next} NULLS FIRST LIMIT $3 * 4) AS cf_flagged",
