@@ -136,14 +136,17 @@ impl Dialect for Postgres {
     fn lock_claim(&self, f: &FieldSql<'_>, leaders: &[&FieldColumns]) -> Option<String> {
         let (t, pk, c) = (&f.table, &f.pk, f.cols);
         let next = c.next_attempt.quoted();
-        let mut not_leased = format!("({next} IS NULL OR {next} <= $1)");
-        for l in leaders {
-            let n = l.next_attempt.quoted();
-            not_leased.push_str(&format!(
-                " AND NOT ({needed} AND ({n} IS NULL OR {n} <= $1))",
-                needed = l.needed.quoted()
-            ));
-        }
+        // A row a leader has due goes with the leader's batch.
+        let not_leased: String = std::iter::once(format!("({next} IS NULL OR {next} <= $1)"))
+            .chain(leaders.iter().map(|l| {
+                let n = l.next_attempt.quoted();
+                format!(
+                    "NOT ({needed} AND ({n} IS NULL OR {n} <= $1))",
+                    needed = l.needed.quoted()
+                )
+            }))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         let flagged = format!(
             "SELECT k FROM (SELECT {pk} AS k FROM {t} WHERE {needed} AND {not_leased} \
              ORDER BY {next} NULLS FIRST LIMIT $3 * 4) AS cf_flagged",
