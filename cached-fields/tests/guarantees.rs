@@ -586,7 +586,10 @@ per_backend! {
     async fn a_drain_writes_a_postgres_row_once_for_all_its_fields() {
         use common::posts;
         on_both("claimwrites", |db, _| async move {
-            posts::setup(&db, 50).await;
+            // More rows than a batch (64): a `label` batch must leave to
+            // `total`'s batches the rows `total` still has due.
+            const POSTS: i64 = 150;
+            posts::setup(&db, POSTS).await;
             exec(&db, "CREATE TABLE row_updates (n BIGINT NOT NULL)").await;
             exec(&db, "INSERT INTO row_updates (n) VALUES (0)").await;
             match db.backend() {
@@ -605,7 +608,7 @@ per_backend! {
             exec(&db, "UPDATE posts SET weight = weight + 1").await;
             exec(&db, "UPDATE row_updates SET n = 0").await;
             let stats = posts::drain(&db).await;
-            assert_eq!(stats.recalculated, 100, "{stats:?}");
+            assert_eq!(stats.recalculated, 2 * POSTS as u64, "{stats:?}");
             let per_row = match db.backend() {
                 // A claim and a write-back per field, and the row triggers'
                 // own updates: the label flagged by the new total, and its
@@ -614,7 +617,7 @@ per_backend! {
                 // One write-back of both fields.
                 _ => 1,
             };
-            assert_eq!(scalar(&db, "SELECT n FROM row_updates").await, 50 * per_row);
+            assert_eq!(scalar(&db, "SELECT n FROM row_updates").await, POSTS * per_row);
             posts::assert_consistent(&db).await;
         })
         .await;

@@ -1,9 +1,9 @@
-//! A row's fields together: where claims are locks (PostgreSQL), the
-//! fields of a claimed row that chain on the batch's field are calculated
-//! with it, in dependency order, from its new value in memory, and all of
-//! them go back in one statement, each field guarded by its own version
-//! (a row whose fields were not all still current is not written; it stays
-//! flagged and is taken again).
+//! A row's fields together: where claims are locks (PostgreSQL), a
+//! claimed row's other due fields (after the batch's field in dependency
+//! order) are calculated with it, in that order, from its new value in
+//! memory, and all of them go back in one statement, each field guarded by
+//! its own version (a row whose companions were not all still current is
+//! written again with the batch's field alone).
 
 use std::collections::{HashMap, HashSet};
 
@@ -25,49 +25,62 @@ use crate::value::Value;
 /// Rows per write-back statement.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// The fields of `model` that may go with a batch of `field`, in
-/// dependency order: each chains on `field` or on one before it, is
-/// calculated by the worker (not lazy, not paused or held), and reads
-/// nothing along a path (a tree node waits for its parent).
+/// The fields of `model` that may go with a batch of `field`: those after
+/// it in dependency order that the worker calculates (not lazy, not paused
+/// or held) and that read nothing along a path (a tree node waits for its
+/// parent). In a row, each is calculated when it is stale itself or chains
+/// on a value the batch just changed.
 pub(super) fn companions<M>(model: &Model<M>, field: &Field<M>, settings: &Settings) -> Vec<usize> {
-    let mut names = vec![field.name().clone()];
-    let mut out = Vec::new();
-    for &i in model.order() {
-        let g = &model.fields()[i];
-        if names.contains(g.name()) {
-            continue;
-        }
-        let deps = g.depends_on();
-        let chains = deps
-            .iter()
-            .any(|d| matches!(d, Dependency::Field(n) if names.contains(n)));
-        let paths = deps.iter().any(|d| matches!(d, Dependency::Path(_)));
-        if chains
-            && !paths
-            && g.mode() != Some(crate::Recalculate::Lazily)
-            && !settings.is_stopped(model.table().as_str(), g.name().as_str())
-        {
-            names.push(g.name().clone());
-            out.push(i);
-        }
-    }
-    out
+    let order = model.order();
+    let Some(at) = order
+        .iter()
+        .position(|&i| model.fields()[i].name() == field.name())
+    else {
+        return Vec::new();
+    };
+    order[at + 1..]
+        .iter()
+        .copied()
+        .filter(|&i| {
+            let g = &model.fields()[i];
+            !g.depends_on()
+                .iter()
+                .any(|d| matches!(d, Dependency::Path(_)))
+                && g.mode() != Some(crate::Recalculate::Lazily)
+                && !settings.is_stopped(model.table().as_str(), g.name().as_str())
+        })
+        .collect()
 }
 
-/// The fields of `model` that take field `g` with their batches (see
-/// [`companions`]), calculated by the worker now: a row of `g` that one of
-/// them has due is left to that field's batch, where both are written at
-/// once.
+/// The fields that field `g` chains on (directly or through others of the
+/// row) that take it with their batches (see [`companions`]) and that the
+/// worker calculates now: a row of `g` that one of them has due is left to
+/// that field's batch, where both are written at once. (A field `g` does
+/// not chain on is no leader: should its batches stop, `g` would wait.)
 pub(super) fn leaders<'m, M>(
     model: &'m Model<M>,
     g: usize,
     settings: &Settings,
 ) -> Vec<&'m crate::model::FieldColumns> {
+    let mut upstream: Vec<&crate::ident::Ident> = Vec::new();
+    let mut todo = vec![&model.fields()[g]];
+    while let Some(f) = todo.pop() {
+        for d in f.depends_on() {
+            if let Dependency::Field(n) = d
+                && !upstream.contains(&n)
+                && let Ok(u) = model.field(n.as_str())
+            {
+                upstream.push(n);
+                todo.push(u);
+            }
+        }
+    }
     model
         .fields()
         .iter()
         .filter(|f| {
-            f.mode() != Some(crate::Recalculate::Lazily)
+            upstream.contains(&f.name())
+                && f.mode() != Some(crate::Recalculate::Lazily)
                 && !settings.is_stopped(model.table().as_str(), f.name().as_str())
                 && companions(model, f, settings).contains(&g)
         })

@@ -131,24 +131,31 @@ impl Dialect for Postgres {
     /// key): no row version is written, a killed worker's locks die with its
     /// connection, and no application write ever waits on one. Each arm
     /// reads at most four batches of candidates in its index's order (a
-    /// bound however the planner runs the filter), and the lock is tried
-    /// on candidates in turn until a batch is held.
+    /// bound however the planner runs the filter, and whatever the rows'
+    /// other fields), and the lock is tried on candidates in turn until a
+    /// batch is held; a candidate a leader has due is passed over (it goes
+    /// with the leader's batch).
     fn lock_claim(&self, f: &FieldSql<'_>, leaders: &[&FieldColumns]) -> Option<String> {
         let (t, pk, c) = (&f.table, &f.pk, f.cols);
         let next = c.next_attempt.quoted();
-        // A row a leader has due goes with the leader's batch.
-        let not_leased: String = std::iter::once(format!("({next} IS NULL OR {next} <= $1)"))
-            .chain(leaders.iter().map(|l| {
-                let n = l.next_attempt.quoted();
-                format!(
-                    "NOT ({needed} AND ({n} IS NULL OR {n} <= $1))",
-                    needed = l.needed.quoted()
-                )
-            }))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let not_leased = format!("({next} IS NULL OR {next} <= $1)");
+        let led = if leaders.is_empty() {
+            "FALSE".to_owned()
+        } else {
+            leaders
+                .iter()
+                .map(|l| {
+                    let n = l.next_attempt.quoted();
+                    format!(
+                        "({needed} AND ({n} IS NULL OR {n} <= $1))",
+                        needed = l.needed.quoted()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
         let flagged = format!(
-            "SELECT k FROM (SELECT {pk} AS k FROM {t} WHERE {needed} AND {not_leased} \
+            "SELECT k, led FROM (SELECT {pk} AS k, {led} AS led FROM {t} WHERE {needed} AND {not_leased} \
              ORDER BY {next} NULLS FIRST LIMIT $3 * 4) AS cf_flagged",
             needed = c.needed.quoted(),
         );
@@ -156,7 +163,7 @@ impl Dialect for Postgres {
             Some(e) => {
                 let e = e.quoted();
                 format!(
-                    "{flagged} UNION ALL SELECT k FROM (SELECT {pk} AS k FROM {t} \
+                    "{flagged} UNION ALL SELECT k, led FROM (SELECT {pk} AS k, {led} AS led FROM {t} \
                      WHERE {e} IS NOT NULL AND {e} <= $1 AND {not_leased} \
                      ORDER BY {e} LIMIT $3 * 4) AS cf_expired"
                 )
@@ -164,7 +171,7 @@ impl Dialect for Postgres {
             None => flagged,
         };
         Some(format!(
-            "SELECT k FROM ({candidates}) AS cf_all WHERE {lock} LIMIT $3",
+            "SELECT k FROM ({candidates}) AS cf_all WHERE NOT led AND {lock} LIMIT $3",
             lock = self.try_lock(f, "k")?,
         ))
     }
