@@ -130,11 +130,10 @@ pub(super) async fn write<M: CachedModel>(
             );
         }
     }
-    // The batch's field at the version it was computed at; then, in memory,
-    // fresh, so that the companions read the new value.
-    // (A value that cannot be kept in memory as its type is written alone.)
-    // Whether the value changed is what decides whether a companion that
-    // is not stale itself needs calculating.
+    // The batch's field: its version as claimed, then its new value made
+    // fresh in memory for the companions to read (a value that cannot be
+    // kept as its type is written alone), and whether it changed (which
+    // decides whether a companion that is not stale itself is calculated).
     let mut versions = Vec::with_capacity(done.len());
     let mut jobs = Vec::with_capacity(done.len());
     for c in done.iter() {
