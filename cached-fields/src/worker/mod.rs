@@ -781,8 +781,8 @@ async fn process_claimed<M: CachedModel>(
         &values,
     )
     .await;
-    // Where claims are locks, the row's fields that chain on this one go
-    // with it: calculated from its new value, written in one statement.
+    // Where claims are locks, the row's later due fields go with this one:
+    // calculated from its new value, written in one statement.
     let gs = if lease.is_some() {
         together::companions(model, field, settings)
     } else {
