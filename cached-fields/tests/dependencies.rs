@@ -504,3 +504,33 @@ per_backend! {
         .await;
     }
 }
+
+per_backend! {
+    /// Issue #13: a field written together with the fields chaining on it
+    /// is not held back when one of those is invalidated meanwhile: on
+    /// PostgreSQL the batch's `total` is written alone (not superseded, not
+    /// calculated again) and the `label` later in its own batch; on SQLite
+    /// (field by field) the `label` write-back is superseded and redone.
+    async fn a_companion_invalidated_meanwhile_does_not_hold_back_its_field() {
+        on_both("companion", |db, _| async move {
+            setup(&db, 3).await;
+            sql(&db, "UPDATE posts SET title = 'retitle me' WHERE id = $1", &[2]).await;
+            sql(&db, "UPDATE birds SET weight = weight + 5 WHERE post_id > $1", &[0]).await;
+            let stats = drain(&db).await;
+            // Three totals, three labels stored.
+            assert_eq!(stats.recalculated, 6, "{stats:?}");
+            let superseded = match db.backend() {
+                Backend::Sqlite => 1,
+                _ => 0,
+            };
+            assert_eq!(stats.superseded, superseded, "{stats:?}");
+            assert_eq!(stats.failed, 0, "{stats:?}");
+            assert_eq!(
+                common::scalar(&db, "SELECT COUNT(*) FROM posts WHERE title = 'retitled'").await,
+                1
+            );
+            assert_consistent(&db).await;
+        })
+        .await;
+    }
+}

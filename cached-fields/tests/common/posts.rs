@@ -11,6 +11,10 @@ use super::exec;
 
 pub static CALLS: LazyLock<Mutex<HashMap<&'static str, u64>>> = LazyLock::new(Default::default);
 
+/// A title whose label's calculation retitles its post (to `retitled`)
+/// before returning: the label it returns is superseded at once.
+pub const RETITLE: &str = "retitle me";
+
 pub fn count(field: &'static str) {
     *CALLS.lock().unwrap().entry(field).or_default() += 1;
 }
@@ -44,6 +48,16 @@ impl Post {
 
     async fn calculate_label(&self, ctx: &mut Ctx<'_>) -> Result<String, BoxError> {
         count("label");
+        if self.title == RETITLE {
+            // A write to the label's own input while it is being
+            // calculated, committed at once.
+            let sql = "UPDATE posts SET title = 'retitled' WHERE id = $1";
+            match ctx.conn().await? {
+                Conn::Sqlite(c) => drop(sqlx::query(sql).bind(self.id).execute(c).await?),
+                Conn::Postgres(c) => drop(sqlx::query(sql).bind(self.id).execute(c).await?),
+                _ => unreachable!(),
+            }
+        }
         Ok(format!("{} {}", self.total(ctx).await?, self.title))
     }
 }
