@@ -53,8 +53,12 @@ impl Post {
             // calculated, committed at once.
             let sql = "UPDATE posts SET title = 'retitled' WHERE id = $1";
             match ctx.conn().await? {
-                Conn::Sqlite(c) => drop(sqlx::query(sql).bind(self.id).execute(c).await?),
-                Conn::Postgres(c) => drop(sqlx::query(sql).bind(self.id).execute(c).await?),
+                Conn::Sqlite(c) => {
+                    sqlx::query(sql).bind(self.id).execute(c).await?;
+                }
+                Conn::Postgres(c) => {
+                    sqlx::query(sql).bind(self.id).execute(c).await?;
+                }
                 _ => unreachable!(),
             }
         }
