@@ -628,18 +628,7 @@ pub(crate) async fn store_many<M: CachedModel>(
         .filter(|k| !fresh.contains(k))
         .map(|k| k.to_value())
         .collect();
-    let present = if lost.is_empty() {
-        std::collections::HashSet::default()
-    } else {
-        keys(
-            ctx.fetch_values(
-                sql.release_many(lost.len(), by_worker),
-                &lost,
-                &[model.key_type()],
-            )
-            .await?,
-        )
-    };
+    let present = release_lost(ctx, model, field, &lost, by_worker).await?;
     Ok(rows
         .iter()
         .map(|(m, _)| {
@@ -652,6 +641,29 @@ pub(crate) async fn store_many<M: CachedModel>(
                 Stored::Gone
             }
         })
+        .collect())
+}
+
+/// After write-backs of `field` lost to newer invalidations: the rows
+/// `lost` (keys) are hot, due again after the pause (see
+/// [`FieldSql::release_many`](crate::statements::FieldSql::release_many));
+/// returns the keys of those that still exist.
+pub(crate) async fn release_lost<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    model: &Model<M>,
+    field: &Field<M>,
+    lost: &[Value],
+    by_worker: bool,
+) -> Result<std::collections::HashSet<Key>> {
+    if lost.is_empty() {
+        return Ok(std::collections::HashSet::default());
+    }
+    let sql = field_sql(ctx, model, field).release_many(lost.len(), by_worker);
+    Ok(ctx
+        .fetch_values(sql, lost, &[model.key_type()])
+        .await?
+        .into_iter()
+        .filter_map(|r| r.first().and_then(Key::from_value))
         .collect())
 }
 

@@ -244,17 +244,7 @@ pub(super) async fn write<M: CachedModel>(
         .filter(|(i, c)| matches!(c.outcome, Outcome::Value(..)) && !stored.contains(i))
         .map(|(_, c)| c.key.to_value())
         .collect();
-    let present: HashSet<Key> = if lost.is_empty() {
-        HashSet::new()
-    } else {
-        let sql = FieldSql::of(db.backend(), model, field).release_many(lost.len(), true);
-        Ctx::from(db)
-            .fetch_values(sql, &lost, &[key_type])
-            .await?
-            .into_iter()
-            .filter_map(|r| r.first().and_then(Key::from_value))
-            .collect()
-    };
+    let present = runtime::release_lost(&mut Ctx::from(db), model, field, &lost, true).await?;
     // What each row came to; the companions' counts and hooks here, the
     // batch field's by the caller.
     let (table, mut stats) = (model.table().as_str(), Stats::default());
