@@ -296,14 +296,22 @@ fn plan_with(backend: Backend, specs: &[TableSpec], catalog: &Catalog) -> Vec<Sc
                     guards: vec![guard.clone()],
                 });
             }
-            // Flagged rows by next attempt: the claim walks it in order and
-            // stops after a batch; the worker's "next due" is its first entry.
-            let needed_idx = Ident::derived(&["cf", spec.table.as_str(), c.needed.as_str(), "due"]);
+            // Flagged rows by next attempt, then flag time and key: the
+            // claim walks it in order (the rows not backing off from where
+            // its last batch ended) and stops after a batch; the worker's
+            // "next due" is its first entry past the NULLs.
+            let needed_idx =
+                Ident::derived(&["cf", spec.table.as_str(), c.needed.as_str(), "queue"]);
             indexes.push(index(
                 backend,
                 &spec.table,
                 needed_idx,
-                &backend.dialect().nulls_first(&c.next_attempt.quoted()),
+                &format!(
+                    "{}, {}, {}",
+                    backend.dialect().nulls_first(&c.next_attempt.quoted()),
+                    c.stale_since.quoted(),
+                    spec.primary_key.quoted()
+                ),
                 &c.needed.quoted(),
             ));
             if let Some(e) = &c.expires {

@@ -321,8 +321,12 @@ impl<'a> FieldSql<'a> {
     }
 
     /// See [`Dialect::lock_claim`](crate::backend::Dialect::lock_claim).
-    pub(crate) fn lock_claim(&self, leaders: &[&FieldColumns]) -> Option<String> {
-        self.backend.dialect().lock_claim(self, leaders)
+    pub(crate) fn lock_claim(
+        &self,
+        leaders: &[&FieldColumns],
+        from: crate::backend::ClaimFrom,
+    ) -> Option<String> {
+        self.backend.dialect().lock_claim(self, leaders, from)
     }
 
     /// The first number of this field's advisory locks: a stable hash

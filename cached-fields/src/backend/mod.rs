@@ -333,6 +333,18 @@ pub(crate) enum Settings {
     Marked,
 }
 
+/// Where a [`Dialect::lock_claim`] starts its walk of the flagged rows, in
+/// the order they were flagged (`F_stale_since`, then key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClaimFrom {
+    /// The first flagged row.
+    First,
+    /// The rows flagged at or after `$4`.
+    Time,
+    /// The rows after (`F_stale_since`, key) = (`$4`, `$5`).
+    Row,
+}
+
 /// The SQL one engine speaks: every fragment the runtime, the worker and
 /// the schema tools build statements from that is not the same everywhere.
 /// Names reach it quoted; values are always bound (`$1`, `$2`, …).
@@ -366,15 +378,19 @@ pub(crate) trait Dialect: Sync {
     /// Where the engine can lease without writing the row: a query, run in
     /// the transaction that holds the leases until the batch is written
     /// (locks that die with its connection), that locks up to `$3` due keys
-    /// of `f` (`$1` now) and returns them, leaving out a row that one of
-    /// `leaders` (fields that take `f` with their batches) has due.
+    /// of `f` (`$1` now) and returns them, each with its `F_stale_since`
+    /// and whether it was read in the order rows were flagged (flagged,
+    /// not backing off), leaving out a row that one of `leaders` (fields
+    /// that take `f` with their batches) has due; the rows read in that
+    /// order start where `from` says.
     /// `None`: leases are written into the row ([`claim`](Self::claim)).
     fn lock_claim(
         &self,
         f: &FieldSql<'_>,
         leaders: &[&crate::model::FieldColumns],
+        from: ClaimFrom,
     ) -> Option<String> {
-        let _ = (f, leaders);
+        let _ = (f, leaders, from);
         None
     }
     /// Where claims are locks: the expression that tries the lock of `f`'s

@@ -1,8 +1,13 @@
 //! Claiming: leasing a batch of due rows, and when the next one is due.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 
-use super::Settings;
+use super::{Settings, together};
+use crate::backend::ClaimFrom;
 use crate::db::{Ctx, Db};
 use crate::error::Result;
 use crate::key::Key;
@@ -44,37 +49,124 @@ pub(super) async fn claim<M: CachedModel>(
     Ok(claimed)
 }
 
+/// How often, at most, a field's claims start again from the first
+/// flagged row once they come up short: a row flagged behind a field's walk
+/// (by a transaction that committed after the walk had passed its flag
+/// time) or passed over (another worker's, or a leader's) is taken within
+/// about this long plus the poll interval.
+pub(crate) const SWEEP: Duration = Duration::from_secs(1);
+
+/// Where each of a worker's fields stands in its walk of the flagged rows
+/// ([`claim_locked`]), per (table, field), shared by the worker's clones.
+#[derive(Debug, Default)]
+pub(crate) struct Cursors(Mutex<HashMap<(String, String), Walk>>);
+
+/// One field's walk: where its next claim starts (nothing: the first
+/// flagged row; a flag time alone: the rows flagged since, after a walk
+/// that found none; else past the (flag time, key) of the last row taken),
+/// and when the walk last started from the first flagged row.
+#[derive(Debug, Clone, Default)]
+struct Walk {
+    at: Option<(Value, Option<Value>)>,
+    swept: Option<Instant>,
+}
+
+impl Walk {
+    fn sweep_due(&self) -> bool {
+        self.swept.is_none_or(|t| t.elapsed() >= SWEEP)
+    }
+}
+
+impl Cursors {
+    fn with<T>(&self, table: &str, field: &str, f: impl FnOnce(&mut Walk) -> T) -> T {
+        let mut walks = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(walks
+            .entry((table.to_owned(), field.to_owned()))
+            .or_default())
+    }
+}
+
 /// Where the engine leases by lock ([`FieldSql::lock_claim`]): locks up to
 /// a batch of due keys in the lease transaction `lease`, then loads those
 /// still due in a second statement (a new snapshot: a row another worker
 /// stored before releasing its lock is left out); the locks last until the
-/// transaction ends.
+/// transaction ends. Flagged rows are taken in the order they were flagged
+/// from where the field's last batch ended, so the index entries of rows
+/// already stored stay behind, unvisited until a vacuum removes them; a
+/// walk that comes up short starts again from the first flagged row at most
+/// once per [`SWEEP`] (right away when it found nothing).
 pub(super) async fn claim_locked<M: CachedModel>(
     lease: &mut Ctx<'_>,
     model: &Model<M>,
+    field_idx: usize,
     sql: &FieldSql<'_>,
-    lock: String,
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Result<Vec<(Option<Key>, Result<M>)>> {
     let batch = i64::try_from(settings.batch_size).unwrap_or(64);
-    let keys = lease
-        .fetch_values(
-            lock,
-            &[
-                Value::Timestamp(now),
-                Value::Timestamp(now),
-                Value::Int(batch),
-            ],
-            &[model.key_type()],
-        )
-        .await?;
+    let (table, field) = (model.table().as_str(), model.fields()[field_idx].name().as_str());
+    let leaders = together::leaders(model, field_idx, settings);
+    let mut walk = settings.cursors.with(table, field, |w| w.clone());
+    let locked = loop {
+        let from = match &walk.at {
+            None => ClaimFrom::First,
+            Some((_, None)) => ClaimFrom::Time,
+            Some((_, Some(_))) => ClaimFrom::Row,
+        };
+        let Some(lock) = sql.lock_claim(&leaders, from) else {
+            return Ok(Vec::new());
+        };
+        let mut params = vec![
+            Value::Timestamp(now),
+            Value::Timestamp(now),
+            Value::Int(batch),
+        ];
+        match walk.at.clone() {
+            Some((since, key)) => params.extend(std::iter::once(since).chain(key)),
+            None => walk.swept = Some(Instant::now()),
+        }
+        let locked = lease
+            .fetch_values(
+                lock,
+                &params,
+                &[model.key_type(), SqlType::Timestamp, SqlType::Bool],
+            )
+            .await?;
+        let last_in_order = locked
+            .iter()
+            .filter(|r| r.get(2) == Some(&Value::Bool(true)))
+            .filter_map(|r| Some((r.get(1)?.clone(), r.first()?.clone())))
+            .next_back()
+            .filter(|(since, _)| !matches!(since, Value::Null(_)));
+        match last_in_order {
+            Some((since, key)) => walk.at = Some((since, Some(key))),
+            // Nothing flagged: the next walk starts with the rows flagged
+            // from a little before now on (the flag times are the
+            // database's clock; a row behind by a larger skew waits for
+            // the next sweep).
+            None if from == ClaimFrom::First => {
+                let before = chrono::Duration::from_std(SWEEP).unwrap_or_default();
+                walk.at = Some((Value::Timestamp(now - before), None));
+            }
+            None => {}
+        }
+        let short = locked.len() < settings.batch_size;
+        if short && walk.sweep_due() {
+            walk.at = None;
+            if locked.is_empty() && from != ClaimFrom::First {
+                continue;
+            }
+        }
+        break locked;
+    };
+    settings.cursors.with(table, field, |w| *w = walk);
     let mut values = vec![Value::Timestamp(now)];
-    for k in keys {
-        if let Some(v) = k.into_iter().next()
-            && !values.contains(&v)
-        {
-            values.push(v);
+    for k in locked.into_iter().filter_map(|r| r.into_iter().next()) {
+        if !values.contains(&k) {
+            values.push(k);
         }
     }
     if values.len() == 1 {

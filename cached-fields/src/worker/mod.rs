@@ -62,6 +62,8 @@ pub(crate) struct Settings {
     /// Fields paused or held in the database (`table`, `field`), and when
     /// that was read.
     pub(crate) stopped: Arc<Mutex<Stopped>>,
+    /// Where each field's walk of its flagged rows stands.
+    pub(crate) cursors: Arc<claim::Cursors>,
 }
 
 impl Settings {
@@ -173,6 +175,7 @@ impl Worker {
                 rows: Arc::default(),
                 activity: Arc::default(),
                 stopped: Arc::default(),
+                cursors: Arc::default(),
             },
             paused: Arc::default(),
         }
@@ -608,20 +611,17 @@ pub(crate) async fn process_batch<M: CachedModel>(
     // connection if the worker dies), else written into the rows.
     // The lease transaction holds a connection for the batch: a pool of
     // one could then run nothing else.
-    let by_lock = sql
-        .lock_claim(&together::leaders(model, field_idx, settings))
-        .filter(|_| db.max_connections() > 1);
-    let (claimed, mut lease) = match by_lock {
-        Some(lock) => {
-            let mut tx = db.begin().await?;
-            let claimed =
-                claim::claim_locked(&mut tx.ctx(), model, &sql, lock, settings, now).await?;
-            (claimed, Some(tx))
-        }
-        None => (
+    let by_lock = sql.lock_claim(&[], crate::backend::ClaimFrom::First).is_some() && db.max_connections() > 1;
+    let (claimed, mut lease) = if by_lock {
+        let mut tx = db.begin().await?;
+        let claimed =
+            claim::claim_locked(&mut tx.ctx(), model, field_idx, &sql, settings, now).await?;
+        (claimed, Some(tx))
+    } else {
+        (
             claim::claim(db, model, &sql, settings, now, lease_until).await?,
             None,
-        ),
+        )
     };
     let report = BatchReport {
         claimed: claimed.len() as u64,

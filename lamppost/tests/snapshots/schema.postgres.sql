@@ -34,18 +34,18 @@ ALTER TABLE "pigeons" ADD COLUMN "perch_stale_since" TIMESTAMPTZ DEFAULT now();
 ALTER TABLE "pigeons" ADD COLUMN "perch_next_attempt_at" TIMESTAMPTZ;
 ALTER TABLE "pigeons" ADD COLUMN "perch_attempts" BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE "pigeons" ADD COLUMN "perch_last_error" TEXT;
-CREATE INDEX IF NOT EXISTS "cf_lampposts_total_weight_recalculation_needed_due_696c572a97" ON "lampposts" ("total_weight_next_attempt_at" NULLS FIRST) WHERE "total_weight_recalculation_needed";
-COMMENT ON INDEX "cf_lampposts_total_weight_recalculation_needed_due_696c572a97" IS 'cached-fields';
-CREATE INDEX IF NOT EXISTS "cf_lampposts_slow_full_name_recalculation_needed_due_45af9b2367" ON "lampposts" ("slow_full_name_next_attempt_at" NULLS FIRST) WHERE "slow_full_name_recalculation_needed";
-COMMENT ON INDEX "cf_lampposts_slow_full_name_recalculation_needed_due_45af9b2367" IS 'cached-fields';
+CREATE INDEX IF NOT EXISTS "cf_lampposts_total_weight_recalculation_needed_queue_0ddd2aa9a8" ON "lampposts" ("total_weight_next_attempt_at" NULLS FIRST, "total_weight_stale_since", "id") WHERE "total_weight_recalculation_needed";
+COMMENT ON INDEX "cf_lampposts_total_weight_recalculation_needed_queue_0ddd2aa9a8" IS 'cached-fields';
+CREATE INDEX IF NOT EXISTS "cf_lampposts_slow_full_name_recalculation_needed_que_6f3c3cccf8" ON "lampposts" ("slow_full_name_next_attempt_at" NULLS FIRST, "slow_full_name_stale_since", "id") WHERE "slow_full_name_recalculation_needed";
+COMMENT ON INDEX "cf_lampposts_slow_full_name_recalculation_needed_que_6f3c3cccf8" IS 'cached-fields';
 CREATE INDEX IF NOT EXISTS "cf_lampposts_slow_full_name_expires_after_fa27c5cdbf" ON "lampposts" ("slow_full_name_expires_after") WHERE "slow_full_name_expires_after" IS NOT NULL;
 COMMENT ON INDEX "cf_lampposts_slow_full_name_expires_after_fa27c5cdbf" IS 'cached-fields';
-CREATE INDEX IF NOT EXISTS "cf_streets_pigeon_weight_recalculation_needed_due_fae4ddf830" ON "streets" ("pigeon_weight_next_attempt_at" NULLS FIRST) WHERE "pigeon_weight_recalculation_needed";
-COMMENT ON INDEX "cf_streets_pigeon_weight_recalculation_needed_due_fae4ddf830" IS 'cached-fields';
-CREATE INDEX IF NOT EXISTS "cf_streets_heaviest_recalculation_needed_due_866f461e22" ON "streets" ("heaviest_next_attempt_at" NULLS FIRST) WHERE "heaviest_recalculation_needed";
-COMMENT ON INDEX "cf_streets_heaviest_recalculation_needed_due_866f461e22" IS 'cached-fields';
-CREATE INDEX IF NOT EXISTS "cf_pigeons_perch_recalculation_needed_due_36dc28fe34" ON "pigeons" ("perch_next_attempt_at" NULLS FIRST) WHERE "perch_recalculation_needed";
-COMMENT ON INDEX "cf_pigeons_perch_recalculation_needed_due_36dc28fe34" IS 'cached-fields';
+CREATE INDEX IF NOT EXISTS "cf_streets_pigeon_weight_recalculation_needed_queue_5ebc1421a7" ON "streets" ("pigeon_weight_next_attempt_at" NULLS FIRST, "pigeon_weight_stale_since", "id") WHERE "pigeon_weight_recalculation_needed";
+COMMENT ON INDEX "cf_streets_pigeon_weight_recalculation_needed_queue_5ebc1421a7" IS 'cached-fields';
+CREATE INDEX IF NOT EXISTS "cf_streets_heaviest_recalculation_needed_queue_42ccaa5331" ON "streets" ("heaviest_next_attempt_at" NULLS FIRST, "heaviest_stale_since", "id") WHERE "heaviest_recalculation_needed";
+COMMENT ON INDEX "cf_streets_heaviest_recalculation_needed_queue_42ccaa5331" IS 'cached-fields';
+CREATE INDEX IF NOT EXISTS "cf_pigeons_perch_recalculation_needed_queue_7be67f7033" ON "pigeons" ("perch_next_attempt_at" NULLS FIRST, "perch_stale_since", "id") WHERE "perch_recalculation_needed";
+COMMENT ON INDEX "cf_pigeons_perch_recalculation_needed_queue_7be67f7033" IS 'cached-fields';
 CREATE OR REPLACE FUNCTION "cf_bump_lampposts_total_weight_recalculation_needed_46efe3ec4b"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_bump_lampposts_total_weight_recalculation_needed_46efe3ec4b" BEFORE UPDATE OF "total_weight_recalculation_needed" ON "lampposts" FOR EACH ROW WHEN (NEW."total_weight_recalculation_needed") EXECUTE FUNCTION "cf_bump_lampposts_total_weight_recalculation_needed_46efe3ec4b"()
 BEGIN

@@ -4,7 +4,7 @@
 pub(crate) mod driver;
 pub(crate) mod triggers;
 
-use crate::backend::{Dialect, Introspection, Settings};
+use crate::backend::{ClaimFrom, Dialect, Introspection, Settings};
 use crate::ident::Ident;
 use crate::model::FieldColumns;
 use crate::schema::{FieldSpec, SchemaObject, TableSpec, TriggerInfo, normalize};
@@ -134,11 +134,19 @@ impl Dialect for Postgres {
     /// bound however the planner runs the filter, and whatever the rows'
     /// other fields), and the lock is tried on candidates in turn until a
     /// batch is held; a candidate a leader has due is passed over (it goes
-    /// with the leader's batch).
-    fn lock_claim(&self, f: &FieldSql<'_>, leaders: &[&FieldColumns]) -> Option<String> {
+    /// with the leader's batch). Rows flagged and not backing off are read
+    /// in the order they were flagged (`F_stale_since`, then key), from
+    /// where `from` says: a claim does not walk
+    /// again the index entries of the row versions stored before it (dead
+    /// until a vacuum), whatever their number.
+    fn lock_claim(
+        &self,
+        f: &FieldSql<'_>,
+        leaders: &[&FieldColumns],
+        from: ClaimFrom,
+    ) -> Option<String> {
         let (t, pk, c) = (&f.table, &f.pk, f.cols);
         let next = c.next_attempt.quoted();
-        let not_leased = format!("({next} IS NULL OR {next} <= $1)");
         let led = if leaders.is_empty() {
             "FALSE".to_owned()
         } else {
@@ -154,24 +162,44 @@ impl Dialect for Postgres {
                 .collect::<Vec<_>>()
                 .join(" OR ")
         };
-        let flagged = format!(
-            "SELECT k, led FROM (SELECT {pk} AS k, {led} AS led FROM {t} WHERE {needed} AND {not_leased} \
-             ORDER BY {next} NULLS FIRST LIMIT $3 * 4) AS cf_flagged",
-            needed = c.needed.quoted(),
-        );
-        let candidates = match &c.expires {
-            Some(e) => {
-                let e = e.quoted();
-                format!(
-                    "{flagged} UNION ALL SELECT k, led FROM (SELECT {pk} AS k, {led} AS led FROM {t} \
-                     WHERE {e} IS NOT NULL AND {e} <= $1 AND {not_leased} \
-                     ORDER BY {e} LIMIT $3 * 4) AS cf_expired"
-                )
-            }
-            None => flagged,
+        let (needed, since) = (c.needed.quoted(), c.stale_since.quoted());
+        let past = match from {
+            ClaimFrom::First => String::new(),
+            ClaimFrom::Time => format!(" AND {since} >= $4"),
+            ClaimFrom::Row => format!(" AND ({since}, {pk}) > ($4, $5)"),
         };
+        let arm = |name: &str, cond: &str, order: &str, fresh: bool| {
+            format!(
+                "SELECT k, since, led, {fresh} AS fresh FROM (SELECT {pk} AS k, {since} AS since, \
+                 {led} AS led FROM {t} WHERE {cond} ORDER BY {order} LIMIT $3 * 4) AS {name}"
+            )
+        };
+        let mut candidates = vec![
+            arm(
+                "cf_flagged",
+                &format!("{needed} AND {next} IS NULL{past}"),
+                &format!("{next} NULLS FIRST, {since}, {pk}"),
+                true,
+            ),
+            arm(
+                "cf_retried",
+                &format!("{needed} AND {next} <= $1"),
+                &format!("{next} NULLS FIRST, {since}, {pk}"),
+                false,
+            ),
+        ];
+        if let Some(e) = &c.expires {
+            let e = e.quoted();
+            candidates.push(arm(
+                "cf_expired",
+                &format!("{e} IS NOT NULL AND {e} <= $1 AND ({next} IS NULL OR {next} <= $1)"),
+                &e,
+                false,
+            ));
+        }
         Some(format!(
-            "SELECT k FROM ({candidates}) AS cf_all WHERE NOT led AND {lock} LIMIT $3",
+            "SELECT k, since, fresh FROM ({candidates}) AS cf_all WHERE NOT led AND {lock} LIMIT $3",
+            candidates = candidates.join(" UNION ALL "),
             lock = self.try_lock(f, "k")?,
         ))
     }
