@@ -623,3 +623,76 @@ per_backend! {
         .await;
     }
 }
+
+per_backend! {
+    /// A row whose flag time is behind where the worker's walk of the
+    /// flagged rows stands (on PostgreSQL, claims walk them in flag order
+    /// from where the last batch ended) is still taken: flagged by a
+    /// transaction that commits after the walk passed its flag time
+    /// (PostgreSQL), and flagged with a flag time set back an hour (both
+    /// backends).
+    async fn a_row_flagged_behind_the_walk_is_still_recalculated() {
+        use common::posts;
+        on_both("behind", |db, _| async move {
+            posts::setup(&db, 200).await;
+            // Past the hot-row pause of the setup's recalculations: a flag
+            // makes the rows due at once, not after a pause.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let running = start(
+                cached_fields::Worker::new(db.clone(), posts::registry())
+                    .poll_interval(Duration::from_millis(50)),
+            );
+            let total = |id: i64| {
+                let db = db.clone();
+                async move {
+                    posts::posts(&db)
+                        .await
+                        .into_iter()
+                        .find(|p| p.id == id)
+                        .is_some_and(|p| !p.total.recalculation_needed())
+                }
+            };
+            let late = match &db {
+                Db::Postgres(pool) => {
+                    let mut tx = pool.begin().await.unwrap();
+                    sqlx::query("UPDATE posts SET weight = weight + 100 WHERE id = 1")
+                        .execute(&mut *tx)
+                        .await
+                        .unwrap();
+                    Some(tx)
+                }
+                _ => None,
+            };
+            // The others, flagged after it, drained past it.
+            posts::sql(&db, "UPDATE posts SET weight = weight + 1 WHERE id > $1", &[2]).await;
+            eventually(20, "the posts flagged later stored", || {
+                let db = db.clone();
+                async move { posts::flagged(&db).await.iter().all(|&id| id <= 2) }
+            })
+            .await;
+            if let Some(tx) = late {
+                tx.commit().await.unwrap();
+                eventually(10, "post 1, committed late, stored", || total(1)).await;
+            }
+            let back = match db.backend() {
+                Backend::Sqlite => "UPDATE posts SET total_stale_since = datetime(total_stale_since, '-1 hour') WHERE id = $1",
+                _ => "UPDATE posts SET total_stale_since = total_stale_since - interval '1 hour' WHERE id = $1",
+            };
+            crate::on_pool!(&db, |p| {
+                let mut tx = p.begin().await.unwrap();
+                sqlx::query("UPDATE posts SET weight = weight + 100 WHERE id = $1")
+                    .bind(2_i64)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                sqlx::query(back).bind(2_i64).execute(&mut *tx).await.unwrap();
+                tx.commit().await.unwrap();
+            });
+            eventually(10, "post 2, flagged an hour back, stored", || total(2)).await;
+            let stats = running.stop().await;
+            assert_eq!(stats.failed, 0, "{stats:?}");
+            posts::assert_consistent(&db).await;
+        })
+        .await;
+    }
+}

@@ -107,7 +107,10 @@ pub(super) async fn claim_locked<M: CachedModel>(
     now: DateTime<Utc>,
 ) -> Result<Vec<(Option<Key>, Result<M>)>> {
     let batch = i64::try_from(settings.batch_size).unwrap_or(64);
-    let (table, field) = (model.table().as_str(), model.fields()[field_idx].name().as_str());
+    let (table, field) = (
+        model.table().as_str(),
+        model.fields()[field_idx].name().as_str(),
+    );
     let leaders = together::leaders(model, field_idx, settings);
     let mut walk = settings.cursors.with(table, field, |w| w.clone());
     let locked = loop {

@@ -611,7 +611,10 @@ pub(crate) async fn process_batch<M: CachedModel>(
     // connection if the worker dies), else written into the rows.
     // The lease transaction holds a connection for the batch: a pool of
     // one could then run nothing else.
-    let by_lock = sql.lock_claim(&[], crate::backend::ClaimFrom::First).is_some() && db.max_connections() > 1;
+    let by_lock = sql
+        .lock_claim(&[], crate::backend::ClaimFrom::First)
+        .is_some()
+        && db.max_connections() > 1;
     let (claimed, mut lease) = if by_lock {
         let mut tx = db.begin().await?;
         let claimed =
