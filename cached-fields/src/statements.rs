@@ -343,8 +343,8 @@ impl<'a> FieldSql<'a> {
     /// Claims up to `$3` due rows by leasing them until `$2`, and returns
     /// them (`select_list`): claim and load in one round trip, so the
     /// version returned is the one the inputs beside it were read at.
-    pub(crate) fn claim(&self, select_list: &str) -> String {
-        self.backend.dialect().claim(self, select_list)
+    pub(crate) fn claim(&self, select_list: &str, with: &[&FieldColumns]) -> String {
+        self.backend.dialect().claim(self, select_list, with)
     }
 
     /// The earliest instant (epoch seconds) at which a row becomes due:
@@ -455,6 +455,67 @@ impl<'a> FieldSql<'a> {
             t = self.table,
         )
     }
+}
+
+/// The `SET` items, after a claim's own, that lease the fields `with` of
+/// the claimed rows until `$2` where no one holds them (`$1` now).
+pub(crate) fn lease_also(backend: Backend, with: &[&FieldColumns]) -> String {
+    with.iter()
+        .map(|c| {
+            let n = c.next_attempt.quoted();
+            format!(
+                ", {n} = CASE WHEN {n} IS NULL OR {le} THEN $2 ELSE {n} END",
+                le = ts_le(backend, &n, "$1")
+            )
+        })
+        .collect()
+}
+
+/// Of the `n` rows `$2`… of `table`, those whose field `c` is leased until
+/// `$1` (by the claim that leased them with its batch, [`lease_also`]).
+pub(crate) fn leased_with(table: &Ident, pk: &Ident, c: &FieldColumns, n: usize) -> String {
+    let params: Vec<String> = (2..n + 2).map(|i| format!("${i}")).collect();
+    format!(
+        "SELECT {pk} FROM {t} WHERE {pk} IN ({params}) AND {next} = $1",
+        pk = pk.quoted(),
+        t = table.quoted(),
+        params = params.join(", "),
+        next = c.next_attempt.quoted(),
+    )
+}
+
+/// Ends the leases until `$1` of the fields `with` on the `n` rows `$2`…
+/// of `table` (those the batch did not store).
+pub(crate) fn release_with(
+    backend: Backend,
+    table: &Ident,
+    pk: &Ident,
+    with: &[&FieldColumns],
+    n: usize,
+) -> String {
+    let params: Vec<String> = (2..n + 2).map(|i| format!("${i}")).collect();
+    let sets: Vec<String> = with
+        .iter()
+        .map(|c| {
+            let n = c.next_attempt.quoted();
+            format!("{n} = CASE WHEN {n} = $1 THEN NULL ELSE {n} END")
+        })
+        .collect();
+    let any: Vec<String> = with
+        .iter()
+        .map(|c| format!("{} = $1", c.next_attempt.quoted()))
+        .collect();
+    let settings = backend.dialect().prefix(Settings::Worker);
+    format!(
+        "{with}UPDATE {t} SET {sets}{from} WHERE {pk} IN ({params}) AND ({any})",
+        with = settings.with,
+        from = settings.from,
+        t = table.quoted(),
+        pk = pk.quoted(),
+        sets = sets.join(", "),
+        params = params.join(", "),
+        any = any.join(" OR "),
+    )
 }
 
 /// Stores the values of several fields of `n` rows of `table` in one

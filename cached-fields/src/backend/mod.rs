@@ -238,6 +238,7 @@ pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 use crate::ident::Ident;
+use crate::model::FieldColumns;
 #[allow(unused_imports)] // used by the modules below
 use crate::schema::normalize;
 use crate::schema::{FieldSpec, SchemaObject, TableSpec, TriggerInfo};
@@ -373,8 +374,10 @@ pub(crate) trait Dialect: Sync {
     /// items that make it evaluate them first.
     fn prefix(&self, settings: Settings) -> Prefix;
     /// Claims up to `$3` due rows of `f` by leasing them until `$2` (`$1`
-    /// is now), returning `select_list`, without scanning the table.
-    fn claim(&self, f: &FieldSql<'_>, select_list: &str) -> String;
+    /// is now), returning `select_list`, without scanning the table; in the
+    /// same write, leases the fields `with` of those rows where no one else
+    /// holds them (their batch's companions, see `worker::together`).
+    fn claim(&self, f: &FieldSql<'_>, select_list: &str, with: &[&FieldColumns]) -> String;
     /// Where the engine can lease without writing the row: a query, run in
     /// the transaction that holds the leases until the batch is written
     /// (locks that die with its connection), that locks up to `$3` due keys

@@ -17,12 +17,15 @@ use crate::statements::{self, FieldSql};
 use crate::value::{SqlType, Value};
 
 /// Leases up to a batch of the field's due rows until `lease_until` and
-/// loads them in the same statement: each with its key, when that much
-/// could be read, and the row, or why it could not be read as the model.
+/// loads them in the same statement, leasing with them the fields `with`
+/// (the batch's companions) of those rows where no one holds them: each
+/// with its key, when that much could be read, and the row, or why it
+/// could not be read as the model.
 pub(super) async fn claim<M: CachedModel>(
     db: &Db,
     model: &Model<M>,
     sql: &FieldSql<'_>,
+    with: &[&crate::model::FieldColumns],
     settings: &Settings,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
@@ -31,7 +34,7 @@ pub(super) async fn claim<M: CachedModel>(
     let mut ctx = Ctx::from(db);
     let claimed = runtime::with_schema_hint(
         ctx.fetch_models_each::<M>(
-            sql.claim(model.select_list()),
+            sql.claim(model.select_list(), with),
             &[
                 Value::Timestamp(now),
                 Value::Timestamp(lease_until),

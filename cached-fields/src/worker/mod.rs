@@ -42,6 +42,7 @@ use crate::model::{CachedModel, DEFAULT_TIMEOUT};
 use crate::registry::Registry;
 use crate::runtime::{self, Stored};
 use crate::statements::{self, FieldSql};
+use crate::value::Value;
 
 /// Worker tuning.
 #[derive(Debug, Clone)]
@@ -615,6 +616,15 @@ pub(crate) async fn process_batch<M: CachedModel>(
         .lock_claim(&[], crate::backend::ClaimFrom::First)
         .is_some()
         && db.max_connections() > 1;
+    // The row's later due fields go with the batch (see `together`): held
+    // by locks taken with their calculation where claims are locks, else
+    // leased by the claim itself.
+    let gs = together::companions(model, field, settings);
+    let with: Vec<&crate::model::FieldColumns> = if by_lock {
+        Vec::new()
+    } else {
+        gs.iter().map(|&g| model.fields()[g].columns()).collect()
+    };
     let (claimed, mut lease) = if by_lock {
         let mut tx = db.begin().await?;
         let claimed =
@@ -622,7 +632,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
         (claimed, Some(tx))
     } else {
         (
-            claim::claim(db, model, &sql, settings, now, lease_until).await?,
+            claim::claim(db, model, &sql, &with, settings, now, lease_until).await?,
             None,
         )
     };
@@ -630,6 +640,10 @@ pub(crate) async fn process_batch<M: CachedModel>(
         claimed: claimed.len() as u64,
         stats: Stats::default(),
     };
+    let keys: Vec<Value> = claimed
+        .iter()
+        .filter_map(|(k, _)| k.as_ref().map(Key::to_value))
+        .collect();
     let outcome = if claimed.is_empty() {
         Ok(report)
     } else {
@@ -639,6 +653,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
             model,
             field,
             settings,
+            &gs,
             claimed,
             (now, lease_until),
             lease_ctx,
@@ -648,6 +663,20 @@ pub(crate) async fn process_batch<M: CachedModel>(
     };
     if let Some(tx) = lease {
         tx.commit().await?;
+    }
+    // Companions leased with the claim and not stored: released (a row
+    // stored together holds no lease of them any more).
+    if outcome.is_ok() && !with.is_empty() && !keys.is_empty() {
+        let sql = statements::release_with(
+            db.backend(),
+            model.table(),
+            model.primary_key(),
+            &with,
+            keys.len(),
+        );
+        let mut params = vec![Value::Timestamp(lease_until)];
+        params.extend(keys);
+        Ctx::from(db).execute(sql, &params).await?;
     }
     outcome
 }
@@ -659,6 +688,7 @@ async fn process_claimed<M: CachedModel>(
     model: &crate::model::Model<M>,
     field: &crate::model::Field<M>,
     settings: &Settings,
+    gs: &[usize],
     claimed: Vec<(Option<Key>, Result<M>)>,
     (now, lease_until): (DateTime<Utc>, DateTime<Utc>),
     lease: Option<Ctx<'_>>,
@@ -784,21 +814,19 @@ async fn process_claimed<M: CachedModel>(
         &values,
     )
     .await;
-    // Where claims are locks, the row's later due fields go with this one:
-    // calculated from its new value, written in one statement.
-    let gs = if lease.is_some() {
-        together::companions(model, field, settings)
+    // The row's later due fields go with this one: calculated from its new
+    // value, written in one statement.
+    let stored = if gs.is_empty() {
+        write_batch(db, model, field, settings, &mut done).await?
     } else {
-        Vec::new()
-    };
-    let stored = match lease {
-        Some(mut lease) if !gs.is_empty() => {
-            let (stored, companions) =
-                together::write(db, &mut lease, model, field, settings, &gs, &mut done).await?;
-            report.stats.add(companions);
-            stored
-        }
-        _ => write_batch(db, model, field, settings, &mut done).await?,
+        let held = match lease {
+            Some(lease) => together::Held::Locks(lease),
+            None => together::Held::Leases(lease_until),
+        };
+        let (stored, companions) =
+            together::write(db, held, model, field, settings, gs, &mut done).await?;
+        report.stats.add(companions);
+        stored
     };
     let mut ctx = Ctx::from(db);
     let (table, name) = (model.table().as_str(), field.name().as_str());

@@ -1,9 +1,12 @@
-//! A row's fields together: where claims are locks (PostgreSQL), a
-//! claimed row's other due fields (after the batch's field in dependency
-//! order) are calculated with it, in that order, from its new value in
-//! memory, and all of them go back in one statement, each field guarded by
-//! its own version (a row whose companions were not all still current is
-//! written again with the batch's field alone).
+//! A row's fields together: a claimed row's other due fields (after the
+//! batch's field in dependency order) are calculated with it, in that
+//! order, from its new value in memory, and all of them go back in one
+//! statement, each field guarded by its own version (a row whose
+//! companions were not all still current is written again with the
+//! batch's field alone). The batch holds its companions by locks taken in
+//! its lease transaction where claims are locks (PostgreSQL), else by
+//! leases its claim wrote with its own (SQLite), released after the batch
+//! where not stored.
 
 use std::collections::{HashMap, HashSet};
 
@@ -88,19 +91,26 @@ pub(super) fn leaders<'m, M>(
         .collect()
 }
 
+/// How the batch holds its companions: by locks it tries in its lease
+/// transaction, or by leases its claim wrote until the instant given.
+pub(super) enum Held<'c> {
+    Locks(Ctx<'c>),
+    Leases(DateTime<Utc>),
+}
+
 /// One companion value of a row: the field, the version it was computed
 /// at, the value.
 type Companion = (usize, i64, Value);
 
 /// Writes the batch: each row whose outcome is a value of `field` with the
-/// values of its companions (`gs`) that could be calculated (their locks
-/// taken in the lease transaction `lease`, their chained fields fresh),
+/// values of its companions (`gs`) that could be calculated (held as
+/// `held` says, their chained fields fresh),
 /// one statement per set of fields; every other outcome as
 /// [`super::complete::write_one`] does. Returns what each row of `done`
 /// came to for `field`, and the companions' counts.
 pub(super) async fn write<M: CachedModel>(
     db: &Db,
-    lease: &mut Ctx<'_>,
+    mut held: Held<'_>,
     model: &Model<M>,
     field: &Field<M>,
     settings: &Settings,
@@ -114,14 +124,32 @@ pub(super) async fn write<M: CachedModel>(
         .map(|c| c.key.to_value())
         .collect();
     // Which rows each companion may be calculated for: those whose lock of
-    // it this transaction holds (another worker may be on it).
+    // it this transaction holds, or whose lease the claim took (another
+    // worker may be on it).
     let mut locked: HashMap<usize, HashSet<Key>> = HashMap::new();
     if !keys.is_empty() {
         for &g in gs {
-            let Some(query) = lock_query(db, model, g, keys.len()) else {
-                continue;
+            let rows = match &mut held {
+                Held::Locks(lease) => {
+                    let Some(query) = lock_query(db, model, g, keys.len()) else {
+                        continue;
+                    };
+                    lease.fetch_values(query, &keys, &[key_type]).await?
+                }
+                Held::Leases(until) => {
+                    let query = statements::leased_with(
+                        model.table(),
+                        model.primary_key(),
+                        model.fields()[g].columns(),
+                        keys.len(),
+                    );
+                    let mut params = vec![Value::Timestamp(*until)];
+                    params.extend(keys.iter().cloned());
+                    Ctx::from(db)
+                        .fetch_values(query, &params, &[key_type])
+                        .await?
+                }
             };
-            let rows = lease.fetch_values(query, &keys, &[key_type]).await?;
             locked.insert(
                 g,
                 rows.into_iter()

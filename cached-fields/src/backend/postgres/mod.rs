@@ -90,7 +90,7 @@ impl Dialect for Postgres {
         }
     }
 
-    fn claim(&self, f: &FieldSql<'_>, select_list: &str) -> String {
+    fn claim(&self, f: &FieldSql<'_>, select_list: &str, with: &[&FieldColumns]) -> String {
         let (t, pk, c) = (&f.table, &f.pk, f.cols);
         let next = c.next_attempt.quoted();
         let list = if select_list == "*" {
@@ -120,10 +120,11 @@ impl Dialect for Postgres {
         };
         let p = self.prefix(Settings::Worker);
         format!(
-            "{with}UPDATE {t} SET {next} = $2 FROM (SELECT k FROM ({candidates}) AS cf_all LIMIT $3) \
+            "{with}UPDATE {t} SET {next} = $2{companions} FROM (SELECT k FROM ({candidates}) AS cf_all LIMIT $3) \
              AS cf_due{also} WHERE {t}.{pk} = cf_due.k RETURNING {list}",
             with = p.with,
             also = p.also,
+            companions = crate::statements::lease_also(crate::Backend::Postgres, with),
         )
     }
 

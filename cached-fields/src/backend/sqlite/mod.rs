@@ -4,8 +4,9 @@
 pub(crate) mod driver;
 pub(crate) mod triggers;
 
-use crate::backend::{Dialect, Introspection, Settings};
+use crate::backend::{Backend, Dialect, Introspection, Settings};
 use crate::ident::Ident;
+use crate::model::FieldColumns;
 use crate::schema::{FieldSpec, SchemaObject, TableSpec, TriggerInfo, normalize};
 use crate::statements::{FieldSql, Prefix};
 use crate::triggers::Catalog;
@@ -77,7 +78,7 @@ impl Dialect for Sqlite {
         Prefix::NONE
     }
 
-    fn claim(&self, f: &FieldSql<'_>, select_list: &str) -> String {
+    fn claim(&self, f: &FieldSql<'_>, select_list: &str, with: &[&FieldColumns]) -> String {
         let (t, pk, c) = (&f.table, &f.pk, f.cols);
         let next = c.next_attempt.quoted();
         // One arm per index (flagged rows; passed expiries), so a claim
@@ -99,8 +100,9 @@ impl Dialect for Sqlite {
             None => flagged,
         };
         format!(
-            "UPDATE {t} SET {next} = $2 WHERE {pk} IN (SELECT k FROM ({candidates}) LIMIT $3) \
-             RETURNING {select_list}"
+            "UPDATE {t} SET {next} = $2{also} WHERE {pk} IN (SELECT k FROM ({candidates}) LIMIT $3) \
+             RETURNING {select_list}",
+            also = crate::statements::lease_also(Backend::Sqlite, with),
         )
     }
 
