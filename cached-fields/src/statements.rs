@@ -343,8 +343,15 @@ impl<'a> FieldSql<'a> {
     /// Claims up to `$3` due rows by leasing them until `$2`, and returns
     /// them (`select_list`): claim and load in one round trip, so the
     /// version returned is the one the inputs beside it were read at.
-    pub(crate) fn claim(&self, select_list: &str, with: &[&FieldColumns]) -> String {
-        self.backend.dialect().claim(self, select_list, with)
+    pub(crate) fn claim(
+        &self,
+        select_list: &str,
+        with: &[&FieldColumns],
+        leaders: &[&FieldColumns],
+    ) -> String {
+        self.backend
+            .dialect()
+            .claim(self, select_list, with, leaders)
     }
 
     /// The earliest instant (epoch seconds) at which a row becomes due:
@@ -455,6 +462,27 @@ impl<'a> FieldSql<'a> {
             t = self.table,
         )
     }
+}
+
+/// Whether one of `leaders` (fields that take a field with their batches,
+/// see `worker::together`) has the row due (`$1` now): a claim of the
+/// field passes over it, leaving it to the leader's batch.
+pub(crate) fn led(backend: Backend, leaders: &[&FieldColumns]) -> String {
+    if leaders.is_empty() {
+        return "FALSE".to_owned();
+    }
+    leaders
+        .iter()
+        .map(|l| {
+            let n = l.next_attempt.quoted();
+            format!(
+                "({needed} AND ({n} IS NULL OR {le}))",
+                needed = l.needed.quoted(),
+                le = ts_le(backend, &n, "$1"),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ")
 }
 
 /// The `SET` items, after a claim's own, that lease the fields `with` of

@@ -376,8 +376,16 @@ pub(crate) trait Dialect: Sync {
     /// Claims up to `$3` due rows of `f` by leasing them until `$2` (`$1`
     /// is now), returning `select_list`, without scanning the table; in the
     /// same write, leases the fields `with` of those rows where no one else
-    /// holds them (their batch's companions, see `worker::together`).
-    fn claim(&self, f: &FieldSql<'_>, select_list: &str, with: &[&FieldColumns]) -> String;
+    /// holds them (their batch's companions, see `worker::together`). Where
+    /// the backend can without locking more rows than it claims, passes
+    /// over a row one of `leaders` has due (it goes with their batch).
+    fn claim(
+        &self,
+        f: &FieldSql<'_>,
+        select_list: &str,
+        with: &[&FieldColumns],
+        leaders: &[&FieldColumns],
+    ) -> String;
     /// Where the engine can lease without writing the row: a query, run in
     /// the transaction that holds the leases until the batch is written
     /// (locks that die with its connection), that locks up to `$3` due keys

@@ -24,17 +24,21 @@ use crate::value::{SqlType, Value};
 pub(super) async fn claim<M: CachedModel>(
     db: &Db,
     model: &Model<M>,
+    field_idx: usize,
     sql: &FieldSql<'_>,
     with: &[&crate::model::FieldColumns],
     settings: &Settings,
-    now: DateTime<Utc>,
-    lease_until: DateTime<Utc>,
+    (now, lease_until): (DateTime<Utc>, DateTime<Utc>),
 ) -> Result<Vec<(Option<Key>, Result<M>)>> {
     let batch = i64::try_from(settings.batch_size).unwrap_or(64);
     let mut ctx = Ctx::from(db);
     let claimed = runtime::with_schema_hint(
         ctx.fetch_models_each::<M>(
-            sql.claim(model.select_list(), with),
+            sql.claim(
+                model.select_list(),
+                with,
+                &together::leaders(model, field_idx, settings),
+            ),
             &[
                 Value::Timestamp(now),
                 Value::Timestamp(lease_until),

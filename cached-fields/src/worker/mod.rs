@@ -632,7 +632,16 @@ pub(crate) async fn process_batch<M: CachedModel>(
         (claimed, Some(tx))
     } else {
         (
-            claim::claim(db, model, &sql, &with, settings, now, lease_until).await?,
+            claim::claim(
+                db,
+                model,
+                field_idx,
+                &sql,
+                &with,
+                settings,
+                (now, lease_until),
+            )
+            .await?,
             None,
         )
     };

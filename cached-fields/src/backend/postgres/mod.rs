@@ -90,7 +90,16 @@ impl Dialect for Postgres {
         }
     }
 
-    fn claim(&self, f: &FieldSql<'_>, select_list: &str, with: &[&FieldColumns]) -> String {
+    /// (Its rows are locked as they are read: it takes no leaders' rows
+    /// into account, which a pool of one connection, the one case it
+    /// serves, leaves to the chain.)
+    fn claim(
+        &self,
+        f: &FieldSql<'_>,
+        select_list: &str,
+        with: &[&FieldColumns],
+        _leaders: &[&FieldColumns],
+    ) -> String {
         let (t, pk, c) = (&f.table, &f.pk, f.cols);
         let next = c.next_attempt.quoted();
         let list = if select_list == "*" {
@@ -148,21 +157,7 @@ impl Dialect for Postgres {
     ) -> Option<String> {
         let (t, pk, c) = (&f.table, &f.pk, f.cols);
         let next = c.next_attempt.quoted();
-        let led = if leaders.is_empty() {
-            "FALSE".to_owned()
-        } else {
-            leaders
-                .iter()
-                .map(|l| {
-                    let n = l.next_attempt.quoted();
-                    format!(
-                        "({needed} AND ({n} IS NULL OR {n} <= $1))",
-                        needed = l.needed.quoted()
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" OR ")
-        };
+        let led = crate::statements::led(crate::Backend::Postgres, leaders);
         let (needed, since) = (c.needed.quoted(), c.stale_since.quoted());
         let past = match from {
             ClaimFrom::First => String::new(),

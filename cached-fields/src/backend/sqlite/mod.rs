@@ -78,30 +78,40 @@ impl Dialect for Sqlite {
         Prefix::NONE
     }
 
-    fn claim(&self, f: &FieldSql<'_>, select_list: &str, with: &[&FieldColumns]) -> String {
+    /// Each arm reads at most four batches of candidates from its index
+    /// (flagged rows; passed expiries), so a claim never scans the table,
+    /// and passes over a candidate a leader has due (it goes with the
+    /// leader's batch).
+    fn claim(
+        &self,
+        f: &FieldSql<'_>,
+        select_list: &str,
+        with: &[&FieldColumns],
+        leaders: &[&FieldColumns],
+    ) -> String {
         let (t, pk, c) = (&f.table, &f.pk, f.cols);
         let next = c.next_attempt.quoted();
-        // One arm per index (flagged rows; passed expiries), so a claim
-        // never scans the table.
+        let led = crate::statements::led(Backend::Sqlite, leaders);
         let not_leased = format!("({next} IS NULL OR {le})", le = self.ts_le(&next, "$1"));
         let flagged = format!(
-            "SELECT k FROM (SELECT {pk} AS k FROM {t} WHERE {needed} AND {not_leased} LIMIT $3)",
+            "SELECT k, led FROM (SELECT {pk} AS k, {led} AS led FROM {t} WHERE {needed} AND {not_leased} \
+             LIMIT $3 * 4)",
             needed = c.needed.quoted(),
         );
         let candidates = match &c.expires {
             Some(e) => {
                 let e = e.quoted();
                 format!(
-                    "{flagged} UNION SELECT k FROM (SELECT {pk} AS k FROM {t} WHERE {e} IS NOT NULL \
-                     AND {le} AND {not_leased} LIMIT $3)",
+                    "{flagged} UNION ALL SELECT k, led FROM (SELECT {pk} AS k, {led} AS led FROM {t} \
+                     WHERE {e} IS NOT NULL AND {le} AND {not_leased} LIMIT $3 * 4)",
                     le = self.ts_le(&e, "$1"),
                 )
             }
             None => flagged,
         };
         format!(
-            "UPDATE {t} SET {next} = $2{also} WHERE {pk} IN (SELECT k FROM ({candidates}) LIMIT $3) \
-             RETURNING {select_list}",
+            "UPDATE {t} SET {next} = $2{also} WHERE {pk} IN (SELECT k FROM ({candidates}) \
+             WHERE NOT led LIMIT $3) RETURNING {select_list}",
             also = crate::statements::lease_also(Backend::Sqlite, with),
         )
     }
