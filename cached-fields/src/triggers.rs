@@ -347,6 +347,19 @@ pub(crate) fn changed(cols: &[&Ident], op: &str) -> String {
         .join(" OR ")
 }
 
+/// Whether an `UPDATE` stores the field of columns `c` itself (its
+/// version moved on by one, its flag cleared): the worker writing a row's
+/// fields together, this one computed from the new values of those it
+/// chains on. The trigger flagging the field for a change of what it
+/// chains on does not fire for such a statement.
+pub(crate) fn stores_itself(c: &crate::model::FieldColumns) -> String {
+    format!(
+        "NEW.{v} = OLD.{v} + 1 AND NOT NEW.{n}",
+        v = c.version.quoted(),
+        n = c.needed.quoted()
+    )
+}
+
 /// The head of a trigger that fires when an `UPDATE` changes one of `cols`
 /// of `table`: `{timing} UPDATE OF cols ON table FOR EACH ROW WHEN (changed)`,
 /// with the backend's null-safe inequality `op`.

@@ -279,18 +279,12 @@ pub(crate) fn dependencies(
     let mut out = Vec::new();
 
     if let Some((name, own)) = own_dependency(spec, f) {
-        // Not when the same statement stores this field (its version moved
-        // on by one, its flag cleared): the worker writing a row's fields
-        // together, this one computed from the new values of those it
-        // chains on.
         let head = format!(
-            "BEFORE UPDATE OF {cols} ON {t} FOR EACH ROW WHEN (({changed}) AND NOT \
-             (NEW.{v} = OLD.{v} + 1 AND NOT NEW.{n}))",
+            "BEFORE UPDATE OF {cols} ON {t} FOR EACH ROW WHEN (({changed}) AND NOT ({itself}))",
             cols = column_list(&own),
             t = spec.table.quoted(),
             changed = changed(&own, NOT_SAME),
-            v = c.version.quoted(),
-            n = c.needed.quoted(),
+            itself = crate::triggers::stores_itself(c),
         );
         out.push(trigger(
             &spec.table,

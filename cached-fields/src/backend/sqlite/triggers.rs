@@ -260,16 +260,11 @@ pub(crate) fn dependencies(
     let mut out = Vec::new();
 
     if let Some((name, own)) = own_dependency(spec, f) {
-        // Not when the same statement stores this field (its version moved
-        // on by one, its flag cleared): the worker writing a row's fields
-        // together, this one computed from the new values of those it
-        // chains on.
         let head = format!(
-            "{} AND NOT (NEW.{v} = OLD.{v} + 1 AND NOT NEW.{needed}))",
-            on_change("AFTER", &spec.table, &own, NOT_SAME)
-                .strip_suffix(')')
-                .unwrap_or_default(),
-            v = c.version.quoted(),
+            "AFTER UPDATE OF {cols} ON {t} FOR EACH ROW WHEN (({changed}) AND NOT ({itself}))",
+            cols = crate::triggers::column_list(&own),
+            changed = crate::triggers::changed(&own, NOT_SAME),
+            itself = crate::triggers::stores_itself(c),
         );
         out.push(trigger(
             &spec.table,
