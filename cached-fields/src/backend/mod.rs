@@ -404,6 +404,12 @@ pub(crate) trait Dialect: Sync {
         let _ = (f, leaders, from);
         None
     }
+    /// Whether claims are locks ([`lock_claim`](Self::lock_claim) and
+    /// [`try_lock`](Self::try_lock) give SQL) rather than leases written
+    /// into the row.
+    fn claims_by_lock(&self) -> bool {
+        false
+    }
     /// Where claims are locks: the expression that tries the lock of `f`'s
     /// row whose key is `key` (true when taken, or held by this
     /// transaction already).

@@ -612,10 +612,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
     // connection if the worker dies), else written into the rows.
     // The lease transaction holds a connection for the batch: a pool of
     // one could then run nothing else.
-    let by_lock = sql
-        .lock_claim(&[], crate::backend::ClaimFrom::First)
-        .is_some()
-        && db.max_connections() > 1;
+    let by_lock = db.backend().dialect().claims_by_lock() && db.max_connections() > 1;
     // The row's later due fields go with the batch (see `together`): held
     // by locks taken with their calculation where claims are locks, else
     // leased by the claim itself.
@@ -649,10 +646,15 @@ pub(crate) async fn process_batch<M: CachedModel>(
         claimed: claimed.len() as u64,
         stats: Stats::default(),
     };
-    let keys: Vec<Value> = claimed
-        .iter()
-        .filter_map(|(k, _)| k.as_ref().map(Key::to_value))
-        .collect();
+    // The claimed keys, where companions' leases may need releasing.
+    let keys: Vec<Value> = if with.is_empty() {
+        Vec::new()
+    } else {
+        claimed
+            .iter()
+            .filter_map(|(k, _)| k.as_ref().map(Key::to_value))
+            .collect()
+    };
     let outcome = if claimed.is_empty() {
         Ok(report)
     } else {

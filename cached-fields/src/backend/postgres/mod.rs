@@ -200,6 +200,10 @@ impl Dialect for Postgres {
         ))
     }
 
+    fn claims_by_lock(&self) -> bool {
+        true
+    }
+
     fn try_lock(&self, f: &FieldSql<'_>, key: &str) -> Option<String> {
         Some(format!(
             "pg_try_advisory_xact_lock({ns}, hashtext(CAST({key} AS TEXT)))",
