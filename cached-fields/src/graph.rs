@@ -78,9 +78,15 @@ pub struct Guard {
     pub rows: bool,
     /// The columns whose update flags the field.
     pub watches: Vec<String>,
-    /// The triggers' names (their common part: each backend adds its own
-    /// for replacements or truncations).
+    /// The triggers' names: for a field's own row, the one trigger on
+    /// every backend; for a table on a path, a set per field and path
+    /// (SQLite's), each backend adding its own for replacements or
+    /// truncations.
     pub triggers: Vec<String>,
+    /// For a table on a path, where a backend guards the table with one
+    /// statement trigger per event for every field reached through it
+    /// (PostgreSQL), those triggers' names instead; empty for an own row.
+    pub table_triggers: Vec<String>,
 }
 
 impl Graph {
@@ -102,6 +108,7 @@ impl Graph {
                         rows: false,
                         watches: cols,
                         triggers: own.iter().map(|(n, _)| n.to_string()).collect(),
+                        table_triggers: Vec::new(),
                     };
                     let reads_field = match d {
                         Dependency::Column(c) => {
@@ -137,6 +144,13 @@ impl Graph {
                                         triggers: ["ins", "del", "upd"]
                                             .iter()
                                             .map(|k| r.name(k).to_string())
+                                            .collect(),
+                                        table_triggers: ["ins", "del", "upd"]
+                                            .iter()
+                                            .map(|k| {
+                                                triggers::table_trigger_name(k, &r.table)
+                                                    .to_string()
+                                            })
                                             .collect(),
                                     });
                                 }
@@ -219,7 +233,7 @@ impl fmt::Display for Graph {
                     None => writeln!(f, "  {}", d.declared)?,
                 }
                 for g in &d.guards {
-                    writeln!(
+                    write!(
                         f,
                         "    on {}: {}update of {} by {}",
                         g.table,
@@ -227,6 +241,15 @@ impl fmt::Display for Graph {
                         g.watches.join(", "),
                         g.triggers.join(", ")
                     )?;
+                    if g.table_triggers.is_empty() {
+                        writeln!(f)?;
+                    } else {
+                        writeln!(
+                            f,
+                            " on SQLite, by {} on PostgreSQL",
+                            g.table_triggers.join(", ")
+                        )?;
+                    }
                 }
             }
         }

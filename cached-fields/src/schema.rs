@@ -326,13 +326,18 @@ fn plan_with(backend: Backend, specs: &[TableSpec], catalog: &Catalog) -> Vec<Sc
                 ));
             }
             trigs.push(triggers::bump(backend, spec, f));
-            trigs.extend(triggers::dependencies(backend, spec, f, catalog));
+            trigs.extend(triggers::dependencies(backend, spec, f));
         }
         if !spec.fields.is_empty() {
             trigs.extend(triggers::guards(backend, spec));
             trigs.push(triggers::insert(backend, spec));
         }
     }
+    trigs.extend(triggers::related(
+        backend,
+        &triggers::all_reaches(specs, catalog),
+        catalog,
+    ));
     cols.extend(indexes);
     cols.extend(trigs);
     cols

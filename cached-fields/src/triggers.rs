@@ -136,16 +136,38 @@ pub(crate) fn guards(backend: Backend, spec: &TableSpec) -> Vec<SchemaObject> {
     backend.dialect().guard_triggers(spec)
 }
 
-/// The dependency triggers of one field: an update of a column of its own
-/// row, and inserts, deletes, updates (moves included: old and new parent)
-/// and truncations of related rows.
-pub(crate) fn dependencies(
+/// The trigger flagging one field for an update of a column of its own
+/// row (none when it reads none).
+pub(crate) fn dependencies(backend: Backend, spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject> {
+    backend.dialect().dependency_triggers(spec, f)
+}
+
+/// The triggers flagging fields for inserts, deletes, updates (moves
+/// included: old and new parent) and truncations of the rows their paths
+/// pass through: `reaches` is every field's (see [`all_reaches`]), so a
+/// backend can guard each written table with one trigger per event for
+/// every field reached through it.
+pub(crate) fn related(
     backend: Backend,
-    spec: &TableSpec,
-    f: &FieldSpec,
+    reaches: &[Reach<'_>],
     catalog: &Catalog,
 ) -> Vec<SchemaObject> {
-    backend.dialect().dependency_triggers(spec, f, catalog)
+    backend.dialect().related_triggers(reaches, catalog)
+}
+
+/// Every table every field of `specs` reaches along its paths, field by
+/// field in declaration order.
+pub(crate) fn all_reaches<'a>(specs: &'a [TableSpec], catalog: &Catalog) -> Vec<Reach<'a>> {
+    specs
+        .iter()
+        .flat_map(|s| s.fields.iter().flat_map(move |f| reaches(s, f, catalog)))
+        .collect()
+}
+
+/// The name of a trigger guarding `table` for every field reached through
+/// it, on a backend with statement triggers: `cf_{kind}_{table}_{hash}`.
+pub(crate) fn table_trigger_name(kind: &str, table: &Ident) -> Ident {
+    Ident::derived(&["cf", kind, table.as_str()])
 }
 
 pub(crate) fn column_list(cols: &[&Ident]) -> String {
@@ -249,6 +271,21 @@ impl Reach<'_> {
     /// The joins from the field's table to this one.
     pub(crate) fn links(&self) -> &[Link] {
         &self.links
+    }
+
+    /// The field's rows a trigger built from this reach guards.
+    pub(crate) fn guarded(&self) -> Guarded {
+        guarded(self.spec, self.field)
+    }
+
+    /// The statement that flags every row of the field (for a truncation
+    /// of this table).
+    pub(crate) fn flag_all(&self) -> String {
+        format!(
+            "UPDATE {} SET {} = TRUE",
+            self.spec.table.quoted(),
+            self.field.columns.needed.quoted()
+        )
     }
 
     /// `cf_{kind}_{table}_{field}_{hop table}_{hop column}…_{hash}`: the

@@ -346,7 +346,8 @@ per_backend! {
         on_both("triggers", |db, _| async move {
             setup(&db, 1).await;
             let name = |prefix| common::object_name(&registry(), db.backend(), prefix);
-            let (ins, dep) = (name("cf_ins_posts_total_birds_post_id_"), name("cf_dep_posts_label_"));
+            let ins = common::path_trigger(&registry(), db.backend(), "ins", "posts_total_birds_post_id", "birds");
+            let dep = name("cf_dep_posts_label_");
             let (drop_rel, add_obsolete, alter_dep) = match db.backend() {
                 Backend::Sqlite => (
                     format!("DROP TRIGGER {ins}"),
@@ -486,7 +487,7 @@ per_backend! {
             exec(&db, posts).await;
             exec(&db, birds).await;
             let script = registry().sql(db.backend());
-            assert!(script.contains(&common::object_name(&registry(), db.backend(), "cf_upd_posts_total_birds_post_id_")), "{script}");
+            assert!(script.contains(&common::path_trigger(&registry(), db.backend(), "upd", "posts_total_birds_post_id", "birds")), "{script}");
             match &db {
                 Db::Sqlite(p) => {
                     let mut c = p.acquire().await.unwrap();

@@ -9,7 +9,7 @@ use common::per_backend;
 use cached_fields::schema::{ObjectKind, State};
 use cached_fields::{Backend, BoxError, Cached, CachedModel, Conn, Ctx, Db, Registry, Worker};
 use common::posts::{self, assert_consistent, drain, flagged, registry, setup, sql};
-use common::{exec, exec_text, object_name, on_both, pk, scalar};
+use common::{exec, exec_text, on_both, pk, scalar};
 
 /// Runs the `sqlite3` shell on the test's database file.
 fn sqlite3_shell(url: &str, statement: &str) {
@@ -257,7 +257,7 @@ per_backend! {
     async fn check_names_hand_changed_triggers_and_migrate_repairs_them() {
         on_both("handchanged", |db, _| async move {
             setup(&db, 3).await;
-            let upd = object_name(&registry(), db.backend(), "cf_upd_posts_total_birds_post_id_");
+            let upd = common::path_trigger(&registry(), db.backend(), "upd", "posts_total_birds_post_id", "birds");
             // The library's trigger, re-created by hand on the foreign key only:
             // bird weight changes would be lost.
             match &db {
@@ -299,10 +299,12 @@ per_backend! {
     async fn a_dropped_trigger_then_writes_then_migrate_ends_correct() {
         on_both("dropwrite", |db, _| async move {
             setup(&db, 3).await;
-            let ins = object_name(
+            let ins = common::path_trigger(
                 &registry(),
                 db.backend(),
-                "cf_ins_posts_total_birds_post_id_",
+                "ins",
+                "posts_total_birds_post_id",
+                "birds",
             );
             exec_text(
                 &db,

@@ -875,6 +875,26 @@ fn the_graph_lists_every_hop_and_its_triggers_in_recalculation_order() {
         "{text}"
     );
     assert!(text.contains("on pigeons: insert, delete, update of lamppost_id, weight by cf_ins_streets_pigeon_weight_"), "{text}");
+    // PostgreSQL's: one per event on pigeons, for every field reached there.
+    let pigeons = g
+        .fields
+        .iter()
+        .flat_map(|f| &f.dependencies)
+        .flat_map(|d| &d.guards)
+        .filter(|g| g.table == "pigeons" && g.rows)
+        .collect::<Vec<_>>();
+    assert!(!pigeons.is_empty(), "{text}");
+    assert!(
+        pigeons[0].table_triggers[0].starts_with("cf_ins_pigeons_"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "on SQLite, by {} on PostgreSQL",
+            pigeons[0].table_triggers.join(", ")
+        )),
+        "{text}"
+    );
     assert!(
         text.contains("lampposts(street_id).total_weight  (cached field lampposts.total_weight)"),
         "{text}"

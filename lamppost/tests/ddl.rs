@@ -55,3 +55,47 @@ fn generated_sql_for_sqlite_is_as_pinned() {
 fn generated_sql_for_postgres_is_as_pinned() {
     check("postgres", "postgres://nobody@127.0.0.1:1/unused");
 }
+
+/// Issue #13 (write overhead): PostgreSQL guards a table on a path with one
+/// statement trigger per event, however many fields reach it (pigeons:
+/// lampposts.total_weight and streets.pigeon_weight; lampposts: three
+/// fields), so a write pays one transition-table read, not one per field.
+#[test]
+fn postgres_guards_each_table_on_a_path_with_one_trigger_per_event() {
+    let sql = migrate_sql("postgres://nobody@127.0.0.1:1/unused");
+    for table in ["pigeons", "lampposts", "streets"] {
+        for (kind, event) in [
+            ("ins", "AFTER INSERT"),
+            ("del", "AFTER DELETE"),
+            ("upd", "AFTER UPDATE"),
+            ("trunc", "AFTER TRUNCATE"),
+        ] {
+            let heads: Vec<&str> = sql
+                .lines()
+                .filter(|l| l.starts_with("CREATE OR REPLACE TRIGGER"))
+                .filter(|l| l.contains(&format!(" {event} ON \"{table}\" ")))
+                .filter(|l| l.contains("FOR EACH STATEMENT"))
+                .collect();
+            assert_eq!(heads.len(), 1, "{table} {kind}: {heads:#?}");
+            assert!(
+                heads[0].contains(&format!("\"cf_{kind}_{table}_")),
+                "{}",
+                heads[0]
+            );
+        }
+    }
+    // Both fields reached through pigeons are flagged by its one trigger.
+    let upd = sql
+        .split("CREATE OR REPLACE FUNCTION \"cf_upd_pigeons_")
+        .nth(1)
+        .and_then(|f| f.split("$cf$;").next())
+        .unwrap();
+    assert!(
+        upd.contains("\"total_weight_recalculation_needed\" = TRUE"),
+        "{upd}"
+    );
+    assert!(
+        upd.contains("\"pigeon_weight_recalculation_needed\" = TRUE"),
+        "{upd}"
+    );
+}

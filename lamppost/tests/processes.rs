@@ -1147,7 +1147,13 @@ per_backend! {
             lamppost(&db.url, &["verify"]);
 
             // A trigger dropped, writes it missed, then migrate.
-            let like = "cf_upd_lampposts_total_weight_pigeons_lamppost_id_%";
+            // PostgreSQL guards pigeons with one update trigger for every
+            // field; SQLite with one per field.
+            let like = if db.is_postgres() {
+                "cf_upd_pigeons_%"
+            } else {
+                "cf_upd_lampposts_total_weight_pigeons_lamppost_id_%"
+            };
             let upd = if db.is_postgres() {
                 db.text(&format!(
                     "SELECT tgname::text FROM pg_trigger WHERE tgname LIKE '{like}'"
@@ -1243,7 +1249,13 @@ per_backend! {
             );
             lamppost(&db.url, &["recalc", "--all"]);
             lamppost(&db.url, &["verify"]);
-            let like = "cf_upd_lampposts_total_weight_pigeons_lamppost_id_%";
+            // PostgreSQL guards pigeons with one update trigger for every
+            // field; SQLite with one per field.
+            let like = if db.is_postgres() {
+                "cf_upd_pigeons_%"
+            } else {
+                "cf_upd_lampposts_total_weight_pigeons_lamppost_id_%"
+            };
             let mut damage: Vec<(String, &str)> = Vec::new();
             if db.is_postgres() {
                 let upd = db

@@ -243,7 +243,7 @@ use crate::model::FieldColumns;
 use crate::schema::normalize;
 use crate::schema::{FieldSpec, SchemaObject, TableSpec, TriggerInfo};
 use crate::statements::{FieldSql, Prefix};
-use crate::triggers::Catalog;
+use crate::triggers::{Catalog, Reach};
 use crate::value::{SqlType, Value};
 
 /// Which database engine a [`Db`] talks to.
@@ -436,12 +436,9 @@ pub(crate) trait Dialect: Sync {
     /// See [`crate::triggers::guards`].
     fn guard_triggers(&self, spec: &TableSpec) -> Vec<SchemaObject>;
     /// See [`crate::triggers::dependencies`].
-    fn dependency_triggers(
-        &self,
-        spec: &TableSpec,
-        f: &FieldSpec,
-        catalog: &Catalog,
-    ) -> Vec<SchemaObject>;
+    fn dependency_triggers(&self, spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject>;
+    /// See [`crate::triggers::related`].
+    fn related_triggers(&self, reaches: &[Reach<'_>], catalog: &Catalog) -> Vec<SchemaObject>;
     /// The statements that remove one of this library's triggers.
     fn drop_trigger(&self, table: &Ident, name: &Ident) -> Vec<String>;
     /// The statement that removes a trigger alone (its function stays, to be

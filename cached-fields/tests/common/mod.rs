@@ -86,6 +86,23 @@ pub fn object_name(registry: &Registry, backend: Backend, prefix: &str) -> Strin
     found[0].clone()
 }
 
+/// The name of the trigger flagging fields for `kind` (`ins`, `del`,
+/// `upd`) writes to `table` on a path: PostgreSQL's one per table and
+/// event, or SQLite's one per field and path, `cf_{kind}_{per_field}_…`.
+pub fn path_trigger(
+    registry: &Registry,
+    backend: Backend,
+    kind: &str,
+    per_field: &str,
+    table: &str,
+) -> String {
+    let prefix = match backend {
+        Backend::Postgres => format!("cf_{kind}_{table}_"),
+        _ => format!("cf_{kind}_{per_field}_"),
+    };
+    object_name(registry, backend, &prefix)
+}
+
 /// Executes any SQL text (one or more statements) on whichever backend.
 pub async fn exec_text(db: &Db, sql: String) {
     on_pool!(db, |p| drop(

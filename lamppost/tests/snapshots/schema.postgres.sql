@@ -90,48 +90,6 @@ $cf$;
 CREATE OR REPLACE TRIGGER "cf_dep_lampposts_total_weight_06ea13b4ef" BEFORE UPDATE OF "weight" ON "lampposts" FOR EACH ROW WHEN ((OLD."weight" IS DISTINCT FROM NEW."weight") AND NOT (NEW."total_weight_recalculation_version" = OLD."total_weight_recalculation_version" + 1 AND NOT NEW."total_weight_recalculation_needed")) EXECUTE FUNCTION "cf_dep_lampposts_total_weight_06ea13b4ef"();
 ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_dep_lampposts_total_weight_06ea13b4ef";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_dep_lampposts_total_weight_06ea13b4ef', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_dep_lampposts_total_weight_06ea13b4ef' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_ins_lampposts_total_weight_pigeons_lamppost_id_237e533adb"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_lampposts_total_weight_pigeons_lamppost_id_237e533adb" AFTER INSERT ON "pigeons" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_lampposts_total_weight_pigeons_lamppost_id_237e533adb"()
-BEGIN
-  UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM cf_rows));
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_ins_lampposts_total_weight_pigeons_lamppost_id_237e533adb" AFTER INSERT ON "pigeons" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_lampposts_total_weight_pigeons_lamppost_id_237e533adb"();
-ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_ins_lampposts_total_weight_pigeons_lamppost_id_237e533adb";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_lampposts_total_weight_pigeons_lamppost_id_237e533adb', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_ins_lampposts_total_weight_pigeons_lamppost_id_237e533adb' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a" AFTER DELETE ON "pigeons" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a"()
-BEGIN
-  UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM cf_rows));
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a" AFTER DELETE ON "pigeons" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a"();
-ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_lampposts_total_weight_pigeons_lamppost_id_8e56e95e4a' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8" AFTER UPDATE ON "pigeons" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8"()
-BEGIN
-  IF EXISTS (SELECT "lamppost_id" FROM ((SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) UNION ALL (SELECT "lamppost_id", "weight" FROM cf_new EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_old)) AS cf_moved) THEN
-    UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM ((SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) UNION ALL (SELECT "lamppost_id", "weight" FROM cf_new EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_old)) AS cf_moved));
-  END IF;
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8" AFTER UPDATE ON "pigeons" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8"();
-ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_lampposts_total_weight_pigeons_lamppost_id_17e48e98c8' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_trunc_lampposts_total_weight_pigeons_lamppost_id_d7b6d96df5"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_trunc_lampposts_total_weight_pigeons_lamppost_id_d7b6d96df5" AFTER TRUNCATE ON "pigeons" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_lampposts_total_weight_pigeons_lamppost_id_d7b6d96df5"()
-BEGIN
-  UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE;
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_trunc_lampposts_total_weight_pigeons_lamppost_id_d7b6d96df5" AFTER TRUNCATE ON "pigeons" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_lampposts_total_weight_pigeons_lamppost_id_d7b6d96df5"();
-ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_trunc_lampposts_total_weight_pigeons_lamppost_id_d7b6d96df5";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_trunc_lampposts_total_weight_pigeons_lamppost_id_d7b6d96df5', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_trunc_lampposts_total_weight_pigeons_lamppost_id_d7b6d96df5' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_bump_lampposts_slow_full_name_recalculation_neede_1ac53f86ab"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_bump_lampposts_slow_full_name_recalculation_neede_1ac53f86ab" BEFORE UPDATE OF "slow_full_name_recalculation_needed" ON "lampposts" FOR EACH ROW WHEN (NEW."slow_full_name_recalculation_needed") EXECUTE FUNCTION "cf_bump_lampposts_slow_full_name_recalculation_neede_1ac53f86ab"()
 BEGIN
@@ -284,90 +242,6 @@ $cf$;
 CREATE OR REPLACE TRIGGER "cf_bump_streets_pigeon_weight_recalculation_needed_197f383e92" BEFORE UPDATE OF "pigeon_weight_recalculation_needed" ON "streets" FOR EACH ROW WHEN (NEW."pigeon_weight_recalculation_needed") EXECUTE FUNCTION "cf_bump_streets_pigeon_weight_recalculation_needed_197f383e92"();
 ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_bump_streets_pigeon_weight_recalculation_needed_197f383e92";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_bump_streets_pigeon_weight_recalculation_needed_197f383e92', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_bump_streets_pigeon_weight_recalculation_needed_197f383e92' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5"()
-BEGIN
-  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM cf_rows));
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5"();
-ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_ins_streets_pigeon_weight_lampposts_street_id_5c8617f1a5' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66"()
-BEGIN
-  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM cf_rows));
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66"();
-ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_streets_pigeon_weight_lampposts_street_id_dbfaeeac66' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574"()
-BEGIN
-  IF EXISTS (SELECT "street_id" FROM ((SELECT "street_id", "id" FROM cf_old EXCEPT ALL SELECT "street_id", "id" FROM cf_new) UNION ALL (SELECT "street_id", "id" FROM cf_new EXCEPT ALL SELECT "street_id", "id" FROM cf_old)) AS cf_moved) THEN
-    UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM ((SELECT "street_id", "id" FROM cf_old EXCEPT ALL SELECT "street_id", "id" FROM cf_new) UNION ALL (SELECT "street_id", "id" FROM cf_new EXCEPT ALL SELECT "street_id", "id" FROM cf_old)) AS cf_moved));
-  END IF;
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574"();
-ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_streets_pigeon_weight_lampposts_street_id_e428e7a574' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf" AFTER TRUNCATE ON "lampposts" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf"()
-BEGIN
-  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE;
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf" AFTER TRUNCATE ON "lampposts" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf"();
-ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_trunc_streets_pigeon_weight_lampposts_street_id_535c2843cf' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4" AFTER INSERT ON "pigeons" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4"()
-BEGIN
-  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM "lampposts" WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM cf_rows))));
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4" AFTER INSERT ON "pigeons" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4"();
-ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_ins_streets_pigeon_weight_pigeons_lamppost_id_lam_16701b67d4' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f" AFTER DELETE ON "pigeons" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f"()
-BEGIN
-  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM "lampposts" WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM cf_rows))));
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f" AFTER DELETE ON "pigeons" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f"();
-ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_streets_pigeon_weight_pigeons_lamppost_id_lam_684807e01f' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701" AFTER UPDATE ON "pigeons" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701"()
-BEGIN
-  IF EXISTS (SELECT "lamppost_id" FROM ((SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) UNION ALL (SELECT "lamppost_id", "weight" FROM cf_new EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_old)) AS cf_moved) THEN
-    UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM "lampposts" WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM ((SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) UNION ALL (SELECT "lamppost_id", "weight" FROM cf_new EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_old)) AS cf_moved))));
-  END IF;
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701" AFTER UPDATE ON "pigeons" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701"();
-ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_streets_pigeon_weight_pigeons_lamppost_id_lam_861da0e701' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa" AFTER TRUNCATE ON "pigeons" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa"()
-BEGIN
-  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE;
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa" AFTER TRUNCATE ON "pigeons" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa"();
-ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_trunc_streets_pigeon_weight_pigeons_lamppost_id_l_bc40cce4aa' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_bump_streets_heaviest_recalculation_needed_b3659bc2ae"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_bump_streets_heaviest_recalculation_needed_b3659bc2ae" BEFORE UPDATE OF "heaviest_recalculation_needed" ON "streets" FOR EACH ROW WHEN (NEW."heaviest_recalculation_needed") EXECUTE FUNCTION "cf_bump_streets_heaviest_recalculation_needed_b3659bc2ae"()
 BEGIN
@@ -390,48 +264,6 @@ $cf$;
 CREATE OR REPLACE TRIGGER "cf_bump_streets_heaviest_recalculation_needed_b3659bc2ae" BEFORE UPDATE OF "heaviest_recalculation_needed" ON "streets" FOR EACH ROW WHEN (NEW."heaviest_recalculation_needed") EXECUTE FUNCTION "cf_bump_streets_heaviest_recalculation_needed_b3659bc2ae"();
 ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_bump_streets_heaviest_recalculation_needed_b3659bc2ae";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_bump_streets_heaviest_recalculation_needed_b3659bc2ae', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_bump_streets_heaviest_recalculation_needed_b3659bc2ae' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_ins_streets_heaviest_lampposts_street_id_2471b4625d"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_streets_heaviest_lampposts_street_id_2471b4625d" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_heaviest_lampposts_street_id_2471b4625d"()
-BEGIN
-  UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM cf_rows));
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_ins_streets_heaviest_lampposts_street_id_2471b4625d" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_heaviest_lampposts_street_id_2471b4625d"();
-ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_ins_streets_heaviest_lampposts_street_id_2471b4625d";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_streets_heaviest_lampposts_street_id_2471b4625d', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_ins_streets_heaviest_lampposts_street_id_2471b4625d' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_del_streets_heaviest_lampposts_street_id_38b3309da4"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_streets_heaviest_lampposts_street_id_38b3309da4" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_heaviest_lampposts_street_id_38b3309da4"()
-BEGIN
-  UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM cf_rows));
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_del_streets_heaviest_lampposts_street_id_38b3309da4" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_heaviest_lampposts_street_id_38b3309da4"();
-ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_del_streets_heaviest_lampposts_street_id_38b3309da4";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_streets_heaviest_lampposts_street_id_38b3309da4', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_streets_heaviest_lampposts_street_id_38b3309da4' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e"()
-BEGIN
-  IF EXISTS (SELECT "street_id" FROM ((SELECT "street_id", "cached_total_weight" FROM cf_old EXCEPT ALL SELECT "street_id", "cached_total_weight" FROM cf_new) UNION ALL (SELECT "street_id", "cached_total_weight" FROM cf_new EXCEPT ALL SELECT "street_id", "cached_total_weight" FROM cf_old)) AS cf_moved) THEN
-    UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM ((SELECT "street_id", "cached_total_weight" FROM cf_old EXCEPT ALL SELECT "street_id", "cached_total_weight" FROM cf_new) UNION ALL (SELECT "street_id", "cached_total_weight" FROM cf_new EXCEPT ALL SELECT "street_id", "cached_total_weight" FROM cf_old)) AS cf_moved));
-  END IF;
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e"();
-ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_streets_heaviest_lampposts_street_id_2154f8ae3e' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b" AFTER TRUNCATE ON "lampposts" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b"()
-BEGIN
-  UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE;
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b" AFTER TRUNCATE ON "lampposts" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b"();
-ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_trunc_streets_heaviest_lampposts_street_id_14b831bb8b' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_guard_streets_828c70969a_values_be52253273"(o anyelement, n anyelement) RETURNS boolean[] LANGUAGE sql STABLE STRICT AS $cf$ SELECT ARRAY[o."cached_pigeon_weight" IS DISTINCT FROM n."cached_pigeon_weight", o."cached_heaviest" IS DISTINCT FROM n."cached_heaviest"] $cf$;
 CREATE OR REPLACE FUNCTION "cf_guard_streets_828c70969a"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_guard_streets_828c70969a" BEFORE UPDATE ON "streets" FOR EACH ROW WHEN (pg_trigger_depth() = 0 AND current_setting('cached_fields.worker', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION "cf_guard_streets_828c70969a"()
@@ -562,90 +394,6 @@ $cf$;
 CREATE OR REPLACE TRIGGER "cf_dep_pigeons_perch_d878db4fd6" BEFORE UPDATE OF "lamppost_id" ON "pigeons" FOR EACH ROW WHEN ((OLD."lamppost_id" IS DISTINCT FROM NEW."lamppost_id") AND NOT (NEW."perch_recalculation_version" = OLD."perch_recalculation_version" + 1 AND NOT NEW."perch_recalculation_needed")) EXECUTE FUNCTION "cf_dep_pigeons_perch_d878db4fd6"();
 ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_dep_pigeons_perch_d878db4fd6";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_dep_pigeons_perch_d878db4fd6', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_dep_pigeons_perch_d878db4fd6' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_ins_pigeons_perch_lampposts_id_9c2314ea97"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_pigeons_perch_lampposts_id_9c2314ea97" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_pigeons_perch_lampposts_id_9c2314ea97"()
-BEGIN
-  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM cf_rows));
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_ins_pigeons_perch_lampposts_id_9c2314ea97" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_pigeons_perch_lampposts_id_9c2314ea97"();
-ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_ins_pigeons_perch_lampposts_id_9c2314ea97";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_pigeons_perch_lampposts_id_9c2314ea97', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_ins_pigeons_perch_lampposts_id_9c2314ea97' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_del_pigeons_perch_lampposts_id_a772c3138e"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_pigeons_perch_lampposts_id_a772c3138e" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_pigeons_perch_lampposts_id_a772c3138e"()
-BEGIN
-  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM cf_rows));
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_del_pigeons_perch_lampposts_id_a772c3138e" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_pigeons_perch_lampposts_id_a772c3138e"();
-ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_del_pigeons_perch_lampposts_id_a772c3138e";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_pigeons_perch_lampposts_id_a772c3138e', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_pigeons_perch_lampposts_id_a772c3138e' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_upd_pigeons_perch_lampposts_id_bc815af340"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_lampposts_id_bc815af340" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_pigeons_perch_lampposts_id_bc815af340"()
-BEGIN
-  IF EXISTS (SELECT "id" FROM ((SELECT "id", "first_name", "country", "street_id" FROM cf_old EXCEPT ALL SELECT "id", "first_name", "country", "street_id" FROM cf_new) UNION ALL (SELECT "id", "first_name", "country", "street_id" FROM cf_new EXCEPT ALL SELECT "id", "first_name", "country", "street_id" FROM cf_old)) AS cf_moved) THEN
-    UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM ((SELECT "id", "first_name", "country", "street_id" FROM cf_old EXCEPT ALL SELECT "id", "first_name", "country", "street_id" FROM cf_new) UNION ALL (SELECT "id", "first_name", "country", "street_id" FROM cf_new EXCEPT ALL SELECT "id", "first_name", "country", "street_id" FROM cf_old)) AS cf_moved));
-  END IF;
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_lampposts_id_bc815af340" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_pigeons_perch_lampposts_id_bc815af340"();
-ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_upd_pigeons_perch_lampposts_id_bc815af340";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_pigeons_perch_lampposts_id_bc815af340', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_pigeons_perch_lampposts_id_bc815af340' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_trunc_pigeons_perch_lampposts_id_a586bf3db5"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_trunc_pigeons_perch_lampposts_id_a586bf3db5" AFTER TRUNCATE ON "lampposts" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_pigeons_perch_lampposts_id_a586bf3db5"()
-BEGIN
-  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE;
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_trunc_pigeons_perch_lampposts_id_a586bf3db5" AFTER TRUNCATE ON "lampposts" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_pigeons_perch_lampposts_id_a586bf3db5"();
-ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_trunc_pigeons_perch_lampposts_id_a586bf3db5";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_trunc_pigeons_perch_lampposts_id_a586bf3db5', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_trunc_pigeons_perch_lampposts_id_a586bf3db5' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02" AFTER INSERT ON "streets" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02"()
-BEGIN
-  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM "lampposts" WHERE "street_id" = ANY(ARRAY(SELECT "id" FROM cf_rows))));
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02" AFTER INSERT ON "streets" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02"();
-ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_ins_pigeons_perch_streets_id_lampposts_id_e3d7f17b02' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5" AFTER DELETE ON "streets" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5"()
-BEGIN
-  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM "lampposts" WHERE "street_id" = ANY(ARRAY(SELECT "id" FROM cf_rows))));
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5" AFTER DELETE ON "streets" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5"();
-ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_pigeons_perch_streets_id_lampposts_id_de921763e5' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff" AFTER UPDATE ON "streets" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff"()
-BEGIN
-  IF EXISTS (SELECT "id" FROM ((SELECT "id", "name" FROM cf_old EXCEPT ALL SELECT "id", "name" FROM cf_new) UNION ALL (SELECT "id", "name" FROM cf_new EXCEPT ALL SELECT "id", "name" FROM cf_old)) AS cf_moved) THEN
-    UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM "lampposts" WHERE "street_id" = ANY(ARRAY(SELECT "id" FROM ((SELECT "id", "name" FROM cf_old EXCEPT ALL SELECT "id", "name" FROM cf_new) UNION ALL (SELECT "id", "name" FROM cf_new EXCEPT ALL SELECT "id", "name" FROM cf_old)) AS cf_moved))));
-  END IF;
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff" AFTER UPDATE ON "streets" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff"();
-ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_pigeons_perch_streets_id_lampposts_id_c723e737ff' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
-CREATE OR REPLACE FUNCTION "cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898"() RETURNS trigger LANGUAGE plpgsql AS $cf$
--- cached-fields: CREATE OR REPLACE TRIGGER "cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898" AFTER TRUNCATE ON "streets" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898"()
-BEGIN
-  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE;
-  RETURN NULL;
-END;
-$cf$;
-CREATE OR REPLACE TRIGGER "cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898" AFTER TRUNCATE ON "streets" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898"();
-ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898";
-DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_trunc_pigeons_perch_streets_id_lampposts_id_7df4aff898' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
 CREATE OR REPLACE FUNCTION "cf_guard_pigeons_97186664df_values_54dcb372ba"(o anyelement, n anyelement) RETURNS boolean[] LANGUAGE sql STABLE STRICT AS $cf$ SELECT ARRAY[o."cached_perch" IS DISTINCT FROM n."cached_perch"] $cf$;
 CREATE OR REPLACE FUNCTION "cf_guard_pigeons_97186664df"() RETURNS trigger LANGUAGE plpgsql AS $cf$
 -- cached-fields: CREATE OR REPLACE TRIGGER "cf_guard_pigeons_97186664df" BEFORE UPDATE ON "pigeons" FOR EACH ROW WHEN (pg_trigger_depth() = 0 AND current_setting('cached_fields.worker', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION "cf_guard_pigeons_97186664df"()
@@ -700,3 +448,151 @@ $cf$;
 CREATE OR REPLACE TRIGGER "cf_insert_pigeons_995886673d" BEFORE INSERT ON "pigeons" FOR EACH ROW EXECUTE FUNCTION "cf_insert_pigeons_995886673d"();
 ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_insert_pigeons_995886673d";
 DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_insert_pigeons_995886673d', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_insert_pigeons_995886673d' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_ins_pigeons_4f4483438c"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_pigeons_4f4483438c" AFTER INSERT ON "pigeons" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_pigeons_4f4483438c"()
+BEGIN
+  UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM cf_rows));
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM "lampposts" WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM cf_rows))));
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_ins_pigeons_4f4483438c" AFTER INSERT ON "pigeons" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_pigeons_4f4483438c"();
+ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_ins_pigeons_4f4483438c";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_pigeons_4f4483438c', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_ins_pigeons_4f4483438c' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_del_pigeons_ba954a2ff3"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_pigeons_ba954a2ff3" AFTER DELETE ON "pigeons" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_pigeons_ba954a2ff3"()
+BEGIN
+  UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM cf_rows));
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM "lampposts" WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM cf_rows))));
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_del_pigeons_ba954a2ff3" AFTER DELETE ON "pigeons" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_pigeons_ba954a2ff3"();
+ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_del_pigeons_ba954a2ff3";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_pigeons_ba954a2ff3', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_pigeons_ba954a2ff3' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_upd_pigeons_ec94ad9a39"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_pigeons_ec94ad9a39" AFTER UPDATE ON "pigeons" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_pigeons_ec94ad9a39"()
+BEGIN
+  IF EXISTS (SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) THEN
+    IF EXISTS (SELECT "lamppost_id" FROM ((SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) UNION ALL (SELECT "lamppost_id", "weight" FROM cf_new EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_old)) AS cf_moved) THEN
+      UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM ((SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) UNION ALL (SELECT "lamppost_id", "weight" FROM cf_new EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_old)) AS cf_moved));
+    END IF;
+    IF EXISTS (SELECT "lamppost_id" FROM ((SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) UNION ALL (SELECT "lamppost_id", "weight" FROM cf_new EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_old)) AS cf_moved) THEN
+      UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM "lampposts" WHERE "id" = ANY(ARRAY(SELECT "lamppost_id" FROM ((SELECT "lamppost_id", "weight" FROM cf_old EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_new) UNION ALL (SELECT "lamppost_id", "weight" FROM cf_new EXCEPT ALL SELECT "lamppost_id", "weight" FROM cf_old)) AS cf_moved))));
+    END IF;
+  END IF;
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_upd_pigeons_ec94ad9a39" AFTER UPDATE ON "pigeons" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_pigeons_ec94ad9a39"();
+ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_upd_pigeons_ec94ad9a39";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_pigeons_ec94ad9a39', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_pigeons_ec94ad9a39' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_trunc_pigeons_197dca7eb6"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_trunc_pigeons_197dca7eb6" AFTER TRUNCATE ON "pigeons" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_pigeons_197dca7eb6"()
+BEGIN
+  UPDATE "lampposts" SET "total_weight_recalculation_needed" = TRUE;
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE;
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_trunc_pigeons_197dca7eb6" AFTER TRUNCATE ON "pigeons" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_pigeons_197dca7eb6"();
+ALTER TABLE "pigeons" ENABLE ALWAYS TRIGGER "cf_trunc_pigeons_197dca7eb6";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_trunc_pigeons_197dca7eb6', 'pigeons', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_trunc_pigeons_197dca7eb6' AND tgrelid = to_regclass('"pigeons"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_ins_lampposts_3ea7903b02"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_lampposts_3ea7903b02" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_lampposts_3ea7903b02"()
+BEGIN
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM cf_rows));
+  UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM cf_rows));
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM cf_rows));
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_ins_lampposts_3ea7903b02" AFTER INSERT ON "lampposts" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_lampposts_3ea7903b02"();
+ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_ins_lampposts_3ea7903b02";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_lampposts_3ea7903b02', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_ins_lampposts_3ea7903b02' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_del_lampposts_3b101e58ed"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_lampposts_3b101e58ed" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_lampposts_3b101e58ed"()
+BEGIN
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM cf_rows));
+  UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM cf_rows));
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM cf_rows));
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_del_lampposts_3b101e58ed" AFTER DELETE ON "lampposts" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_lampposts_3b101e58ed"();
+ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_del_lampposts_3b101e58ed";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_lampposts_3b101e58ed', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_lampposts_3b101e58ed' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_upd_lampposts_d750467aaf"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_lampposts_d750467aaf" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_lampposts_d750467aaf"()
+BEGIN
+  IF EXISTS (SELECT "street_id", "id", "cached_total_weight", "first_name", "country" FROM cf_old EXCEPT ALL SELECT "street_id", "id", "cached_total_weight", "first_name", "country" FROM cf_new) THEN
+    IF EXISTS (SELECT "street_id" FROM ((SELECT "street_id", "id" FROM cf_old EXCEPT ALL SELECT "street_id", "id" FROM cf_new) UNION ALL (SELECT "street_id", "id" FROM cf_new EXCEPT ALL SELECT "street_id", "id" FROM cf_old)) AS cf_moved) THEN
+      UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM ((SELECT "street_id", "id" FROM cf_old EXCEPT ALL SELECT "street_id", "id" FROM cf_new) UNION ALL (SELECT "street_id", "id" FROM cf_new EXCEPT ALL SELECT "street_id", "id" FROM cf_old)) AS cf_moved));
+    END IF;
+    IF EXISTS (SELECT "street_id" FROM ((SELECT "street_id", "cached_total_weight" FROM cf_old EXCEPT ALL SELECT "street_id", "cached_total_weight" FROM cf_new) UNION ALL (SELECT "street_id", "cached_total_weight" FROM cf_new EXCEPT ALL SELECT "street_id", "cached_total_weight" FROM cf_old)) AS cf_moved) THEN
+      UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE WHERE "id" = ANY(ARRAY(SELECT "street_id" FROM ((SELECT "street_id", "cached_total_weight" FROM cf_old EXCEPT ALL SELECT "street_id", "cached_total_weight" FROM cf_new) UNION ALL (SELECT "street_id", "cached_total_weight" FROM cf_new EXCEPT ALL SELECT "street_id", "cached_total_weight" FROM cf_old)) AS cf_moved));
+    END IF;
+    IF EXISTS (SELECT "id" FROM ((SELECT "id", "first_name", "country", "street_id" FROM cf_old EXCEPT ALL SELECT "id", "first_name", "country", "street_id" FROM cf_new) UNION ALL (SELECT "id", "first_name", "country", "street_id" FROM cf_new EXCEPT ALL SELECT "id", "first_name", "country", "street_id" FROM cf_old)) AS cf_moved) THEN
+      UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM ((SELECT "id", "first_name", "country", "street_id" FROM cf_old EXCEPT ALL SELECT "id", "first_name", "country", "street_id" FROM cf_new) UNION ALL (SELECT "id", "first_name", "country", "street_id" FROM cf_new EXCEPT ALL SELECT "id", "first_name", "country", "street_id" FROM cf_old)) AS cf_moved));
+    END IF;
+  END IF;
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_upd_lampposts_d750467aaf" AFTER UPDATE ON "lampposts" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_lampposts_d750467aaf"();
+ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_upd_lampposts_d750467aaf";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_lampposts_d750467aaf', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_lampposts_d750467aaf' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_trunc_lampposts_11a2e58590"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_trunc_lampposts_11a2e58590" AFTER TRUNCATE ON "lampposts" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_lampposts_11a2e58590"()
+BEGIN
+  UPDATE "streets" SET "pigeon_weight_recalculation_needed" = TRUE;
+  UPDATE "streets" SET "heaviest_recalculation_needed" = TRUE;
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE;
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_trunc_lampposts_11a2e58590" AFTER TRUNCATE ON "lampposts" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_lampposts_11a2e58590"();
+ALTER TABLE "lampposts" ENABLE ALWAYS TRIGGER "cf_trunc_lampposts_11a2e58590";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_trunc_lampposts_11a2e58590', 'lampposts', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_trunc_lampposts_11a2e58590' AND tgrelid = to_regclass('"lampposts"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_ins_streets_e1aa4a5985"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_ins_streets_e1aa4a5985" AFTER INSERT ON "streets" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_e1aa4a5985"()
+BEGIN
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM "lampposts" WHERE "street_id" = ANY(ARRAY(SELECT "id" FROM cf_rows))));
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_ins_streets_e1aa4a5985" AFTER INSERT ON "streets" REFERENCING NEW TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_ins_streets_e1aa4a5985"();
+ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_ins_streets_e1aa4a5985";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_ins_streets_e1aa4a5985', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_ins_streets_e1aa4a5985' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_del_streets_d54d76f28e"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_del_streets_d54d76f28e" AFTER DELETE ON "streets" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_d54d76f28e"()
+BEGIN
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM "lampposts" WHERE "street_id" = ANY(ARRAY(SELECT "id" FROM cf_rows))));
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_del_streets_d54d76f28e" AFTER DELETE ON "streets" REFERENCING OLD TABLE AS cf_rows FOR EACH STATEMENT EXECUTE FUNCTION "cf_del_streets_d54d76f28e"();
+ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_del_streets_d54d76f28e";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_del_streets_d54d76f28e', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_del_streets_d54d76f28e' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_upd_streets_5e6907f2c8"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_upd_streets_5e6907f2c8" AFTER UPDATE ON "streets" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_5e6907f2c8"()
+BEGIN
+  IF EXISTS (SELECT "id", "name" FROM cf_old EXCEPT ALL SELECT "id", "name" FROM cf_new) THEN
+    UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE WHERE "lamppost_id" = ANY(ARRAY(SELECT "id" FROM "lampposts" WHERE "street_id" = ANY(ARRAY(SELECT "id" FROM ((SELECT "id", "name" FROM cf_old EXCEPT ALL SELECT "id", "name" FROM cf_new) UNION ALL (SELECT "id", "name" FROM cf_new EXCEPT ALL SELECT "id", "name" FROM cf_old)) AS cf_moved))));
+  END IF;
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_upd_streets_5e6907f2c8" AFTER UPDATE ON "streets" REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION "cf_upd_streets_5e6907f2c8"();
+ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_upd_streets_5e6907f2c8";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_upd_streets_5e6907f2c8', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_upd_streets_5e6907f2c8' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;
+CREATE OR REPLACE FUNCTION "cf_trunc_streets_996fe7f87b"() RETURNS trigger LANGUAGE plpgsql AS $cf$
+-- cached-fields: CREATE OR REPLACE TRIGGER "cf_trunc_streets_996fe7f87b" AFTER TRUNCATE ON "streets" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_streets_996fe7f87b"()
+BEGIN
+  UPDATE "pigeons" SET "perch_recalculation_needed" = TRUE;
+  RETURN NULL;
+END;
+$cf$;
+CREATE OR REPLACE TRIGGER "cf_trunc_streets_996fe7f87b" AFTER TRUNCATE ON "streets" FOR EACH STATEMENT EXECUTE FUNCTION "cf_trunc_streets_996fe7f87b"();
+ALTER TABLE "streets" ENABLE ALWAYS TRIGGER "cf_trunc_streets_996fe7f87b";
+DO $cfdo$ BEGIN EXECUTE format('COMMENT ON TRIGGER %I ON %I IS %L', 'cf_trunc_streets_996fe7f87b', 'streets', 'cached-fields ' || (SELECT md5(pg_get_triggerdef(oid)) FROM pg_trigger WHERE tgname = 'cf_trunc_streets_996fe7f87b' AND tgrelid = to_regclass('"streets"'))); END $cfdo$;

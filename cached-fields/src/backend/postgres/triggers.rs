@@ -7,7 +7,7 @@ use crate::ident::Ident;
 use crate::model::FieldColumns;
 use crate::schema::{CHANNEL, FieldSpec, ObjectKind, SchemaObject, TableSpec};
 use crate::statements;
-use crate::triggers::{Catalog, Guarded, changed, column_list, guarded, own_dependency, reaches};
+use crate::triggers::{Catalog, Guarded, Reach, changed, column_list, guarded, own_dependency};
 
 /// The null-safe inequality of two values.
 const NOT_SAME: &str = "IS DISTINCT FROM";
@@ -269,89 +269,135 @@ pub(crate) fn guards(spec: &TableSpec) -> Vec<SchemaObject> {
 }
 
 /// See [`crate::triggers::dependencies`].
-pub(crate) fn dependencies(
-    spec: &TableSpec,
-    f: &FieldSpec,
-    catalog: &Catalog,
-) -> Vec<SchemaObject> {
+pub(crate) fn dependencies(spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject> {
     let c = &f.columns;
-    let guards = vec![guarded(spec, f)];
-    let mut out = Vec::new();
-
-    if let Some((name, own)) = own_dependency(spec, f) {
-        let head = format!(
-            "BEFORE UPDATE OF {cols} ON {t} FOR EACH ROW WHEN (({changed}) AND NOT ({itself}))",
-            cols = column_list(&own),
-            t = spec.table.quoted(),
-            changed = changed(&own, NOT_SAME),
-            itself = crate::triggers::stores_itself(c),
-        );
-        out.push(trigger(
-            &spec.table,
-            name,
-            head,
-            flag_in_place_body(c),
-            guards.clone(),
-        ));
-    }
-
-    // Every table on a path: inserts, deletes and updates flag each reached
-    // row once per statement, from the transition tables (an update: the
-    // old and new arrival keys of the rows whose watched columns changed,
-    // a move included); a TRUNCATE flags every row.
-    for r in reaches(spec, f, catalog) {
-        let (table, far) = (r.table.quoted(), r.far.quoted());
-        let statement = |kind: &str, rows: &str| {
+    own_dependency(spec, f)
+        .map(|(name, own)| {
+            let head = format!(
+                "BEFORE UPDATE OF {cols} ON {t} FOR EACH ROW WHEN (({changed}) AND NOT ({itself}))",
+                cols = column_list(&own),
+                t = spec.table.quoted(),
+                changed = changed(&own, NOT_SAME),
+                itself = crate::triggers::stores_itself(c),
+            );
             trigger(
-                &r.table,
-                r.name(kind),
-                format!(
-                    "AFTER {kind_sql} ON {table} REFERENCING {rows} TABLE AS cf_rows FOR EACH STATEMENT",
-                    kind_sql = if kind == "ins" { "INSERT" } else { "DELETE" }
-                ),
-                format!(
-                    "  {};\n  RETURN NULL;",
-                    r.flag(&format!("SELECT {far} FROM cf_rows"), member)
-                ),
-                guards.clone(),
+                &spec.table,
+                name,
+                head,
+                flag_in_place_body(c),
+                vec![guarded(spec, f)],
             )
-        };
-        out.push(statement("ins", "NEW"));
-        out.push(statement("del", "OLD"));
-        out.push(trigger(
-            &r.table,
-            r.name("upd"),
-            format!(
-                "AFTER UPDATE ON {table} REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new \
-                 FOR EACH STATEMENT"
-            ),
-            // Most updates change no watched column (the worker's own
-            // write-backs of other fields, say): then nothing else is
-            // planned or run. A statement-level trigger also fires for a
-            // statement that updated nothing: the flags it sets on its own
-            // table (a tree) would otherwise fire it again, and again.
-            {
-                let moved = moved(&r.watched);
-                format!(
-                    "  IF EXISTS ({moved}) THEN\n    {};\n  END IF;\n  RETURN NULL;",
-                    r.flag(&moved, member)
-                )
-            },
-            guards.clone(),
-        ));
-        out.push(trigger(
-            &r.table,
-            r.name("trunc"),
-            format!("AFTER TRUNCATE ON {table} FOR EACH STATEMENT"),
-            format!(
-                "  UPDATE {} SET {} = TRUE;\n  RETURN NULL;",
-                spec.table.quoted(),
-                c.needed.quoted()
-            ),
-            guards.clone(),
-        ));
+        })
+        .into_iter()
+        .collect()
+}
+
+/// See [`crate::triggers::related`]: one statement trigger per table on a
+/// path and event (insert, delete, update, truncate), reading the
+/// statement's transition tables once for every field reached through the
+/// table: inserts and deletes flag each reached row once per statement;
+/// an update, the rows reached by the old and new arrival keys of the rows
+/// whose watched columns changed (a move included); a truncation, every
+/// row. A statement trigger runs for every statement of its event, whatever
+/// it changed: one per event, not one per field, is what a write pays.
+pub(crate) fn related(reaches: &[Reach<'_>], _catalog: &Catalog) -> Vec<SchemaObject> {
+    let mut tables: Vec<&Ident> = Vec::new();
+    for r in reaches {
+        if !tables.contains(&&r.table) {
+            tables.push(&r.table);
+        }
+    }
+    tables
+        .into_iter()
+        .flat_map(|t| {
+            let here: Vec<&Reach<'_>> = reaches.iter().filter(|r| r.table == *t).collect();
+            written(t, &here)
+        })
+        .collect()
+}
+
+/// `items` without repeats, in their first order.
+fn distinct<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut out = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
     }
     out
+}
+
+/// The four statement triggers on `table`, for the fields `reaches` flag.
+fn written(table: &Ident, reaches: &[&Reach<'_>]) -> Vec<SchemaObject> {
+    let t = table.quoted();
+    let guards = distinct(reaches.iter().map(|r| r.guarded()));
+    let name = |kind: &str| crate::triggers::table_trigger_name(kind, table);
+    let rows = |kind: &str, event: &str, image: &str| {
+        let flags = distinct(reaches.iter().map(|r| {
+            format!(
+                "  {};\n",
+                r.flag(&format!("SELECT {} FROM cf_rows", r.far.quoted()), member)
+            )
+        }));
+        trigger(
+            table,
+            name(kind),
+            format!("AFTER {event} ON {t} REFERENCING {image} TABLE AS cf_rows FOR EACH STATEMENT"),
+            format!("{}  RETURN NULL;", flags.concat()),
+            guards.clone(),
+        )
+    };
+    // Most updates change no watched column (the worker's own write-backs
+    // of other fields, a user's edit of a column no path reads): then one
+    // query over the transition tables answers for every field, and
+    // nothing else is planned or run. (The old and new images of an update
+    // are as many: where they are not the same multiset, some row's
+    // watched columns changed.) A statement trigger also fires for a
+    // statement that updated nothing: the flags it sets on its own table
+    // (a tree) would otherwise fire it again, and again.
+    let all = distinct(reaches.iter().flat_map(|r| r.watched.iter()));
+    let cols = all
+        .iter()
+        .map(|c| c.quoted())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let flags: String = reaches
+        .iter()
+        .map(|r| {
+            let moved = moved(&r.watched);
+            let flag = r.flag(&moved, member);
+            if reaches.len() == 1 {
+                format!("    {flag};\n")
+            } else {
+                format!("    IF EXISTS ({moved}) THEN\n      {flag};\n    END IF;\n")
+            }
+        })
+        .collect();
+    let update = trigger(
+        table,
+        name("upd"),
+        format!(
+            "AFTER UPDATE ON {t} REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT"
+        ),
+        format!(
+            "  IF EXISTS (SELECT {cols} FROM cf_old EXCEPT ALL SELECT {cols} FROM cf_new) THEN\n\
+             {flags}  END IF;\n  RETURN NULL;"
+        ),
+        guards.clone(),
+    );
+    let all_rows = distinct(reaches.iter().map(|r| format!("  {};\n", r.flag_all())));
+    vec![
+        rows("ins", "INSERT", "NEW"),
+        rows("del", "DELETE", "OLD"),
+        update,
+        trigger(
+            table,
+            name("trunc"),
+            format!("AFTER TRUNCATE ON {t} FOR EACH STATEMENT"),
+            format!("{}  RETURN NULL;", all_rows.concat()),
+            guards,
+        ),
+    ]
 }
 
 /// The arrival keys (the first of `watched`) of the rows an `UPDATE`

@@ -9,7 +9,7 @@ use crate::ident::Ident;
 use crate::model::FieldColumns;
 use crate::schema::{FieldSpec, SchemaObject, TableSpec, TriggerInfo, normalize};
 use crate::statements::{FieldSql, Prefix};
-use crate::triggers::Catalog;
+use crate::triggers::{Catalog, Reach};
 use crate::value::{SqlType, Value};
 
 /// SQLite's dialect.
@@ -142,13 +142,12 @@ impl Dialect for Sqlite {
         triggers::guards(spec)
     }
 
-    fn dependency_triggers(
-        &self,
-        spec: &TableSpec,
-        f: &FieldSpec,
-        catalog: &Catalog,
-    ) -> Vec<SchemaObject> {
-        triggers::dependencies(spec, f, catalog)
+    fn dependency_triggers(&self, spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject> {
+        triggers::dependencies(spec, f)
+    }
+
+    fn related_triggers(&self, reaches: &[Reach<'_>], catalog: &Catalog) -> Vec<SchemaObject> {
+        triggers::related(reaches, catalog)
     }
 
     fn drop_trigger(&self, _: &Ident, name: &Ident) -> Vec<String> {

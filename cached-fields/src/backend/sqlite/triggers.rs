@@ -5,9 +5,7 @@ use crate::backend::Backend;
 use crate::ident::Ident;
 use crate::schema::{FieldSpec, ObjectKind, SchemaObject, TableSpec};
 use crate::statements;
-use crate::triggers::{
-    Catalog, Guarded, Reach, TableKeys, guarded, on_change, own_dependency, reaches,
-};
+use crate::triggers::{Catalog, Guarded, Reach, TableKeys, guarded, on_change, own_dependency};
 
 /// The null-safe inequality of two values.
 const NOT_SAME: &str = "IS NOT";
@@ -191,7 +189,7 @@ fn conflict(keys: &TableKeys, row: &str) -> Option<String> {
 /// row it conflicts with without firing delete triggers (unless a
 /// connection turned on `recursive_triggers`), so before the write they
 /// flag the rows that reach the row it is about to replace.
-fn replace(spec: &TableSpec, f: &FieldSpec, r: &Reach<'_>, keys: &TableKeys) -> Vec<SchemaObject> {
+fn replace(r: &Reach<'_>, keys: &TableKeys) -> Vec<SchemaObject> {
     let (ct, far) = (r.table.quoted(), r.far.quoted());
     let Some(on_insert) = conflict(keys, "NEW") else {
         return Vec::new();
@@ -216,7 +214,7 @@ fn replace(spec: &TableSpec, f: &FieldSpec, r: &Reach<'_>, keys: &TableKeys) -> 
             key_cols.push(changed);
         }
     }
-    let guards = vec![guarded(spec, f)];
+    let guards = vec![r.guarded()];
     let flag = |cond: &str| {
         format!(
             "{};",
@@ -248,11 +246,7 @@ fn replace(spec: &TableSpec, f: &FieldSpec, r: &Reach<'_>, keys: &TableKeys) -> 
 }
 
 /// See [`crate::triggers::dependencies`].
-pub(crate) fn dependencies(
-    spec: &TableSpec,
-    f: &FieldSpec,
-    catalog: &Catalog,
-) -> Vec<SchemaObject> {
+pub(crate) fn dependencies(spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject> {
     let (t, pk) = (spec.table.quoted(), spec.primary_key.quoted());
     let c = &f.columns;
     let needed = c.needed.quoted();
@@ -271,14 +265,20 @@ pub(crate) fn dependencies(
             name,
             head,
             format!("UPDATE {t} SET {needed} = TRUE WHERE {pk} = NEW.{pk};"),
-            guards.clone(),
+            guards,
         ));
     }
+    out
+}
 
-    // Every table on a path: inserts, deletes, updates of a watched column
-    // (old and new arrival key: a move), and replacements.
-    for r in reaches(spec, f, catalog) {
+/// See [`crate::triggers::related`]: row triggers, a set per field and
+/// table on its path: inserts, deletes, updates of a watched column (old
+/// and new arrival key: a move), and replacements.
+pub(crate) fn related(reaches: &[Reach<'_>], catalog: &Catalog) -> Vec<SchemaObject> {
+    let mut out = Vec::new();
+    for r in reaches {
         let (table, far) = (r.table.quoted(), r.far.quoted());
+        let guards = vec![r.guarded()];
         out.push(trigger(
             &r.table,
             r.name("ins"),
@@ -306,7 +306,7 @@ pub(crate) fn dependencies(
             .get(r.table.as_str())
             .cloned()
             .unwrap_or_default();
-        out.extend(replace(spec, f, &r, &keys));
+        out.extend(replace(r, &keys));
     }
     out
 }
