@@ -58,7 +58,7 @@ fn generated_sql_for_postgres_is_as_pinned() {
 
 /// Issue #13 (write overhead): PostgreSQL guards a table on a path with one
 /// statement trigger per event, however many fields reach it (pigeons:
-/// lampposts.total_weight and streets.pigeon_weight; lampposts: three
+/// `lampposts.total_weight` and `streets.pigeon_weight`; lampposts: three
 /// fields), so a write pays one transition-table read, not one per field.
 #[test]
 fn postgres_guards_each_table_on_a_path_with_one_trigger_per_event() {

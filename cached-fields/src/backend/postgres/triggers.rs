@@ -301,13 +301,7 @@ pub(crate) fn dependencies(spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject>
 /// row. A statement trigger runs for every statement of its event, whatever
 /// it changed: one per event, not one per field, is what a write pays.
 pub(crate) fn related(reaches: &[Reach<'_>], _catalog: &Catalog) -> Vec<SchemaObject> {
-    let mut tables: Vec<&Ident> = Vec::new();
-    for r in reaches {
-        if !tables.contains(&&r.table) {
-            tables.push(&r.table);
-        }
-    }
-    tables
+    distinct(reaches.iter().map(|r| &r.table))
         .into_iter()
         .flat_map(|t| {
             let here: Vec<&Reach<'_>> = reaches.iter().filter(|r| r.table == *t).collect();
