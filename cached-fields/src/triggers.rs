@@ -323,11 +323,7 @@ impl Reach<'_> {
                 ),
             );
         }
-        format!(
-            "UPDATE {} SET {} = TRUE WHERE {cond}",
-            self.spec.table.quoted(),
-            self.field.columns.needed.quoted()
-        )
+        format!("{} WHERE {cond}", self.flag_all())
     }
 }
 
