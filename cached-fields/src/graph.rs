@@ -291,6 +291,31 @@ pub(crate) fn order(specs: &[TableSpec]) -> Vec<(usize, usize)> {
     }
 }
 
+/// The fields, as (`table`, `field`), that read a cached field along a
+/// path: the worker calculates them after what they read (see [`order`]),
+/// in their own batches, never ahead with a batch of another field of
+/// their row.
+pub(crate) fn reading_cached_along_paths(
+    specs: &[TableSpec],
+) -> std::collections::HashSet<(String, String)> {
+    let cached = |table: &crate::ident::Ident, name: &crate::ident::Ident| {
+        specs
+            .iter()
+            .any(|s| s.table == *table && s.fields.iter().any(|f| f.name == *name))
+    };
+    specs
+        .iter()
+        .flat_map(|spec| spec.fields.iter().map(move |f| (spec, f)))
+        .filter(|(_, f)| {
+            f.depends_on.iter().any(|d| {
+                matches!(d, Dependency::Path(p)
+                    if p.hops.last().is_some_and(|h| cached(h.table(), &p.column)))
+            })
+        })
+        .map(|(spec, f)| (spec.table.to_string(), f.name.to_string()))
+        .collect()
+}
+
 /// The cached fields field `n` reads directly.
 fn upstream(specs: &[TableSpec], (e, f): (usize, usize)) -> Vec<(usize, usize)> {
     let spec = &specs[e];

@@ -695,3 +695,122 @@ per_backend! {
         .await;
     }
 }
+
+/// Issue #13's shelves: `upper` reads the shelf's own `name`, `pages` the
+/// pages of its books (along a path), `summary` chains on both.
+#[derive(Debug, Clone, cached_fields::CachedModel)]
+#[cached_model(table = "shelves")]
+struct Shelf {
+    id: i64,
+    name: String,
+    #[cached(depends_on("name"))]
+    upper: cached_fields::Cached<String>,
+    #[cached(depends_on("books(shelf_id).pages"))]
+    pages: cached_fields::Cached<i64>,
+    #[cached(depends_on("upper", "pages"))]
+    summary: cached_fields::Cached<String>,
+}
+
+impl Shelf {
+    async fn calculate_upper(
+        &self,
+        _: &mut cached_fields::Ctx<'_>,
+    ) -> Result<String, cached_fields::BoxError> {
+        Ok(self.name.to_uppercase())
+    }
+
+    async fn calculate_pages(
+        &self,
+        ctx: &mut cached_fields::Ctx<'_>,
+    ) -> Result<i64, cached_fields::BoxError> {
+        let sql = "SELECT CAST(COALESCE(SUM(pages), 0) AS BIGINT) FROM books WHERE shelf_id = $1";
+        Ok(match ctx.conn().await? {
+            cached_fields::Conn::Sqlite(c) => {
+                sqlx::query_scalar(sql).bind(self.id).fetch_one(c).await?
+            }
+            cached_fields::Conn::Postgres(c) => {
+                sqlx::query_scalar(sql).bind(self.id).fetch_one(c).await?
+            }
+            _ => unreachable!(),
+        })
+    }
+
+    async fn calculate_summary(
+        &self,
+        ctx: &mut cached_fields::Ctx<'_>,
+    ) -> Result<String, cached_fields::BoxError> {
+        let upper = self.upper(&mut *ctx).await?;
+        Ok(format!("{upper} {}", self.pages(ctx).await?))
+    }
+}
+
+per_backend! {
+    /// Issue #13: a field that reads another table along a path goes with
+    /// the batch of an earlier field of its row like any other: a rename
+    /// of every shelf and a page added to every book, then a drain, write
+    /// each shelf once for all three of its fields after the claim (twice
+    /// on SQLite, whose claim writes the leases into the row). Counted by a
+    /// trigger of the test's own on every row update of the table.
+    async fn a_field_read_along_a_path_is_written_with_the_rest_of_its_row() {
+        on_both("shelves", |db, _| async move {
+            const SHELVES: i64 = 150;
+            let registry = cached_fields::Registry::new().register::<Shelf>().unwrap();
+            exec_text(&db, format!("CREATE TABLE shelves (id {}, name TEXT NOT NULL)", pk(&db))).await;
+            exec_text(&db, format!(
+                "CREATE TABLE books (id {}, shelf_id BIGINT NOT NULL REFERENCES shelves (id), pages BIGINT NOT NULL)",
+                pk(&db)
+            )).await;
+            registry.migrate(&db).await.unwrap();
+            for i in 1..=SHELVES {
+                exec_with(&db, "INSERT INTO shelves (id, name) VALUES ($1, 'shelf')", &[i]).await;
+                exec_with(&db, "INSERT INTO books (id, shelf_id, pages) VALUES (2 * $1, $1, 10), (2 * $1 + 1, $1, $1)", &[i]).await;
+            }
+            let worker = || cached_fields::Worker::new(db.clone(), registry.clone());
+            worker().drain().await.unwrap();
+            // Past the hot-row pause of those recalculations: the flags
+            // below make the rows due at once, not after a pause.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            exec(&db, "CREATE TABLE row_updates (n BIGINT NOT NULL)").await;
+            exec(&db, "INSERT INTO row_updates (n) VALUES (0)").await;
+            match db.backend() {
+                Backend::Sqlite => {
+                    exec(&db, "CREATE TRIGGER count_updates AFTER UPDATE ON shelves \
+                        BEGIN UPDATE row_updates SET n = n + 1; END").await;
+                }
+                _ => {
+                    exec_text(&db, "CREATE FUNCTION count_updates() RETURNS trigger LANGUAGE plpgsql AS \
+                        $$ BEGIN UPDATE row_updates SET n = n + 1; RETURN NULL; END $$; \
+                        CREATE TRIGGER count_updates AFTER UPDATE ON shelves FOR EACH ROW \
+                        EXECUTE FUNCTION count_updates();".to_owned()).await;
+                }
+            }
+            // Every shelf's `upper` and `pages` due at once (the rename's
+            // flag is itself a row update: counted from here).
+            exec(&db, "UPDATE shelves SET name = 'renamed'").await;
+            exec(&db, "UPDATE books SET pages = pages + 1").await;
+            exec(&db, "UPDATE row_updates SET n = 0").await;
+            let stats = worker().drain().await.unwrap();
+            assert_eq!(stats.recalculated, 3 * SHELVES as u64, "{stats:?}");
+            assert_eq!(stats.failed, 0, "{stats:?}");
+            let per_row = match db.backend() {
+                // The claim, which leases the three fields (written into
+                // the row), and one write-back of all three.
+                Backend::Sqlite => 2,
+                // One write-back of all three.
+                _ => 1,
+            };
+            assert_eq!(scalar(&db, "SELECT n FROM row_updates").await, SHELVES * per_row);
+            let q = "SELECT * FROM shelves ORDER BY id";
+            let shelves: Vec<Shelf> = on_pool!(&db, |p| sqlx::query_as(q).fetch_all(p).await.unwrap());
+            assert_eq!(shelves.len(), SHELVES as usize);
+            for s in shelves {
+                let pages = 10 + 1 + s.id + 1;
+                assert!(!s.upper.recalculation_needed() && !s.pages.recalculation_needed() && !s.summary.recalculation_needed(), "shelf {}", s.id);
+                assert_eq!(s.upper.stored().as_deref(), Some("RENAMED"), "shelf {}", s.id);
+                assert_eq!(s.pages.stored(), Some(pages), "shelf {}", s.id);
+                assert_eq!(s.summary.stored(), Some(format!("RENAMED {pages}")), "shelf {}", s.id);
+            }
+        })
+        .await;
+    }
+}

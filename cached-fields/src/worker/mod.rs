@@ -65,6 +65,10 @@ pub(crate) struct Settings {
     pub(crate) stopped: Arc<Mutex<Stopped>>,
     /// Where each field's walk of its flagged rows stands.
     pub(crate) cursors: Arc<claim::Cursors>,
+    /// The fields (`table`, `field`) that read a cached field along a path:
+    /// calculated after it, never with a batch of another field of their
+    /// row (see `together`).
+    pub(crate) reading_cached: Arc<HashSet<(String, String)>>,
 }
 
 impl Settings {
@@ -162,6 +166,7 @@ type Backoff = (u32, Instant);
 impl Worker {
     /// A worker for every model in `registry`.
     pub fn new(db: Db, registry: Registry) -> Self {
+        let reading_cached = Arc::new(crate::graph::reading_cached_along_paths(&registry.specs()));
         Worker {
             db,
             registry,
@@ -177,6 +182,7 @@ impl Worker {
                 activity: Arc::default(),
                 stopped: Arc::default(),
                 cursors: Arc::default(),
+                reading_cached,
             },
             paused: Arc::default(),
         }
@@ -613,7 +619,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
     // The lease transaction holds a connection for the batch: a pool of
     // one could then run nothing else.
     let by_lock = db.backend().dialect().claims_by_lock() && db.max_connections() > 1;
-    // The row's later due fields go with the batch (see `together`): held
+    // The row's other due fields go with the batch (see `together`): held
     // by locks taken with their calculation where claims are locks, else
     // leased by the claim itself.
     let gs = together::companions(model, field, settings);
@@ -825,7 +831,7 @@ async fn process_claimed<M: CachedModel>(
         &values,
     )
     .await;
-    // The row's later due fields go with this one: calculated from its new
+    // The row's other due fields go with this one: calculated from its new
     // value, written in one statement.
     let stored = if gs.is_empty() {
         write_batch(db, model, field, settings, &mut done).await?

@@ -1,6 +1,7 @@
-//! A row's fields together: a claimed row's other due fields (after the
-//! batch's field in dependency order) are calculated with it, in that
-//! order, from its new value in memory, and all of them go back in one
+//! A row's fields together: a claimed row's other due fields (those the
+//! batch's field does not chain on; see [`companions`]) are calculated
+//! after it, in dependency order, from its new value in memory, and all of
+//! them go back in one
 //! statement, each field guarded by its own version (a row whose
 //! companions were not all still current is written again with the
 //! batch's field alone). The batch holds its companions by locks taken in
@@ -28,11 +29,19 @@ use crate::value::Value;
 /// Rows per write-back statement.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// The fields of `model` that may go with a batch of `field`: those after
-/// it in dependency order that the worker calculates (not lazy, not paused
-/// or held) and that read nothing along a path (a tree node waits for its
-/// parent). In a row, each is calculated when it is stale itself or chains
-/// on a value the batch just changed.
+/// The fields of `model` that may go with a batch of `field`, in an order
+/// they can be calculated in after it: first those before it in dependency
+/// order that it does not chain on (directly or through others), then
+/// those after it; of them, those the worker calculates (not lazy, not
+/// paused or held) and that read no cached field along a path (the worker
+/// calculates such a field after what it reads, in its own batches: a
+/// tree node after its parent, a street's heaviest lamppost after the
+/// lampposts' totals). A field reading plain columns of other tables goes
+/// too: it reads them as its own batch would, and a write there meanwhile
+/// flags it again (its version guards the write-back). In a row, each is
+/// calculated when it is stale itself or chains on a value the batch just
+/// changed, so whichever field's batch reaches a row first takes all its
+/// due fields.
 pub(super) fn companions<M>(model: &Model<M>, field: &Field<M>, settings: &Settings) -> Vec<usize> {
     let order = model.order();
     let Some(at) = order
@@ -41,30 +50,27 @@ pub(super) fn companions<M>(model: &Model<M>, field: &Field<M>, settings: &Setti
     else {
         return Vec::new();
     };
-    order[at + 1..]
+    let upstream = upstream(model, order[at]);
+    let before = order[..at]
         .iter()
+        .filter(|&&i| !upstream.contains(&model.fields()[i].name()));
+    before
+        .chain(&order[at + 1..])
         .copied()
         .filter(|&i| {
             let g = &model.fields()[i];
-            !g.depends_on()
-                .iter()
-                .any(|d| matches!(d, Dependency::Path(_)))
+            !settings
+                .reading_cached
+                .contains(&(model.table().to_string(), g.name().to_string()))
                 && g.mode() != Some(crate::Recalculate::Lazily)
                 && !settings.is_stopped(model.table().as_str(), g.name().as_str())
         })
         .collect()
 }
 
-/// The fields that field `g` chains on (directly or through others of the
-/// row) that take it with their batches (see [`companions`]) and that the
-/// worker calculates now: a row of `g` that one of them has due is left to
-/// that field's batch, where both are written at once. (A field `g` does
-/// not chain on is no leader: should its batches stop, `g` would wait.)
-pub(super) fn leaders<'m, M>(
-    model: &'m Model<M>,
-    g: usize,
-    settings: &Settings,
-) -> Vec<&'m crate::model::FieldColumns> {
+/// The names of the fields that field `g` chains on, directly or through
+/// others of the row.
+fn upstream<M>(model: &Model<M>, g: usize) -> Vec<&crate::ident::Ident> {
     let mut upstream: Vec<&crate::ident::Ident> = Vec::new();
     let mut todo = vec![&model.fields()[g]];
     while let Some(f) = todo.pop() {
@@ -78,6 +84,20 @@ pub(super) fn leaders<'m, M>(
             }
         }
     }
+    upstream
+}
+
+/// The fields that field `g` chains on (directly or through others of the
+/// row) that take it with their batches (see [`companions`]) and that the
+/// worker calculates now: a row of `g` that one of them has due is left to
+/// that field's batch, where both are written at once. (A field `g` does
+/// not chain on is no leader: should its batches stop, `g` would wait.)
+pub(super) fn leaders<'m, M>(
+    model: &'m Model<M>,
+    g: usize,
+    settings: &Settings,
+) -> Vec<&'m crate::model::FieldColumns> {
+    let upstream = upstream(model, g);
     model
         .fields()
         .iter()
@@ -134,7 +154,9 @@ pub(super) async fn write<M: CachedModel>(
                     let Some(query) = lock_query(db, model, g, keys.len()) else {
                         continue;
                     };
-                    lease.fetch_values(query, &keys, &[key_type]).await?
+                    let mut params = vec![Value::Timestamp(Utc::now())];
+                    params.extend(keys.iter().cloned());
+                    lease.fetch_values(query, &params, &[key_type]).await?
                 }
                 Held::Leases(until) => {
                     let query = statements::leased_with(
@@ -311,20 +333,24 @@ pub(super) async fn write<M: CachedModel>(
 }
 
 /// The statement that takes, in the lease transaction, the locks of field
-/// `g` of the rows `$1`…`$n` that no other worker holds, and returns their
-/// keys; `None` where claims are not locks.
+/// `g` of the rows `$2`…`$n+1` where it is not waiting (a backoff or a
+/// hot row's pause ending after `$1`; as a claim that leases it with its
+/// batch) and that no other worker holds (a lock tried only where it is
+/// not waiting), and returns their keys; `None` where claims are not
+/// locks.
 fn lock_query<M>(db: &Db, model: &Model<M>, g: usize, n: usize) -> Option<String> {
     let sql = FieldSql::of(db.backend(), model, &model.fields()[g]);
-    let lock = db
-        .backend()
-        .dialect()
-        .try_lock(&sql, &format!("{}.{}", sql.table, sql.pk))?;
-    let params: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+    let dialect = db.backend().dialect();
+    let lock = dialect.try_lock(&sql, &format!("{}.{}", sql.table, sql.pk))?;
+    let params: Vec<String> = (2..n + 2).map(|i| format!("${i}")).collect();
+    let next = sql.cols.next_attempt.quoted();
     Some(format!(
-        "SELECT {pk} FROM {t} WHERE {pk} IN ({params}) AND {lock}",
+        "SELECT {pk} FROM {t} WHERE {pk} IN ({params}) \
+         AND CASE WHEN {next} IS NULL OR {due} THEN {lock} ELSE FALSE END",
         pk = sql.pk,
         t = sql.table,
-        params = params.join(", ")
+        params = params.join(", "),
+        due = dialect.ts_le(&next, "$1"),
     ))
 }
 
