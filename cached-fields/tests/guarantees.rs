@@ -744,6 +744,48 @@ impl Shelf {
     }
 }
 
+/// Tables `shelves` (`shelves` of them, fresh) and `books` (two on each
+/// shelf: 10 pages and as many as the shelf's id), past the hot-row pause
+/// of their recalculations (a flag makes a row due at once).
+async fn shelves(db: &Db, shelves: i64) -> cached_fields::Registry {
+    let registry = cached_fields::Registry::new().register::<Shelf>().unwrap();
+    exec_text(
+        db,
+        format!("CREATE TABLE shelves (id {}, name TEXT NOT NULL)", pk(db)),
+    )
+    .await;
+    exec_text(
+        db,
+        format!(
+            "CREATE TABLE books (id {}, shelf_id BIGINT NOT NULL REFERENCES shelves (id), \
+             pages BIGINT NOT NULL)",
+            pk(db)
+        ),
+    )
+    .await;
+    registry.migrate(db).await.unwrap();
+    for i in 1..=shelves {
+        exec_with(
+            db,
+            "INSERT INTO shelves (id, name) VALUES ($1, 'shelf')",
+            &[i],
+        )
+        .await;
+        exec_with(
+            db,
+            "INSERT INTO books (id, shelf_id, pages) VALUES (2 * $1, $1, 10), (2 * $1 + 1, $1, $1)",
+            &[i],
+        )
+        .await;
+    }
+    cached_fields::Worker::new(db.clone(), registry.clone())
+        .drain()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    registry
+}
+
 per_backend! {
     /// Issue #13: a field that reads another table along a path goes with
     /// the batch of an earlier field of its row like any other: a rename
@@ -754,22 +796,8 @@ per_backend! {
     async fn a_field_read_along_a_path_is_written_with_the_rest_of_its_row() {
         on_both("shelves", |db, _| async move {
             const SHELVES: i64 = 150;
-            let registry = cached_fields::Registry::new().register::<Shelf>().unwrap();
-            exec_text(&db, format!("CREATE TABLE shelves (id {}, name TEXT NOT NULL)", pk(&db))).await;
-            exec_text(&db, format!(
-                "CREATE TABLE books (id {}, shelf_id BIGINT NOT NULL REFERENCES shelves (id), pages BIGINT NOT NULL)",
-                pk(&db)
-            )).await;
-            registry.migrate(&db).await.unwrap();
-            for i in 1..=SHELVES {
-                exec_with(&db, "INSERT INTO shelves (id, name) VALUES ($1, 'shelf')", &[i]).await;
-                exec_with(&db, "INSERT INTO books (id, shelf_id, pages) VALUES (2 * $1, $1, 10), (2 * $1 + 1, $1, $1)", &[i]).await;
-            }
+            let registry = shelves(&db, SHELVES).await;
             let worker = || cached_fields::Worker::new(db.clone(), registry.clone());
-            worker().drain().await.unwrap();
-            // Past the hot-row pause of those recalculations: the flags
-            // below make the rows due at once, not after a pause.
-            tokio::time::sleep(Duration::from_millis(200)).await;
             exec(&db, "CREATE TABLE row_updates (n BIGINT NOT NULL)").await;
             exec(&db, "INSERT INTO row_updates (n) VALUES (0)").await;
             match db.backend() {
@@ -810,6 +838,45 @@ per_backend! {
                 assert_eq!(s.pages.stored(), Some(pages), "shelf {}", s.id);
                 assert_eq!(s.summary.stored(), Some(format!("RENAMED {pages}")), "shelf {}", s.id);
             }
+        })
+        .await;
+    }
+}
+
+per_backend! {
+    /// Issue #13: a field of the row that waits (its retry an hour off, as
+    /// a failure's backoff leaves it) is not calculated with another
+    /// field's batch: the pages are stored, `upper` stays flagged with its
+    /// retry where it was.
+    async fn a_companion_backing_off_is_left_to_its_retry() {
+        on_both("shelves_backoff", |db, _| async move {
+            const SHELVES: i64 = 20;
+            let registry = shelves(&db, SHELVES).await;
+            let later = match db.backend() {
+                Backend::Sqlite => "UPDATE shelves SET upper_recalculation_needed = TRUE, \
+                    upper_next_attempt_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+1 hour')",
+                _ => "UPDATE shelves SET upper_recalculation_needed = TRUE, \
+                    upper_next_attempt_at = now() + interval '1 hour'",
+            };
+            exec(&db, later).await;
+            exec(&db, "UPDATE books SET pages = pages + 1").await;
+            let stats = cached_fields::Worker::new(db.clone(), registry.clone())
+                .drain()
+                .await
+                .unwrap();
+            assert_eq!(stats.failed, 0, "{stats:?}");
+            let q = "SELECT * FROM shelves ORDER BY id";
+            let shelves: Vec<Shelf> = on_pool!(&db, |p| sqlx::query_as(q).fetch_all(p).await.unwrap());
+            for s in shelves {
+                assert_eq!(s.pages.stored(), Some(10 + 1 + s.id + 1), "shelf {}", s.id);
+                assert!(!s.pages.recalculation_needed(), "shelf {}", s.id);
+                assert!(s.upper.recalculation_needed(), "shelf {}: upper taken during its backoff", s.id);
+            }
+            let waiting = match db.backend() {
+                Backend::Sqlite => "SELECT COUNT(*) FROM shelves WHERE julianday(upper_next_attempt_at) > julianday('now', '+50 minutes')",
+                _ => "SELECT COUNT(*) FROM shelves WHERE upper_next_attempt_at > now() + interval '50 minutes'",
+            };
+            assert_eq!(scalar(&db, waiting).await, SHELVES, "every retry where it was");
         })
         .await;
     }
