@@ -881,3 +881,42 @@ per_backend! {
         .await;
     }
 }
+
+per_backend! {
+    /// Issue #13: workers draining the shelves at once, each batch taking
+    /// the row's other due fields (those before its field in dependency
+    /// order too) where no other worker holds them, never calculate a
+    /// field of a row twice: every shelf's three fields flagged with their
+    /// inputs unchanged, 3 × shelves calculations in all.
+    async fn workers_taking_each_others_fields_never_repeat_work() {
+        on_both("shelves_workers", |db, _| async move {
+            const SHELVES: i64 = 300;
+            let registry = shelves(&db, SHELVES).await;
+            exec(&db, "UPDATE shelves SET upper_recalculation_needed = TRUE, \
+                pages_recalculation_needed = TRUE, summary_recalculation_needed = TRUE").await;
+            let workers: Vec<_> = (0..3)
+                .map(|_| {
+                    let w = cached_fields::Worker::new(db.clone(), registry.clone()).batch_size(16);
+                    tokio::spawn(async move { w.drain().await })
+                })
+                .collect();
+            let mut performed = 0;
+            for w in workers {
+                let s = w.await.unwrap().unwrap();
+                assert_eq!(s.failed, 0, "{s:?}");
+                performed += s.recalculated + s.superseded;
+            }
+            assert_eq!(performed, 3 * SHELVES as u64, "calculations beyond one per field and shelf");
+            let q = "SELECT * FROM shelves ORDER BY id";
+            let shelves: Vec<Shelf> = on_pool!(&db, |p| sqlx::query_as(q).fetch_all(p).await.unwrap());
+            for s in shelves {
+                let pages = 10 + s.id;
+                assert_eq!(s.upper.stored().as_deref(), Some("SHELF"), "shelf {}", s.id);
+                assert_eq!(s.pages.stored(), Some(pages), "shelf {}", s.id);
+                assert_eq!(s.summary.stored(), Some(format!("SHELF {pages}")), "shelf {}", s.id);
+                assert!(!s.upper.recalculation_needed() && !s.pages.recalculation_needed() && !s.summary.recalculation_needed(), "shelf {}", s.id);
+            }
+        })
+        .await;
+    }
+}
