@@ -576,6 +576,26 @@ per_backend! {
     }
 }
 
+/// A table `row_updates` whose one row `n` a trigger of the test's own
+/// adds one to on every row update of `table` (a plain identifier).
+async fn count_row_updates(db: &Db, table: &str) {
+    exec(db, "CREATE TABLE row_updates (n BIGINT NOT NULL)").await;
+    exec(db, "INSERT INTO row_updates (n) VALUES (0)").await;
+    let trigger = match db.backend() {
+        Backend::Sqlite => format!(
+            "CREATE TRIGGER count_updates AFTER UPDATE ON {table} \
+             BEGIN UPDATE row_updates SET n = n + 1; END"
+        ),
+        _ => format!(
+            "CREATE FUNCTION count_updates() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN UPDATE row_updates SET n = n + 1; RETURN NULL; END $$; \
+             CREATE TRIGGER count_updates AFTER UPDATE ON {table} FOR EACH ROW \
+             EXECUTE FUNCTION count_updates();"
+        ),
+    };
+    exec_text(db, trigger).await;
+}
+
 per_backend! {
     /// Issue #13: a drain calculates a row's fields together and writes
     /// them in one statement: `label`, which chains on `total`, is
@@ -590,20 +610,7 @@ per_backend! {
             // `total`'s batches the rows `total` still has due.
             const POSTS: i64 = 150;
             posts::setup(&db, POSTS).await;
-            exec(&db, "CREATE TABLE row_updates (n BIGINT NOT NULL)").await;
-            exec(&db, "INSERT INTO row_updates (n) VALUES (0)").await;
-            match db.backend() {
-                Backend::Sqlite => {
-                    exec(&db, "CREATE TRIGGER count_updates AFTER UPDATE ON posts \
-                        BEGIN UPDATE row_updates SET n = n + 1; END").await;
-                }
-                _ => {
-                    exec_text(&db, "CREATE FUNCTION count_updates() RETURNS trigger LANGUAGE plpgsql AS \
-                        $$ BEGIN UPDATE row_updates SET n = n + 1; RETURN NULL; END $$; \
-                        CREATE TRIGGER count_updates AFTER UPDATE ON posts FOR EACH ROW \
-                        EXECUTE FUNCTION count_updates();".to_owned()).await;
-                }
-            }
+            count_row_updates(&db, "posts").await;
             // Every post's total (and so its label, flagged in place).
             exec(&db, "UPDATE posts SET weight = weight + 1").await;
             exec(&db, "UPDATE row_updates SET n = 0").await;
@@ -798,20 +805,7 @@ per_backend! {
             const SHELVES: i64 = 150;
             let registry = shelves(&db, SHELVES).await;
             let worker = || cached_fields::Worker::new(db.clone(), registry.clone());
-            exec(&db, "CREATE TABLE row_updates (n BIGINT NOT NULL)").await;
-            exec(&db, "INSERT INTO row_updates (n) VALUES (0)").await;
-            match db.backend() {
-                Backend::Sqlite => {
-                    exec(&db, "CREATE TRIGGER count_updates AFTER UPDATE ON shelves \
-                        BEGIN UPDATE row_updates SET n = n + 1; END").await;
-                }
-                _ => {
-                    exec_text(&db, "CREATE FUNCTION count_updates() RETURNS trigger LANGUAGE plpgsql AS \
-                        $$ BEGIN UPDATE row_updates SET n = n + 1; RETURN NULL; END $$; \
-                        CREATE TRIGGER count_updates AFTER UPDATE ON shelves FOR EACH ROW \
-                        EXECUTE FUNCTION count_updates();".to_owned()).await;
-                }
-            }
+            count_row_updates(&db, "shelves").await;
             // Every shelf's `upper` and `pages` due at once (the rename's
             // flag is itself a row update: counted from here).
             exec(&db, "UPDATE shelves SET name = 'renamed'").await;

@@ -1,13 +1,12 @@
 //! A row's fields together: a claimed row's other due fields (those the
 //! batch's field does not chain on; see [`companions`]) are calculated
 //! after it, in dependency order, from its new value in memory, and all of
-//! them go back in one
-//! statement, each field guarded by its own version (a row whose
-//! companions were not all still current is written again with the
-//! batch's field alone). The batch holds its companions by locks taken in
-//! its lease transaction where claims are locks (PostgreSQL), else by
-//! leases its claim wrote with its own (SQLite), released after the batch
-//! where not stored.
+//! them go back in one statement, each field guarded by its own version
+//! (a row whose companions were not all still current is written again
+//! with the batch's field alone). The batch holds its companions by locks
+//! taken in its lease transaction where claims are locks (PostgreSQL),
+//! else by leases its claim wrote with its own (SQLite), released after
+//! the batch where not stored.
 
 use std::collections::{HashMap, HashSet};
 
