@@ -298,45 +298,45 @@ pub(crate) fn order(specs: &[TableSpec]) -> Vec<(usize, usize)> {
 pub(crate) fn reading_cached_along_paths(
     specs: &[TableSpec],
 ) -> std::collections::HashSet<(String, String)> {
-    let cached = |table: &crate::ident::Ident, name: &crate::ident::Ident| {
-        specs
-            .iter()
-            .any(|s| s.table == *table && s.fields.iter().any(|f| f.name == *name))
-    };
     specs
         .iter()
-        .flat_map(|spec| spec.fields.iter().map(move |f| (spec, f)))
-        .filter(|(_, f)| {
-            f.depends_on.iter().any(|d| {
-                matches!(d, Dependency::Path(p)
-                    if p.hops.last().is_some_and(|h| cached(h.table(), &p.column)))
-            })
+        .enumerate()
+        .flat_map(|(e, spec)| spec.fields.iter().map(move |f| (e, spec, f)))
+        .filter(|(e, _, f)| {
+            f.depends_on
+                .iter()
+                .any(|d| matches!(d, Dependency::Path(_)) && reads(specs, *e, d).is_some())
         })
-        .map(|(spec, f)| (spec.table.to_string(), f.name.to_string()))
+        .map(|(_, spec, f)| (spec.table.to_string(), f.name.to_string()))
         .collect()
 }
 
 /// The cached fields field `n` reads directly.
 fn upstream(specs: &[TableSpec], (e, f): (usize, usize)) -> Vec<(usize, usize)> {
-    let spec = &specs[e];
-    spec.fields[f]
+    specs[e].fields[f]
         .depends_on
         .iter()
-        .filter_map(|d| match d {
-            Dependency::Field(n) => spec
-                .fields
-                .iter()
-                .position(|o| o.name == *n)
-                .map(|i| (e, i)),
-            Dependency::Path(p) => {
-                let t = p.hops.last()?.table();
-                let te = specs.iter().position(|s| s.table == *t)?;
-                let tf = specs[te].fields.iter().position(|o| o.name == p.column)?;
-                Some((te, tf))
-            }
-            Dependency::Column(_) => None,
-        })
+        .filter_map(|d| reads(specs, e, d))
         .collect()
+}
+
+/// The cached field, as (spec index, field index), that dependency `d` of
+/// a field of spec `e` reads, if it reads one.
+fn reads(specs: &[TableSpec], e: usize, d: &Dependency) -> Option<(usize, usize)> {
+    match d {
+        Dependency::Field(n) => specs[e]
+            .fields
+            .iter()
+            .position(|o| o.name == *n)
+            .map(|i| (e, i)),
+        Dependency::Path(p) => {
+            let t = p.hops.last()?.table();
+            let te = specs.iter().position(|s| s.table == *t)?;
+            let tf = specs[te].fields.iter().position(|o| o.name == p.column)?;
+            Some((te, tf))
+        }
+        Dependency::Column(_) => None,
+    }
 }
 
 /// A cycle between distinct fields through paths: the table of its first
