@@ -793,6 +793,37 @@ async fn shelves(db: &Db, shelves: i64) -> cached_fields::Registry {
     registry
 }
 
+/// Every shelf, in key order.
+async fn shelves_now(db: &Db) -> Vec<Shelf> {
+    let q = "SELECT * FROM shelves ORDER BY id";
+    on_pool!(db, |p| sqlx::query_as(q).fetch_all(p).await.unwrap())
+}
+
+/// `count` shelves, each with its three fields fresh: `upper` as given,
+/// `pages` as `pages` gives for its id, `summary` both.
+async fn assert_shelves_fresh(db: &Db, count: i64, upper: &str, pages: impl Fn(i64) -> i64) {
+    let shelves = shelves_now(db).await;
+    assert_eq!(shelves.len(), count as usize);
+    for s in shelves {
+        let pages = pages(s.id);
+        assert!(
+            !s.upper.recalculation_needed()
+                && !s.pages.recalculation_needed()
+                && !s.summary.recalculation_needed(),
+            "shelf {}",
+            s.id
+        );
+        assert_eq!(s.upper.stored().as_deref(), Some(upper), "shelf {}", s.id);
+        assert_eq!(s.pages.stored(), Some(pages), "shelf {}", s.id);
+        assert_eq!(
+            s.summary.stored(),
+            Some(format!("{upper} {pages}")),
+            "shelf {}",
+            s.id
+        );
+    }
+}
+
 per_backend! {
     /// Issue #13: a field that reads another table along a path goes with
     /// the batch of an earlier field of its row like any other: a rename
@@ -822,16 +853,7 @@ per_backend! {
                 _ => 1,
             };
             assert_eq!(scalar(&db, "SELECT n FROM row_updates").await, SHELVES * per_row);
-            let q = "SELECT * FROM shelves ORDER BY id";
-            let shelves: Vec<Shelf> = on_pool!(&db, |p| sqlx::query_as(q).fetch_all(p).await.unwrap());
-            assert_eq!(shelves.len(), SHELVES as usize);
-            for s in shelves {
-                let pages = 10 + 1 + s.id + 1;
-                assert!(!s.upper.recalculation_needed() && !s.pages.recalculation_needed() && !s.summary.recalculation_needed(), "shelf {}", s.id);
-                assert_eq!(s.upper.stored().as_deref(), Some("RENAMED"), "shelf {}", s.id);
-                assert_eq!(s.pages.stored(), Some(pages), "shelf {}", s.id);
-                assert_eq!(s.summary.stored(), Some(format!("RENAMED {pages}")), "shelf {}", s.id);
-            }
+            assert_shelves_fresh(&db, SHELVES, "RENAMED", |id| 10 + 1 + id + 1).await;
         })
         .await;
     }
@@ -859,8 +881,7 @@ per_backend! {
                 .await
                 .unwrap();
             assert_eq!(stats.failed, 0, "{stats:?}");
-            let q = "SELECT * FROM shelves ORDER BY id";
-            let shelves: Vec<Shelf> = on_pool!(&db, |p| sqlx::query_as(q).fetch_all(p).await.unwrap());
+            let shelves = shelves_now(&db).await;
             for s in shelves {
                 assert_eq!(s.pages.stored(), Some(10 + 1 + s.id + 1), "shelf {}", s.id);
                 assert!(!s.pages.recalculation_needed(), "shelf {}", s.id);
@@ -901,15 +922,7 @@ per_backend! {
                 performed += s.recalculated + s.superseded;
             }
             assert_eq!(performed, 3 * SHELVES as u64, "calculations beyond one per field and shelf");
-            let q = "SELECT * FROM shelves ORDER BY id";
-            let shelves: Vec<Shelf> = on_pool!(&db, |p| sqlx::query_as(q).fetch_all(p).await.unwrap());
-            for s in shelves {
-                let pages = 10 + s.id;
-                assert_eq!(s.upper.stored().as_deref(), Some("SHELF"), "shelf {}", s.id);
-                assert_eq!(s.pages.stored(), Some(pages), "shelf {}", s.id);
-                assert_eq!(s.summary.stored(), Some(format!("SHELF {pages}")), "shelf {}", s.id);
-                assert!(!s.upper.recalculation_needed() && !s.pages.recalculation_needed() && !s.summary.recalculation_needed(), "shelf {}", s.id);
-            }
+            assert_shelves_fresh(&db, SHELVES, "SHELF", |id| 10 + id).await;
         })
         .await;
     }
