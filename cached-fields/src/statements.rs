@@ -324,9 +324,12 @@ impl<'a> FieldSql<'a> {
     pub(crate) fn lock_claim(
         &self,
         leaders: &[&FieldColumns],
+        companions: &[FieldSql<'_>],
         from: crate::backend::ClaimFrom,
     ) -> Option<String> {
-        self.backend.dialect().lock_claim(self, leaders, from)
+        self.backend
+            .dialect()
+            .lock_claim(self, leaders, companions, from)
     }
 
     /// The first number of this field's advisory locks: a stable hash

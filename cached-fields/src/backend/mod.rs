@@ -393,15 +393,21 @@ pub(crate) trait Dialect: Sync {
     /// and whether it was read in the order rows were flagged (flagged,
     /// not backing off), leaving out a row that one of `leaders` (fields
     /// that take `f` with their batches) has due; the rows read in that
-    /// order start where `from` says.
+    /// order start where `from` says. After those three columns, one per
+    /// field of `companions` (fields of the same rows the batch calculates
+    /// with `f`): whether this transaction holds its lock of the row too,
+    /// tried only where that field is not waiting (a backoff or a hot
+    /// row's pause ending after `$1`), so the batch holds its companions
+    /// from its claim, with no statement of their own.
     /// `None`: leases are written into the row ([`claim`](Self::claim)).
     fn lock_claim(
         &self,
         f: &FieldSql<'_>,
         leaders: &[&crate::model::FieldColumns],
+        companions: &[FieldSql<'_>],
         from: ClaimFrom,
     ) -> Option<String> {
-        let _ = (f, leaders, from);
+        let _ = (f, leaders, companions, from);
         None
     }
     /// Whether claims are locks ([`lock_claim`](Self::lock_claim) and

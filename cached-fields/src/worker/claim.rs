@@ -104,21 +104,31 @@ impl Cursors {
 /// from where the field's last batch ended, so the index entries of rows
 /// already stored stay behind, unvisited until a vacuum removes them; a
 /// walk that comes up short starts again from the first flagged row at most
-/// once per [`SWEEP`] (right away when it found nothing).
+/// once per [`SWEEP`] (right away when it found nothing). The same
+/// statement tries the locks of the batch's companions `gs` of the rows it
+/// locks (where they are not waiting), returned by companion with the
+/// rows (those whose key could be read).
 pub(super) async fn claim_locked<M: CachedModel>(
     lease: &mut Ctx<'_>,
     model: &Model<M>,
     field_idx: usize,
     sql: &FieldSql<'_>,
+    gs: &[usize],
     settings: &Settings,
     now: DateTime<Utc>,
-) -> Result<Vec<(Option<Key>, Result<M>)>> {
+) -> Result<(Vec<(Option<Key>, Result<M>)>, together::Locked)> {
     let batch = i64::try_from(settings.batch_size).unwrap_or(64);
     let (table, field) = (
         model.table().as_str(),
         model.fields()[field_idx].name().as_str(),
     );
     let leaders = together::leaders(model, field_idx, settings);
+    let companions: Vec<FieldSql<'_>> = gs
+        .iter()
+        .map(|&g| FieldSql::of(sql.backend, model, &model.fields()[g]))
+        .collect();
+    let mut types = vec![model.key_type(), SqlType::Timestamp, SqlType::Bool];
+    types.extend(gs.iter().map(|_| SqlType::Bool));
     let mut walk = settings.cursors.with(table, field, |w| w.clone());
     let locked = loop {
         let from = match &walk.at {
@@ -126,8 +136,8 @@ pub(super) async fn claim_locked<M: CachedModel>(
             Some((_, None)) => ClaimFrom::Time,
             Some((_, Some(_))) => ClaimFrom::Row,
         };
-        let Some(lock) = sql.lock_claim(&leaders, from) else {
-            return Ok(Vec::new());
+        let Some(lock) = sql.lock_claim(&leaders, &companions, from) else {
+            return Ok((Vec::new(), together::Locked::new()));
         };
         let mut params = vec![
             Value::Timestamp(now),
@@ -138,13 +148,7 @@ pub(super) async fn claim_locked<M: CachedModel>(
             Some((since, key)) => params.extend(std::iter::once(since).chain(key)),
             None => walk.swept = Some(Instant::now()),
         }
-        let locked = lease
-            .fetch_values(
-                lock,
-                &params,
-                &[model.key_type(), SqlType::Timestamp, SqlType::Bool],
-            )
-            .await?;
+        let locked = lease.fetch_values(lock, &params, &types).await?;
         let last_in_order = locked
             .iter()
             .filter(|r| r.get(2) == Some(&Value::Bool(true)))
@@ -174,16 +178,25 @@ pub(super) async fn claim_locked<M: CachedModel>(
     };
     settings.cursors.with(table, field, |w| *w = walk);
     let mut values = vec![Value::Timestamp(now)];
-    for k in locked.into_iter().filter_map(|r| r.into_iter().next()) {
-        if !values.contains(&k) {
-            values.push(k);
+    let mut held = together::Locked::new();
+    for row in locked {
+        let Some(k) = row.first() else { continue };
+        for (&g, taken) in gs.iter().zip(row.iter().skip(3)) {
+            if taken == &Value::Bool(true)
+                && let Some(key) = Key::from_value(k)
+            {
+                held.entry(g).or_default().insert(key);
+            }
+        }
+        if !values.contains(k) {
+            values.push(k.clone());
         }
     }
     if values.len() == 1 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), held));
     }
     let load = sql.load_due(model.select_list(), values.len() - 1);
-    runtime::with_schema_hint(
+    let rows = runtime::with_schema_hint(
         lease
             .fetch_models_each::<M>(
                 load,
@@ -195,7 +208,8 @@ pub(super) async fn claim_locked<M: CachedModel>(
         lease,
         model,
     )
-    .await
+    .await?;
+    Ok((rows, held))
 }
 
 /// When the next row of the field becomes due, if any is scheduled.

@@ -628,11 +628,11 @@ pub(crate) async fn process_batch<M: CachedModel>(
     } else {
         gs.iter().map(|&g| model.fields()[g].columns()).collect()
     };
-    let (claimed, mut lease) = if by_lock {
+    let (claimed, lease) = if by_lock {
         let mut tx = db.begin().await?;
-        let claimed =
-            claim::claim_locked(&mut tx.ctx(), model, field_idx, &sql, settings, now).await?;
-        (claimed, Some(tx))
+        let (claimed, locked) =
+            claim::claim_locked(&mut tx.ctx(), model, field_idx, &sql, &gs, settings, now).await?;
+        (claimed, Some((tx, locked)))
     } else {
         (
             claim::claim(
@@ -661,10 +661,13 @@ pub(crate) async fn process_batch<M: CachedModel>(
             .filter_map(|(k, _)| k.as_ref().map(Key::to_value))
             .collect()
     };
+    let (tx, held) = match lease {
+        Some((tx, locked)) => (Some(tx), together::Held::Locks(locked)),
+        None => (None, together::Held::Leases(lease_until)),
+    };
     let outcome = if claimed.is_empty() {
         Ok(report)
     } else {
-        let lease_ctx = lease.as_mut().map(crate::backend::Tx::ctx);
         process_claimed(
             db,
             model,
@@ -673,12 +676,12 @@ pub(crate) async fn process_batch<M: CachedModel>(
             &gs,
             claimed,
             (now, lease_until),
-            lease_ctx,
+            held,
             report,
         )
         .await
     };
-    if let Some(tx) = lease {
+    if let Some(tx) = tx {
         tx.commit().await?;
     }
     // Companions leased with the claim and not stored: released (a row
@@ -708,7 +711,7 @@ async fn process_claimed<M: CachedModel>(
     gs: &[usize],
     claimed: Vec<(Option<Key>, Result<M>)>,
     (now, lease_until): (DateTime<Utc>, DateTime<Utc>),
-    lease: Option<Ctx<'_>>,
+    held: together::Held,
     mut report: BatchReport,
 ) -> Result<BatchReport> {
     // A row that cannot be read as the model (a value of the wrong type in
@@ -836,10 +839,6 @@ async fn process_claimed<M: CachedModel>(
     let stored = if gs.is_empty() {
         write_batch(db, model, field, settings, &mut done).await?
     } else {
-        let held = match lease {
-            Some(lease) => together::Held::Locks(lease),
-            None => together::Held::Leases(lease_until),
-        };
         let (stored, companions) =
             together::write(db, held, model, field, settings, gs, &mut done).await?;
         report.stats.add(companions);

@@ -4,9 +4,9 @@
 //! them go back in one statement, each field guarded by its own version
 //! (a row whose companions were not all still current is written again
 //! with the batch's field alone). The batch holds its companions by locks
-//! taken in its lease transaction where claims are locks (PostgreSQL),
-//! else by leases its claim wrote with its own (SQLite), released after
-//! the batch where not stored.
+//! its claim took with its own, in its lease transaction, where claims are
+//! locks (PostgreSQL), else by leases its claim wrote with its own
+//! (SQLite), released after the batch where not stored.
 
 use std::collections::{HashMap, HashSet};
 
@@ -22,7 +22,7 @@ use crate::failures;
 use crate::key::Key;
 use crate::model::{CachedModel, Field, Model};
 use crate::runtime::{self, Stored};
-use crate::statements::{self, FieldSql};
+use crate::statements;
 use crate::value::Value;
 
 /// Rows per write-back statement.
@@ -110,10 +110,14 @@ pub(super) fn leaders<'m, M>(
         .collect()
 }
 
-/// How the batch holds its companions: by locks it tries in its lease
-/// transaction, or by leases its claim wrote until the instant given.
-pub(super) enum Held<'c> {
-    Locks(Ctx<'c>),
+/// The rows of each companion (by field) whose lock the batch's lease
+/// transaction holds.
+pub(super) type Locked = HashMap<usize, HashSet<Key>>;
+
+/// How the batch holds its companions: by locks its claim took in its
+/// lease transaction, or by leases its claim wrote until the instant given.
+pub(super) enum Held {
+    Locks(Locked),
     Leases(DateTime<Utc>),
 }
 
@@ -129,7 +133,7 @@ type Companion = (usize, i64, Value);
 /// came to for `field`, and the companions' counts.
 pub(super) async fn write<M: CachedModel>(
     db: &Db,
-    mut held: Held<'_>,
+    held: Held,
     model: &Model<M>,
     field: &Field<M>,
     settings: &Settings,
@@ -145,40 +149,32 @@ pub(super) async fn write<M: CachedModel>(
     // Which rows each companion may be calculated for: those whose lock of
     // it this transaction holds, or whose lease the claim took (another
     // worker may be on it).
-    let mut locked: HashMap<usize, HashSet<Key>> = HashMap::new();
-    if !keys.is_empty() {
-        for &g in gs {
-            let rows = match &mut held {
-                Held::Locks(lease) => {
-                    let Some(query) = lock_query(db, model, g, keys.len()) else {
-                        continue;
-                    };
-                    let mut params = vec![Value::Timestamp(Utc::now())];
-                    params.extend(keys.iter().cloned());
-                    lease.fetch_values(query, &params, &[key_type]).await?
-                }
-                Held::Leases(until) => {
-                    let query = statements::leased_with(
-                        model.table(),
-                        model.primary_key(),
-                        model.fields()[g].columns(),
-                        keys.len(),
-                    );
-                    let mut params = vec![Value::Timestamp(*until)];
-                    params.extend(keys.iter().cloned());
-                    Ctx::from(db)
-                        .fetch_values(query, &params, &[key_type])
-                        .await?
-                }
-            };
-            locked.insert(
-                g,
-                rows.into_iter()
-                    .filter_map(|r| r.first().and_then(Key::from_value))
-                    .collect(),
-            );
+    let locked = match held {
+        Held::Locks(locked) => locked,
+        Held::Leases(until) => {
+            let mut locked = Locked::new();
+            for &g in gs.iter().filter(|_| !keys.is_empty()) {
+                let query = statements::leased_with(
+                    model.table(),
+                    model.primary_key(),
+                    model.fields()[g].columns(),
+                    keys.len(),
+                );
+                let mut params = vec![Value::Timestamp(until)];
+                params.extend(keys.iter().cloned());
+                let rows = Ctx::from(db)
+                    .fetch_values(query, &params, &[key_type])
+                    .await?;
+                locked.insert(
+                    g,
+                    rows.into_iter()
+                        .filter_map(|r| r.first().and_then(Key::from_value))
+                        .collect(),
+                );
+            }
+            locked
         }
-    }
+    };
     // The batch's field: its version as claimed, then its new value made
     // fresh in memory for the companions to read (a value that cannot be
     // kept as its type is written alone), and whether it changed (which
@@ -329,28 +325,6 @@ pub(super) async fn write<M: CachedModel>(
         });
     }
     Ok((out, stats))
-}
-
-/// The statement that takes, in the lease transaction, the locks of field
-/// `g` of the rows `$2`…`$n+1` where it is not waiting (a backoff or a
-/// hot row's pause ending after `$1`; as a claim that leases it with its
-/// batch) and that no other worker holds (a lock tried only where it is
-/// not waiting), and returns their keys; `None` where claims are not
-/// locks.
-fn lock_query<M>(db: &Db, model: &Model<M>, g: usize, n: usize) -> Option<String> {
-    let sql = FieldSql::of(db.backend(), model, &model.fields()[g]);
-    let dialect = db.backend().dialect();
-    let lock = dialect.try_lock(&sql, &format!("{}.{}", sql.table, sql.pk))?;
-    let params: Vec<String> = (2..n + 2).map(|i| format!("${i}")).collect();
-    let next = sql.cols.next_attempt.quoted();
-    Some(format!(
-        "SELECT {pk} FROM {t} WHERE {pk} IN ({params}) \
-         AND CASE WHEN {next} IS NULL OR {due} THEN {lock} ELSE FALSE END",
-        pk = sql.pk,
-        t = sql.table,
-        params = params.join(", "),
-        due = dialect.ts_le(&next, "$1"),
-    ))
 }
 
 /// The companion values of row `c`, in order, each calculated from the

@@ -4,6 +4,8 @@
 pub(crate) mod driver;
 pub(crate) mod triggers;
 
+use std::fmt::Write as _;
+
 use crate::backend::{ClaimFrom, Dialect, Introspection, Settings};
 use crate::ident::Ident;
 use crate::model::FieldColumns;
@@ -153,6 +155,7 @@ impl Dialect for Postgres {
         &self,
         f: &FieldSql<'_>,
         leaders: &[&FieldColumns],
+        companions: &[FieldSql<'_>],
         from: ClaimFrom,
     ) -> Option<String> {
         let (t, pk, c) = (&f.table, &f.pk, f.cols);
@@ -164,10 +167,26 @@ impl Dialect for Postgres {
             ClaimFrom::Time => format!(" AND {since} >= $4"),
             ClaimFrom::Row => format!(" AND ({since}, {pk}) > ($4, $5)"),
         };
+        // Each companion: whether it is not waiting (read with the row),
+        // then, on the rows locked, its lock tried where so.
+        let mut due = String::new();
+        let mut held = String::new();
+        for (i, g) in companions.iter().enumerate() {
+            let next = g.cols.next_attempt.quoted();
+            let _ = write!(due, ", ({next} IS NULL OR {next} <= $1) AS cf_due{i}");
+            let _ = write!(
+                held,
+                ", CASE WHEN cf_due{i} THEN {lock} ELSE FALSE END",
+                lock = self.try_lock(g, "k")?
+            );
+        }
+        let dues: String = (0..companions.len())
+            .map(|i| format!(", cf_due{i}"))
+            .collect();
         let arm = |name: &str, cond: &str, order: &str, fresh: bool| {
             format!(
-                "SELECT k, since, led, {fresh} AS fresh FROM (SELECT {pk} AS k, {since} AS since, \
-                 {led} AS led FROM {t} WHERE {cond} ORDER BY {order} LIMIT $3 * 4) AS {name}"
+                "SELECT k, since, led, {fresh} AS fresh{dues} FROM (SELECT {pk} AS k, {since} AS since, \
+                 {led} AS led{due} FROM {t} WHERE {cond} ORDER BY {order} LIMIT $3 * 4) AS {name}"
             )
         };
         let mut candidates = vec![
@@ -194,7 +213,7 @@ impl Dialect for Postgres {
             ));
         }
         Some(format!(
-            "SELECT k, since, fresh FROM ({candidates}) AS cf_all WHERE NOT led AND {lock} LIMIT $3",
+            "SELECT k, since, fresh{held} FROM ({candidates}) AS cf_all WHERE NOT led AND {lock} LIMIT $3",
             candidates = candidates.join(" UNION ALL "),
             lock = self.try_lock(f, "k")?,
         ))
