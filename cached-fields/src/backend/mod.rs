@@ -643,6 +643,26 @@ impl Db {
         }
     }
 
+    /// Begins a worker's lease transaction, in which its claims walk the
+    /// flag's index in its order whatever the planner believes of the
+    /// table: on PostgreSQL sorting is off for the transaction (`SET LOCAL
+    /// enable_sort = off`, in the round trip of its `BEGIN`). Without it, a
+    /// plan made for the parameters of one claim (every claim behind a
+    /// transaction-mode pooler, the first five of a prepared one) on a
+    /// table never analyzed (autovacuum off) expects a few dozen flagged
+    /// rows and reads every one of them to sort them: 20 ms a claim at
+    /// 20,000 flagged rows, against 1 ms for the walk.
+    pub(crate) async fn begin_claim(&self) -> crate::Result<Tx> {
+        Ok(match self {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            #[cfg(feature = "postgres")]
+            Db::Postgres(p) => {
+                Tx::Postgres(p.begin_with("BEGIN; SET LOCAL enable_sort = off").await?)
+            }
+        })
+    }
+
     /// Begins a transaction on a pooled connection.
     pub(crate) async fn begin(&self) -> crate::Result<Tx> {
         Ok(match self {

@@ -629,7 +629,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
         gs.iter().map(|&g| model.fields()[g].columns()).collect()
     };
     let (claimed, lease) = if by_lock {
-        let mut tx = db.begin().await?;
+        let mut tx = db.begin_claim().await?;
         let (claimed, locked) =
             claim::claim_locked(&mut tx.ctx(), model, field_idx, &sql, &gs, settings, now).await?;
         (claimed, Some((tx, locked)))
