@@ -446,18 +446,24 @@ impl Worker {
         self.refresh_stopped().await?;
         let mut stats = Stats::default();
         let mut found = false;
+        // The tables with a field that found work in this pass.
+        let mut busy = HashSet::new();
         // Upstream fields first, across tables: a value they store flags the
         // fields reading it, which this pass then reaches.
         for &(e, field) in &self.registry.order {
-            if self.skips(e, field) || quiet.fields.contains(&(e, field)) {
+            if self.skips(e, field) || quiet.contains(&(e, field)) {
                 continue;
             }
             let entry = &self.registry.entries[e];
             match entry.ops.process(&self.db, field, &self.settings).await {
                 Ok(r) => {
                     found |= r.claimed > 0;
-                    if r.claimed == 0 {
-                        quiet.fields.insert((e, field));
+                    if r.claimed > 0 {
+                        busy.insert(e);
+                    } else if busy.contains(&e) {
+                        quiet.insert((e, field), LED_QUIET_MS);
+                    } else {
+                        quiet.insert((e, field), QUIET_MS);
                     }
                     stats.add(r.stats);
                     self.field_recovered(e, field).await;
@@ -536,40 +542,47 @@ impl Worker {
 }
 
 /// Fields whose last claim found nothing, which the next passes skip while
-/// others keep the worker busy, for at most [`QUIET_MS`]: a busy worker
+/// others keep the worker busy, each until its own instant: a busy worker
 /// does not spend a claim per pass on each idle field. Before the worker
 /// waits or a drain returns, a pass looks at every field again.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Quiet {
-    fields: std::collections::HashSet<(usize, usize)>,
-    since: Instant,
+    fields: HashMap<(usize, usize), Instant>,
 }
 
 /// How long a field that found nothing is skipped while others are busy.
 const QUIET_MS: u64 = 20;
 
-impl Default for Quiet {
-    fn default() -> Self {
-        Quiet {
-            fields: std::collections::HashSet::new(),
-            since: Instant::now(),
-        }
-    }
-}
+/// How long a field that found nothing is skipped while an earlier field
+/// of its table found work in the same pass: the batches of that field
+/// take this one's due rows with them (see `together`), and this one's
+/// claim steps over those rows (led by the other field) to find none, so
+/// its claims are spaced further apart. A row due for this field alone
+/// waits at most this long for it while the table is busy.
+const LED_QUIET_MS: u64 = 100;
 
 impl Quiet {
-    /// Whether the next pass skips any field (forgetting them first once
-    /// [`QUIET_MS`] have passed).
+    /// Skips field `at` until `ms` milliseconds from now.
+    fn insert(&mut self, at: (usize, usize), ms: u64) {
+        self.fields
+            .insert(at, Instant::now() + Duration::from_millis(ms));
+    }
+
+    /// Whether field `at` is skipped now.
+    fn contains(&self, at: &(usize, usize)) -> bool {
+        self.fields.contains_key(at)
+    }
+
+    /// Whether the next pass skips any field (forgetting first those whose
+    /// time is up).
     fn skipping(&mut self) -> bool {
-        if self.since.elapsed() >= Duration::from_millis(QUIET_MS) {
-            self.clear();
-        }
+        let now = Instant::now();
+        self.fields.retain(|_, until| *until > now);
         !self.fields.is_empty()
     }
 
     /// Forgets the quiet fields.
     fn clear(&mut self) {
-        self.since = Instant::now();
         self.fields.clear();
     }
 }
