@@ -181,11 +181,11 @@ pub(super) async fn claim_locked<M: CachedModel>(
     let mut held = together::Locked::new();
     for row in locked {
         let Some(k) = row.first() else { continue };
-        for (&g, taken) in gs.iter().zip(row.iter().skip(3)) {
-            if taken == &Value::Bool(true)
-                && let Some(key) = Key::from_value(k)
-            {
-                held.entry(g).or_default().insert(key);
+        if let Some(key) = Key::from_value(k) {
+            for (&g, taken) in gs.iter().zip(row.iter().skip(3)) {
+                if taken == &Value::Bool(true) {
+                    held.entry(g).or_default().insert(key.clone());
+                }
             }
         }
         if !values.contains(k) {

@@ -633,7 +633,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
     // one could then run nothing else.
     let by_lock = db.backend().dialect().claims_by_lock() && db.max_connections() > 1;
     // The row's other due fields go with the batch (see `together`): held
-    // by locks taken with their calculation where claims are locks, else
+    // by locks the claim takes with its own where claims are locks, else
     // leased by the claim itself.
     let gs = together::companions(model, field, settings);
     let with: Vec<&crate::model::FieldColumns> = if by_lock {
@@ -641,11 +641,11 @@ pub(crate) async fn process_batch<M: CachedModel>(
     } else {
         gs.iter().map(|&g| model.fields()[g].columns()).collect()
     };
-    let (claimed, lease) = if by_lock {
+    let (claimed, tx, held) = if by_lock {
         let mut tx = db.begin_claim().await?;
         let (claimed, locked) =
             claim::claim_locked(&mut tx.ctx(), model, field_idx, &sql, &gs, settings, now).await?;
-        (claimed, Some((tx, locked)))
+        (claimed, Some(tx), together::Held::Locks(locked))
     } else {
         (
             claim::claim(
@@ -659,6 +659,7 @@ pub(crate) async fn process_batch<M: CachedModel>(
             )
             .await?,
             None,
+            together::Held::Leases(lease_until),
         )
     };
     let report = BatchReport {
@@ -673,10 +674,6 @@ pub(crate) async fn process_batch<M: CachedModel>(
             .iter()
             .filter_map(|(k, _)| k.as_ref().map(Key::to_value))
             .collect()
-    };
-    let (tx, held) = match lease {
-        Some((tx, locked)) => (Some(tx), together::Held::Locks(locked)),
-        None => (None, together::Held::Leases(lease_until)),
     };
     let outcome = if claimed.is_empty() {
         Ok(report)

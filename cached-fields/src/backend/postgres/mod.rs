@@ -167,22 +167,20 @@ impl Dialect for Postgres {
             ClaimFrom::Time => format!(" AND {since} >= $4"),
             ClaimFrom::Row => format!(" AND ({since}, {pk}) > ($4, $5)"),
         };
-        // Each companion: whether it is not waiting (read with the row),
-        // then, on the rows locked, its lock tried where so.
-        let mut due = String::new();
-        let mut held = String::new();
+        // Each companion: whether it is not waiting, read with the row
+        // (`due`) and carried through the union (`dues`), then its lock
+        // tried on the rows locked where so (`held`).
+        let (mut due, mut dues, mut held) = (String::new(), String::new(), String::new());
         for (i, g) in companions.iter().enumerate() {
             let next = g.cols.next_attempt.quoted();
             let _ = write!(due, ", ({next} IS NULL OR {next} <= $1) AS cf_due{i}");
+            let _ = write!(dues, ", cf_due{i}");
             let _ = write!(
                 held,
                 ", CASE WHEN cf_due{i} THEN {lock} ELSE FALSE END",
                 lock = self.try_lock(g, "k")?
             );
         }
-        let dues: String = (0..companions.len())
-            .map(|i| format!(", cf_due{i}"))
-            .collect();
         let arm = |name: &str, cond: &str, order: &str, fresh: bool| {
             format!(
                 "SELECT k, since, led, {fresh} AS fresh{dues} FROM (SELECT {pk} AS k, {since} AS since, \
