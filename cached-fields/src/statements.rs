@@ -63,6 +63,13 @@ pub(crate) fn ts_le(backend: Backend, col: &str, param: &str) -> String {
     backend.dialect().ts_le(col, param)
 }
 
+/// Whether a row's field is not waiting (no lease, backoff or hot row's
+/// pause ending after `now`): its `F_next_attempt_at` column (quoted)
+/// `next` is NULL or at or before `now`, in parentheses.
+pub(crate) fn not_waiting(backend: Backend, next: &str, now: &str) -> String {
+    format!("({next} IS NULL OR {})", ts_le(backend, next, now))
+}
+
 /// A timestamp expression as seconds since the Unix epoch (float).
 pub(crate) fn epoch(backend: Backend, expr: &str) -> String {
     backend.dialect().epoch(expr)
@@ -314,10 +321,7 @@ impl<'a> FieldSql<'a> {
             }
             None => c.needed.quoted(),
         };
-        format!(
-            "{stale} AND ({next} IS NULL OR {le})",
-            le = ts_le(self.backend, &next, "$1")
-        )
+        format!("{stale} AND {}", not_waiting(self.backend, &next, "$1"))
     }
 
     /// See [`Dialect::lock_claim`](crate::backend::Dialect::lock_claim).
@@ -477,11 +481,10 @@ pub(crate) fn led(backend: Backend, leaders: &[&FieldColumns]) -> String {
     leaders
         .iter()
         .map(|l| {
-            let n = l.next_attempt.quoted();
             format!(
-                "({needed} AND ({n} IS NULL OR {le}))",
-                needed = l.needed.quoted(),
-                le = ts_le(backend, &n, "$1"),
+                "({} AND {})",
+                l.needed.quoted(),
+                not_waiting(backend, &l.next_attempt.quoted(), "$1"),
             )
         })
         .collect::<Vec<_>>()
@@ -495,8 +498,8 @@ pub(crate) fn lease_also(backend: Backend, with: &[&FieldColumns]) -> String {
         .map(|c| {
             let n = c.next_attempt.quoted();
             format!(
-                ", {n} = CASE WHEN {n} IS NULL OR {le} THEN $2 ELSE {n} END",
-                le = ts_le(backend, &n, "$1")
+                ", {n} = CASE WHEN {} THEN $2 ELSE {n} END",
+                not_waiting(backend, &n, "$1")
             )
         })
         .collect()

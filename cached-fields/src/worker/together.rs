@@ -153,7 +153,9 @@ pub(super) async fn write<M: CachedModel>(
         Held::Locks(locked) => locked,
         Held::Leases(until) => {
             let mut locked = Locked::new();
-            for &g in gs.iter().filter(|_| !keys.is_empty()) {
+            // No row to lease for: nothing to ask.
+            let gs = if keys.is_empty() { &[][..] } else { gs };
+            for &g in gs {
                 let query = statements::leased_with(
                     model.table(),
                     model.primary_key(),

@@ -10,7 +10,7 @@ use crate::backend::{ClaimFrom, Dialect, Introspection, Settings};
 use crate::ident::Ident;
 use crate::model::FieldColumns;
 use crate::schema::{FieldSpec, SchemaObject, TableSpec, TriggerInfo, normalize};
-use crate::statements::{FieldSql, Prefix};
+use crate::statements::{FieldSql, Prefix, not_waiting};
 use crate::triggers::{Catalog, Reach};
 use crate::value::{SqlType, Value};
 
@@ -112,7 +112,7 @@ impl Dialect for Postgres {
         // Each arm walks its own index in order and stops after a batch
         // (flagged rows by next attempt; expiries by time), so a claim
         // costs the same on a table of any size.
-        let not_leased = format!("({next} IS NULL OR {next} <= $1)");
+        let not_leased = not_waiting(crate::Backend::Postgres, &next, "$1");
         let flagged = format!(
             "SELECT k FROM (SELECT {pk} AS k FROM {t} WHERE {needed} AND {not_leased} \
              ORDER BY {next} NULLS FIRST LIMIT $3 FOR UPDATE SKIP LOCKED) AS cf_flagged",
@@ -173,7 +173,11 @@ impl Dialect for Postgres {
         let (mut due, mut dues, mut held) = (String::new(), String::new(), String::new());
         for (i, g) in companions.iter().enumerate() {
             let next = g.cols.next_attempt.quoted();
-            let _ = write!(due, ", ({next} IS NULL OR {next} <= $1) AS cf_due{i}");
+            let _ = write!(
+                due,
+                ", {} AS cf_due{i}",
+                not_waiting(crate::Backend::Postgres, &next, "$1")
+            );
             let _ = write!(dues, ", cf_due{i}");
             let _ = write!(
                 held,
@@ -205,7 +209,10 @@ impl Dialect for Postgres {
             let e = e.quoted();
             candidates.push(arm(
                 "cf_expired",
-                &format!("{e} IS NOT NULL AND {e} <= $1 AND ({next} IS NULL OR {next} <= $1)"),
+                &format!(
+                    "{e} IS NOT NULL AND {e} <= $1 AND {}",
+                    not_waiting(crate::Backend::Postgres, &next, "$1")
+                ),
                 &e,
                 false,
             ));

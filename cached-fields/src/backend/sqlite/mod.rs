@@ -92,7 +92,7 @@ impl Dialect for Sqlite {
         let (t, pk, c) = (&f.table, &f.pk, f.cols);
         let next = c.next_attempt.quoted();
         let led = crate::statements::led(Backend::Sqlite, leaders);
-        let not_leased = format!("({next} IS NULL OR {le})", le = self.ts_le(&next, "$1"));
+        let not_leased = crate::statements::not_waiting(Backend::Sqlite, &next, "$1");
         let flagged = format!(
             "SELECT k, led FROM (SELECT {pk} AS k, {led} AS led FROM {t} WHERE {needed} AND {not_leased} \
              LIMIT $3 * 4)",
