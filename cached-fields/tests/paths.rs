@@ -699,6 +699,101 @@ per_backend! {
 }
 
 // ---------------------------------------------------------------------------
+// A tree through other tables: an employee ranks one below the managers of
+// their department, and the departments are a model keyed by a text code
+// (the worker's walk up the tree joins on that key, not on `id`).
+
+#[derive(Debug, Clone, CachedModel)]
+#[cached_model(table = "depts")]
+struct Dept {
+    #[cached_model(primary_key)]
+    code: String,
+    name: String,
+    #[cached(depends_on("name"))]
+    title: Cached<String>,
+}
+
+impl Dept {
+    async fn calculate_title(&self, _: &mut Ctx<'_>) -> Result<String, BoxError> {
+        Ok(format!("{} ({})", self.name, self.code))
+    }
+}
+
+#[derive(Debug, Clone, CachedModel)]
+#[cached_model(table = "employees")]
+struct Employee {
+    id: i64,
+    dept_code: String,
+    #[cached(depends_on(
+        "dept_code->depts(code).managers(dept_code).employee_id->employees.rank"
+    ))]
+    rank: Cached<i64>,
+}
+
+impl Employee {
+    async fn calculate_rank(&self, ctx: &mut Ctx<'_>) -> Result<i64, BoxError> {
+        let above: Option<i64> = one!(
+            ctx,
+            "SELECT MAX(e.cached_rank) FROM managers m JOIN employees e ON e.id = m.employee_id \
+             WHERE m.dept_code = $1",
+            &self.dept_code
+        );
+        Ok(above.map_or(0, |r| r + 1))
+    }
+}
+
+/// Every employee's (id, stored rank, flagged), by id.
+async fn ranks(db: &Db) -> Vec<(i64, Option<i64>, bool)> {
+    on_pool!(&db, |p| sqlx::query_as(
+        "SELECT id, cached_rank, rank_recalculation_needed FROM employees ORDER BY id"
+    )
+    .fetch_all(p)
+    .await
+    .unwrap())
+}
+
+per_backend! {
+    async fn a_tree_through_a_model_keyed_by_text_waits_for_the_rows_above() {
+        on_both("ranks", |db, _| async move {
+            exec_text(
+                &db,
+                format!(
+                    "CREATE TABLE depts (code TEXT PRIMARY KEY, name TEXT NOT NULL);
+                     CREATE TABLE employees (id {pk}, dept_code TEXT NOT NULL REFERENCES depts(code));
+                     CREATE TABLE managers (id {pk}, dept_code TEXT NOT NULL REFERENCES depts(code),
+                         employee_id BIGINT NOT NULL REFERENCES employees(id));
+                     INSERT INTO depts (code, name) VALUES ('top', 'Board'), ('eng', 'Engineering'),
+                         ('web', 'Web');
+                     INSERT INTO employees (id, dept_code) VALUES (1, 'top'), (2, 'eng'), (3, 'eng'),
+                         (4, 'web');
+                     INSERT INTO managers (id, dept_code, employee_id) VALUES (1, 'eng', 1), (2, 'web', 3);",
+                    pk = common::pk(&db)
+                ),
+            )
+            .await;
+            let r = Registry::new()
+                .register::<Dept>()
+                .unwrap()
+                .register::<Employee>()
+                .unwrap();
+            r.migrate(&db).await.unwrap();
+            // All new at once: each employee waits for the managers above
+            // them, so each is calculated once (and each department once).
+            assert_eq!(drain(&db, &r).await, 4 + 3);
+            let want = vec![(1, Some(0), false), (2, Some(1), false), (3, Some(1), false), (4, Some(2), false)];
+            assert_eq!(ranks(&db).await, want);
+            // The board takes over the web department: its people move up.
+            exec_text(&db, "UPDATE managers SET employee_id = 1 WHERE id = 2".to_owned()).await;
+            assert_eq!(flags(&db, &["employees.rank"]).await, expect(&[("employees.rank", 1)]));
+            assert_eq!(drain(&db, &r).await, 1);
+            let want = vec![(1, Some(0), false), (2, Some(1), false), (3, Some(1), false), (4, Some(1), false)];
+            assert_eq!(ranks(&db).await, want);
+        })
+        .await;
+    }
+}
+
+// ---------------------------------------------------------------------------
 // A one-to-one through the primary key (multi-table inheritance).
 
 #[derive(Debug, Clone, CachedModel)]

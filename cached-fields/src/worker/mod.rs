@@ -69,6 +69,9 @@ pub(crate) struct Settings {
     /// calculated after it, never with a batch of another field of their
     /// row (see `together`).
     pub(crate) reading_cached: Arc<HashSet<(String, String)>>,
+    /// Every declared model's primary key, for the joins of a walk up a
+    /// tree through other tables (see `tree`).
+    pub(crate) catalog: Arc<crate::triggers::Catalog>,
 }
 
 impl Settings {
@@ -166,7 +169,9 @@ type Backoff = (u32, Instant);
 impl Worker {
     /// A worker for every model in `registry`.
     pub fn new(db: Db, registry: Registry) -> Self {
-        let reading_cached = Arc::new(crate::graph::reading_cached_along_paths(&registry.specs()));
+        let specs = registry.specs();
+        let reading_cached = Arc::new(crate::graph::reading_cached_along_paths(&specs));
+        let catalog = Arc::new(crate::triggers::Catalog::default().with_models(&specs));
         Worker {
             db,
             registry,
@@ -183,6 +188,7 @@ impl Worker {
                 stopped: Arc::default(),
                 cursors: Arc::default(),
                 reading_cached,
+                catalog,
             },
             paused: Arc::default(),
         }
@@ -759,8 +765,9 @@ async fn process_claimed<M: CachedModel>(
                 let lease = Some((before_chain, lease_until));
                 // A tree: a row on a cycle fails; one whose parent is stale
                 // waits for it (the parent's new value flags it again).
-                let tree = match tree::cycle(&mut ctx, model, field, &m).await {
-                    Ok(None) => tree::waits(&mut ctx, model, field, &m, lease_until)
+                let catalog = &settings.catalog;
+                let tree = match tree::cycle(&mut ctx, catalog, model, field, &m).await {
+                    Ok(None) => tree::waits(&mut ctx, catalog, model, field, &m, lease_until)
                         .await
                         .map(|w| (None, w)),
                     other => other.map(|e| (e, false)),

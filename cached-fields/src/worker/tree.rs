@@ -35,12 +35,13 @@ fn self_paths<'a, M>(model: &Model<M>, field: &'a Field<M>) -> Vec<&'a Path> {
         .collect()
 }
 
-/// The joins following `path` once from `cf_t0` (a row of `table`) and the
-/// alias of the row reached.
-fn step(key: &Ident, path: &Path) -> (String, String) {
+/// The joins following `path` once from `cf_t0` (a row of `table`, keyed
+/// by `key`) and the alias of the row reached; each table passed through
+/// is joined on its model's primary key where it has one (`catalog`).
+fn step(key: &Ident, path: &Path, catalog: &Catalog) -> (String, String) {
     let mut joins = String::new();
     let mut last = "cf_t0".to_owned();
-    for (i, l) in links(path, key, &Catalog::default()).iter().enumerate() {
+    for (i, l) in links(path, key, catalog).iter().enumerate() {
         let alias = format!("cf_t{}", i + 1);
         let _ = write!(
             joins,
@@ -56,8 +57,8 @@ fn step(key: &Ident, path: &Path) -> (String, String) {
 
 /// `SELECT COUNT(*)` of the rows equal to `$1` among those reached from row
 /// `$1` by following `path` once or more (`UNION` stops at a repeat).
-fn reaches_itself(table: &Ident, key: &Ident, path: &Path) -> String {
-    let (joins, last) = step(key, path);
+fn reaches_itself(table: &Ident, key: &Ident, path: &Path, catalog: &Catalog) -> String {
+    let (joins, last) = step(key, path, catalog);
     let (t, k) = (table.quoted(), key.quoted());
     format!(
         "WITH RECURSIVE cf_up(k) AS (SELECT {last}.{k} FROM {t} cf_t0{joins} WHERE cf_t0.{k} = $1 \
@@ -72,12 +73,13 @@ fn reaches_itself(table: &Ident, key: &Ident, path: &Path) -> String {
 /// is not waited for), not leased by another worker (which may have died).
 fn stale_above<M: CachedModel>(
     backend: crate::Backend,
+    catalog: &Catalog,
     model: &Model<M>,
     field: &Field<M>,
     path: &Path,
 ) -> String {
     let (t, k) = (model.table().quoted(), model.primary_key().quoted());
-    let (joins, last) = step(model.primary_key(), path);
+    let (joins, last) = step(model.primary_key(), path, catalog);
     let c = field.columns();
     let next = format!("{last}.{}", c.next_attempt.quoted());
     format!(
@@ -97,6 +99,7 @@ fn stale_above<M: CachedModel>(
 /// again once stored (top-down, each row once).
 pub(super) async fn waits<M: CachedModel>(
     ctx: &mut Ctx<'_>,
+    catalog: &Catalog,
     model: &Model<M>,
     field: &Field<M>,
     m: &M,
@@ -112,7 +115,7 @@ pub(super) async fn waits<M: CachedModel>(
         ];
         let rows = ctx
             .fetch_values(
-                stale_above(ctx.backend(), model, field, path),
+                stale_above(ctx.backend(), catalog, model, field, path),
                 &args,
                 &[SqlType::Int],
             )
@@ -128,12 +131,13 @@ pub(super) async fn waits<M: CachedModel>(
 /// its own table comes back to it.
 pub(super) async fn cycle<M: CachedModel>(
     ctx: &mut Ctx<'_>,
+    catalog: &Catalog,
     model: &Model<M>,
     field: &Field<M>,
     m: &M,
 ) -> Result<Option<Error>> {
     for path in self_paths(model, field) {
-        let sql = reaches_itself(model.table(), model.primary_key(), path);
+        let sql = reaches_itself(model.table(), model.primary_key(), path, catalog);
         let key = m.primary_key();
         let rows = ctx
             .fetch_values(sql, &[key.to_value()], &[SqlType::Int])
