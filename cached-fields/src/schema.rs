@@ -607,10 +607,31 @@ fn validate_path(
             })
         })
     };
+    // A forward hop naming no referenced column joins on `id`: where the
+    // foreign key references another column, the message says which.
+    let actual_target = |child: &Ident, col: &Ident, parent: &Ident, to_col: &Ident| {
+        ex.foreign_keys
+            .get(child.as_str())
+            .and_then(|fks| {
+                fks.iter().find(|(c, t, to)| {
+                    c == col.as_str()
+                        && t == parent.as_str()
+                        && !to.is_empty()
+                        && to != to_col.as_str()
+                })
+            })
+            .map_or_else(String::new, |(_, _, to)| {
+                format!(" (it references {parent}({to}): write {col}->{parent}({to}))")
+            })
+    };
     let links = triggers::links(path, &spec.primary_key, catalog);
     let mut from = &spec.table;
     for (i, (hop, l)) in path.hops.iter().zip(&links).enumerate() {
         let place = format!("hop {} ({hop})", i + 1);
+        let hint = match hop {
+            crate::depends::Hop::Forward { .. } => actual_target(from, &l.near, &l.table, &l.far),
+            crate::depends::Hop::Reverse { .. } => String::new(),
+        };
         if ex
             .columns
             .get(l.table.as_str())
@@ -620,7 +641,7 @@ fn validate_path(
         }
         for (t, c) in [(from, &l.near), (&l.table, &l.far)] {
             if !exists(t, c) {
-                return Err(format!("{place}: table {t} has no column {c}"));
+                return Err(format!("{place}: table {t} has no column {c}{hint}"));
             }
         }
         match hop {
@@ -635,7 +656,7 @@ fn validate_path(
             _ => {
                 if !references(from, &l.near, &l.table, &l.far) {
                     return Err(format!(
-                        "{place}: {from}.{} is not a foreign key referencing {}({})",
+                        "{place}: {from}.{} is not a foreign key referencing {}({}){hint}",
                         l.near, l.table, l.far
                     ));
                 }

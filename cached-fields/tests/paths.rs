@@ -742,6 +742,21 @@ impl Employee {
     }
 }
 
+/// A path to the departments that leaves out their key.
+#[derive(Debug, Clone, CachedModel)]
+#[cached_model(table = "employees")]
+struct DeptName {
+    id: i64,
+    #[cached(depends_on("dept_code->depts.name"))]
+    dept: Cached<String>,
+}
+
+impl DeptName {
+    async fn calculate_dept(&self, _: &mut Ctx<'_>) -> Result<String, BoxError> {
+        Ok(String::new())
+    }
+}
+
 /// Every employee's (id, stored rank, flagged), by id.
 async fn ranks(db: &Db) -> Vec<(i64, Option<i64>, bool)> {
     on_pool!(&db, |p| sqlx::query_as(
@@ -788,6 +803,20 @@ per_backend! {
             assert_eq!(drain(&db, &r).await, 1);
             let want = vec![(1, Some(0), false), (2, Some(1), false), (3, Some(1), false), (4, Some(1), false)];
             assert_eq!(ranks(&db).await, want);
+            // A forward hop that names no referenced column joins on `id`;
+            // the refusal says which column the foreign key references.
+            let e = Registry::new()
+                .register::<DeptName>()
+                .unwrap()
+                .migrate(&db)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("hop 1 (dept_code->depts): table depts has no column id \
+                    (it references depts(code): write dept_code->depts(code))"),
+                "{e}"
+            );
         })
         .await;
     }
