@@ -16,7 +16,7 @@ use crate::ident::Ident;
 /// | hop | follows |
 /// |---|---|
 /// | `lamppost_id->lampposts` | this table's foreign key `lamppost_id` to the `lampposts` row it points at (its `id`; `lampposts(key)` names another referenced column) |
-/// | `pigeons(lamppost_id)` | the `pigeons` rows whose foreign key `lamppost_id` points at this table's row (its primary key) |
+/// | `pigeons(lamppost_id)` | the `pigeons` rows whose foreign key `lamppost_id` points at this table's row (its primary key; `pigeons(lamppost_code->code)` names another referenced column) |
 ///
 /// | text | meaning |
 /// |---|---|
@@ -69,13 +69,16 @@ pub enum Hop {
         /// The column it references (default `id`).
         referenced: Ident,
     },
-    /// `table(foreign_key)`: the rows of `table` whose foreign key points
-    /// at the leaving table's row (its primary key).
+    /// `table(foreign_key)` or `table(foreign_key->referenced)`: the rows
+    /// of `table` whose foreign key points at the leaving table's row.
     Reverse {
         /// The referencing table.
         table: Ident,
         /// Its foreign-key column.
         foreign_key: Ident,
+        /// The leaving table's column it references, where named (else
+        /// the leaving table's primary key: its model's, or `id`).
+        referenced: Option<Ident>,
     },
 }
 
@@ -92,7 +95,7 @@ impl Hop {
     pub fn near<'a>(&'a self, leaving_key: &'a Ident) -> &'a Ident {
         match self {
             Hop::Forward { foreign_key, .. } => foreign_key,
-            Hop::Reverse { .. } => leaving_key,
+            Hop::Reverse { referenced, .. } => referenced.as_ref().unwrap_or(leaving_key),
         }
     }
 
@@ -118,7 +121,16 @@ impl fmt::Display for Hop {
                 table,
                 referenced,
             } => write!(f, "{foreign_key}->{table}({referenced})"),
-            Hop::Reverse { table, foreign_key } => write!(f, "{table}({foreign_key})"),
+            Hop::Reverse {
+                table,
+                foreign_key,
+                referenced: None,
+            } => write!(f, "{table}({foreign_key})"),
+            Hop::Reverse {
+                table,
+                foreign_key,
+                referenced: Some(referenced),
+            } => write!(f, "{table}({foreign_key}->{referenced})"),
         }
     }
 }
@@ -151,7 +163,9 @@ fn bad(text: &str, why: &str) -> Error {
 
 /// The grammar, for messages.
 const GRAMMAR: &str = "a hop is foreign_key->table (the row this table's foreign key points at) \
-     or table(foreign_key) (the rows of table whose foreign key points here), and a path is \
+     or table(foreign_key) (the rows of table whose foreign key points here; \
+     foreign_key->table(column) and table(foreign_key->column) name a referenced column other \
+     than the key), and a path is \
      hops joined by `.` ending in a column, e.g. lamppost_id->lampposts.street_id->streets.name";
 
 impl Dependency {
@@ -225,9 +239,14 @@ impl Dependency {
                          pointing here ({GRAMMAR})"
                     )));
                 };
+                let (fk, referenced) = match fk.split_once("->") {
+                    Some((fk, to)) => (fk, Some(ident(to, "referenced column", &place)?)),
+                    None => (fk.as_str(), None),
+                };
                 parsed.push(Hop::Reverse {
                     table: ident(&table, "table", &place)?,
-                    foreign_key: ident(&fk, "foreign key column", &place)?,
+                    foreign_key: ident(fk, "foreign key column", &place)?,
+                    referenced,
                 });
             }
         }
@@ -317,6 +336,7 @@ mod tests {
             "pigeons(lamppost_id).weight",
             "lamppost_id->lampposts.first_name",
             "code->places(code).name",
+            "places(place_code->code).name",
             "lampposts(street_id).pigeons(lamppost_id).weight",
             "lamppost_id->lampposts.street_id->streets.name",
             "post_tags(post_id).tag_id->tags.name",
@@ -337,6 +357,12 @@ mod tests {
         assert_eq!(p.hops[0].far().as_str(), "post_id");
         assert_eq!(p.hops[1].near(&pk).as_str(), "tag_id");
         assert_eq!(p.hops[1].far().as_str(), "id");
+        let Dependency::Path(p) = Dependency::parse("places(place_code->code).name", &[]).unwrap()
+        else {
+            panic!("a path")
+        };
+        assert_eq!(p.hops[0].near(&pk).as_str(), "code");
+        assert_eq!(p.hops[0].far().as_str(), "place_code");
     }
 
     #[test]
@@ -358,6 +384,10 @@ mod tests {
             ),
             ("pigeons(x).w;drop", "column \"w;drop\""),
             ("a->b.c->d", "missing `.column`"),
+            (
+                "pigeons(lamppost_id->).weight",
+                "hop 1 (pigeons(lamppost_id->)): referenced column \"\"",
+            ),
             ("", "column \"\""),
         ] {
             let e = Dependency::parse(text, &[]).unwrap_err().to_string();

@@ -607,31 +607,33 @@ fn validate_path(
             })
         })
     };
-    // A forward hop naming no referenced column joins on `id`: where the
-    // foreign key references another column, the message says which.
-    let actual_target = |child: &Ident, col: &Ident, parent: &Ident, to_col: &Ident| {
-        ex.foreign_keys
-            .get(child.as_str())
-            .and_then(|fks| {
-                fks.iter().find(|(c, t, to)| {
+    // A hop naming no referenced column joins on the key (`id`, or the
+    // model's): where the foreign key references another column, the
+    // message says which, and how to write the hop.
+    let referenced_instead = |child: &Ident, col: &Ident, parent: &Ident, to_col: &Ident| {
+        ex.foreign_keys.get(child.as_str()).and_then(|fks| {
+            fks.iter()
+                .find(|(c, t, to)| {
                     c == col.as_str()
                         && t == parent.as_str()
                         && !to.is_empty()
                         && to != to_col.as_str()
                 })
-            })
-            .map_or_else(String::new, |(_, _, to)| {
-                format!(" (it references {parent}({to}): write {col}->{parent}({to}))")
-            })
+                .map(|(_, _, to)| to.clone())
+        })
     };
     let links = triggers::links(path, &spec.primary_key, catalog);
     let mut from = &spec.table;
     for (i, (hop, l)) in path.hops.iter().zip(&links).enumerate() {
         let place = format!("hop {} ({hop})", i + 1);
+        let (t, near, far) = (&l.table, &l.near, &l.far);
         let hint = match hop {
-            crate::depends::Hop::Forward { .. } => actual_target(from, &l.near, &l.table, &l.far),
-            crate::depends::Hop::Reverse { .. } => String::new(),
-        };
+            crate::depends::Hop::Forward { .. } => referenced_instead(from, near, t, far)
+                .map(|to| format!(" (it references {t}({to}): write {near}->{t}({to}))")),
+            crate::depends::Hop::Reverse { .. } => referenced_instead(t, far, from, near)
+                .map(|to| format!(" (it references {from}({to}): write {t}({far}->{to}))")),
+        }
+        .unwrap_or_default();
         if ex
             .columns
             .get(l.table.as_str())
@@ -648,7 +650,7 @@ fn validate_path(
             crate::depends::Hop::Reverse { .. } => {
                 if !references(&l.table, &l.far, from, &l.near) {
                     return Err(format!(
-                        "{place}: {}.{} is not a foreign key referencing {from}({})",
+                        "{place}: {}.{} is not a foreign key referencing {from}({}){hint}",
                         l.table, l.far, l.near
                     ));
                 }

@@ -732,13 +732,56 @@ struct Employee {
 
 impl Employee {
     async fn calculate_rank(&self, ctx: &mut Ctx<'_>) -> Result<i64, BoxError> {
-        let above: Option<i64> = one!(
-            ctx,
-            "SELECT MAX(e.cached_rank) FROM managers m JOIN employees e ON e.id = m.employee_id \
-             WHERE m.dept_code = $1",
-            &self.dept_code
-        );
-        Ok(above.map_or(0, |r| r + 1))
+        rank_below_managers(ctx, &self.dept_code).await
+    }
+}
+
+/// One more than the highest stored rank among the managers of `dept`
+/// (0 where it has none).
+async fn rank_below_managers(ctx: &mut Ctx<'_>, dept: &str) -> Result<i64, BoxError> {
+    let above: Option<i64> = one!(
+        ctx,
+        "SELECT MAX(e.cached_rank) FROM managers m JOIN employees e ON e.id = m.employee_id \
+         WHERE m.dept_code = $1",
+        dept
+    );
+    Ok(above.map_or(0, |r| r + 1))
+}
+
+/// The same ranks with the departments a plain table (no model): the hop
+/// from a department to its managers names the column it joins on.
+#[derive(Debug, Clone, CachedModel)]
+#[cached_model(table = "employees")]
+struct Member {
+    id: i64,
+    dept_code: String,
+    #[cached(depends_on(
+        "dept_code->depts(code).managers(dept_code->code).employee_id->employees.rank"
+    ))]
+    rank: Cached<i64>,
+}
+
+impl Member {
+    async fn calculate_rank(&self, ctx: &mut Ctx<'_>) -> Result<i64, BoxError> {
+        rank_below_managers(ctx, &self.dept_code).await
+    }
+}
+
+/// The reverse hop without the column: it would join on `depts.id`.
+#[derive(Debug, Clone, CachedModel)]
+#[cached_model(table = "employees")]
+struct MemberByKey {
+    id: i64,
+    dept_code: String,
+    #[cached(depends_on(
+        "dept_code->depts(code).managers(dept_code).employee_id->employees.rank"
+    ))]
+    rank: Cached<i64>,
+}
+
+impl MemberByKey {
+    async fn calculate_rank(&self, ctx: &mut Ctx<'_>) -> Result<i64, BoxError> {
+        rank_below_managers(ctx, &self.dept_code).await
     }
 }
 
@@ -767,25 +810,32 @@ async fn ranks(db: &Db) -> Vec<(i64, Option<i64>, bool)> {
     .unwrap())
 }
 
+/// Departments keyed by a text code, four employees, and who manages
+/// which department: the board manages engineering, whose second employee
+/// manages web.
+async fn ranks_setup(db: &Db) {
+    exec_text(
+        db,
+        format!(
+            "CREATE TABLE depts (code TEXT PRIMARY KEY, name TEXT NOT NULL);
+             CREATE TABLE employees (id {pk}, dept_code TEXT NOT NULL REFERENCES depts(code));
+             CREATE TABLE managers (id {pk}, dept_code TEXT NOT NULL REFERENCES depts(code),
+                 employee_id BIGINT NOT NULL REFERENCES employees(id));
+             INSERT INTO depts (code, name) VALUES ('top', 'Board'), ('eng', 'Engineering'),
+                 ('web', 'Web');
+             INSERT INTO employees (id, dept_code) VALUES (1, 'top'), (2, 'eng'), (3, 'eng'),
+                 (4, 'web');
+             INSERT INTO managers (id, dept_code, employee_id) VALUES (1, 'eng', 1), (2, 'web', 3);",
+            pk = common::pk(db)
+        ),
+    )
+    .await;
+}
+
 per_backend! {
     async fn a_tree_through_a_model_keyed_by_text_waits_for_the_rows_above() {
         on_both("ranks", |db, _| async move {
-            exec_text(
-                &db,
-                format!(
-                    "CREATE TABLE depts (code TEXT PRIMARY KEY, name TEXT NOT NULL);
-                     CREATE TABLE employees (id {pk}, dept_code TEXT NOT NULL REFERENCES depts(code));
-                     CREATE TABLE managers (id {pk}, dept_code TEXT NOT NULL REFERENCES depts(code),
-                         employee_id BIGINT NOT NULL REFERENCES employees(id));
-                     INSERT INTO depts (code, name) VALUES ('top', 'Board'), ('eng', 'Engineering'),
-                         ('web', 'Web');
-                     INSERT INTO employees (id, dept_code) VALUES (1, 'top'), (2, 'eng'), (3, 'eng'),
-                         (4, 'web');
-                     INSERT INTO managers (id, dept_code, employee_id) VALUES (1, 'eng', 1), (2, 'web', 3);",
-                    pk = common::pk(&db)
-                ),
-            )
-            .await;
+            ranks_setup(&db).await;
             let r = Registry::new()
                 .register::<Dept>()
                 .unwrap()
@@ -817,6 +867,61 @@ per_backend! {
                     (it references depts(code): write dept_code->depts(code))"),
                 "{e}"
             );
+        })
+        .await;
+    }
+}
+
+per_backend! {
+    async fn a_reverse_hop_names_the_column_its_foreign_key_references() {
+        on_both("refs", |db, _| async move {
+            ranks_setup(&db).await;
+            // Left out, the hop from a department (a plain table, keyed by
+            // `code`) to its managers joins on `depts.id`: refused, saying
+            // how to write it.
+            let e = Registry::new()
+                .register::<MemberByKey>()
+                .unwrap()
+                .migrate(&db)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("hop 2 (managers(dept_code)): table depts has no column id \
+                    (it references depts(code): write managers(dept_code->code))"),
+                "{e}"
+            );
+            let r = Registry::new().register::<Member>().unwrap();
+            r.migrate(&db).await.unwrap();
+            assert_eq!(drain(&db, &r).await, 4);
+            let want = vec![(1, Some(0), false), (2, Some(1), false), (3, Some(1), false), (4, Some(2), false)];
+            assert_eq!(ranks(&db).await, want);
+            // A department's managers change: its people, each once.
+            exec_text(&db, "UPDATE managers SET employee_id = 1 WHERE id = 2".to_owned()).await;
+            assert_eq!(flags(&db, &["employees.rank"]).await, expect(&[("employees.rank", 1)]));
+            assert_eq!(drain(&db, &r).await, 1);
+            // Web managed by employee 3 again: its people, each once.
+            exec_text(&db, "UPDATE managers SET employee_id = 3 WHERE id = 2".to_owned()).await;
+            assert_eq!(drain(&db, &r).await, 1);
+            // Employee 3 moves to the board: their rank drops, and so, along
+            // the hop through the named column, does that of the people of
+            // the department they manage: two recalculations.
+            exec_text(&db, "UPDATE employees SET dept_code = 'top' WHERE id = 3".to_owned()).await;
+            assert_eq!(drain(&db, &r).await, 2);
+            let want = vec![(1, Some(0), false), (2, Some(1), false), (3, Some(0), false), (4, Some(1), false)];
+            assert_eq!(ranks(&db).await, want);
+            // The board is now managed by employee 4 of web, which employee
+            // 3 of the board manages: a cycle in the data fails employee 3.
+            exec_text(&db, "INSERT INTO managers (id, dept_code, employee_id) VALUES (3, 'top', 4)".to_owned()).await;
+            let stats = Worker::new(db.clone(), r.clone()).drain().await.unwrap();
+            assert_eq!(stats.failed, 1, "{stats:?}");
+            let error: Option<String> = on_pool!(&db, |p| sqlx::query_scalar(
+                "SELECT rank_last_error FROM employees WHERE id = 3"
+            )
+            .fetch_one(p)
+            .await
+            .unwrap());
+            assert!(error.as_deref().is_some_and(|e| e.contains("cycle")), "{error:?}");
         })
         .await;
     }
