@@ -14,6 +14,26 @@ use std::time::Duration;
 use cached_fields::{BoxError, Cached, CachedModel, Conn, Ctx, Db, Registry, Worker};
 use common::{exec_text, on_both, per_backend, scalar};
 
+/// A model on `$table` whose one field reads `$path`, for a path that
+/// `migrate` refuses (its value is never calculated).
+macro_rules! refused {
+    ($name:ident, $table:literal, $path:literal) => {
+        #[derive(Debug, Clone, CachedModel)]
+        #[cached_model(table = $table)]
+        struct $name {
+            id: i64,
+            #[cached(depends_on($path))]
+            value: Cached<String>,
+        }
+
+        impl $name {
+            async fn calculate_value(&self, _: &mut Ctx<'_>) -> Result<String, BoxError> {
+                Ok(String::new())
+            }
+        }
+    };
+}
+
 /// One value computed by `$sql` for the row `$id` (`$1`), on either backend.
 macro_rules! one {
     ($ctx:expr, $sql:expr, $id:expr) => {
@@ -59,6 +79,11 @@ async fn wrong(db: &Db, what: &str, sql: &str) -> Vec<String> {
         .filter(|(_, stored, expected, flagged)| *flagged || stored != expected)
         .map(|(id, s, e, f)| format!("{what} {id}: stored {s:?}, expected {e:?}, flagged {f}"))
         .collect()
+}
+
+/// The error with which `migrate` refuses `registry`'s declarations.
+async fn refusal(db: &Db, registry: Registry) -> String {
+    registry.migrate(db).await.unwrap_err().to_string()
 }
 
 async fn drain(db: &Db, registry: &Registry) -> u64 {
@@ -767,36 +792,16 @@ impl Member {
     }
 }
 
-/// A reverse hop from the departments that leaves out the column: it
-/// would join on `depts.id`.
-#[derive(Debug, Clone, CachedModel)]
-#[cached_model(table = "employees")]
-struct DeptManagers {
-    id: i64,
-    #[cached(depends_on("dept_code->depts(code).managers(dept_code).id"))]
-    managers: Cached<String>,
-}
+// A reverse hop from the departments that leaves out the column: it
+// would join on `depts.id`.
+refused!(
+    DeptManagers,
+    "employees",
+    "dept_code->depts(code).managers(dept_code).id"
+);
 
-impl DeptManagers {
-    async fn calculate_managers(&self, _: &mut Ctx<'_>) -> Result<String, BoxError> {
-        Ok(String::new())
-    }
-}
-
-/// A path to the departments that leaves out their key.
-#[derive(Debug, Clone, CachedModel)]
-#[cached_model(table = "employees")]
-struct DeptName {
-    id: i64,
-    #[cached(depends_on("dept_code->depts.name"))]
-    dept: Cached<String>,
-}
-
-impl DeptName {
-    async fn calculate_dept(&self, _: &mut Ctx<'_>) -> Result<String, BoxError> {
-        Ok(String::new())
-    }
-}
+// A path to the departments that leaves out their key.
+refused!(DeptName, "employees", "dept_code->depts.name");
 
 /// Every employee's (id, stored rank, flagged), by id.
 async fn ranks(db: &Db) -> Vec<(i64, Option<i64>, bool)> {
@@ -853,13 +858,7 @@ per_backend! {
             assert_eq!(ranks(&db).await, want);
             // A forward hop that names no referenced column joins on `id`;
             // the refusal says which column the foreign key references.
-            let e = Registry::new()
-                .register::<DeptName>()
-                .unwrap()
-                .migrate(&db)
-                .await
-                .unwrap_err()
-                .to_string();
+            let e = refusal(&db, Registry::new().register::<DeptName>().unwrap()).await;
             assert!(
                 e.contains("hop 1 (dept_code->depts): table depts has no column id \
                     (it references depts(code): write dept_code->depts(code))"),
@@ -877,13 +876,7 @@ per_backend! {
             // Left out, the hop from a department (a plain table, keyed by
             // `code`) to its managers joins on `depts.id`: refused, saying
             // how to write it.
-            let e = Registry::new()
-                .register::<DeptManagers>()
-                .unwrap()
-                .migrate(&db)
-                .await
-                .unwrap_err()
-                .to_string();
+            let e = refusal(&db, Registry::new().register::<DeptManagers>().unwrap()).await;
             assert!(
                 e.contains("hop 2 (managers(dept_code)): table depts has no column id \
                     (it references depts(code): write managers(dept_code->code))"),
@@ -979,33 +972,17 @@ per_backend! {
 // ---------------------------------------------------------------------------
 // Wrong paths are refused at `migrate`, naming the hop and why.
 
-#[derive(Debug, Clone, CachedModel)]
-#[cached_model(table = "pigeons")]
-struct NoColumn {
-    id: i64,
-    #[cached(depends_on("lamppost_id->lampposts.street_id->streets.nope"))]
-    perch: Cached<String>,
-}
+refused!(
+    NoColumn,
+    "pigeons",
+    "lamppost_id->lampposts.street_id->streets.nope"
+);
 
-impl NoColumn {
-    async fn calculate_perch(&self, _: &mut Ctx<'_>) -> Result<String, BoxError> {
-        Ok(String::new())
-    }
-}
-
-#[derive(Debug, Clone, CachedModel)]
-#[cached_model(table = "pigeons")]
-struct NotAKey {
-    id: i64,
-    #[cached(depends_on("lamppost_id->lampposts.weight->streets.name"))]
-    perch: Cached<String>,
-}
-
-impl NotAKey {
-    async fn calculate_perch(&self, _: &mut Ctx<'_>) -> Result<String, BoxError> {
-        Ok(String::new())
-    }
-}
+refused!(
+    NotAKey,
+    "pigeons",
+    "lamppost_id->lampposts.weight->streets.name"
+);
 
 #[derive(Debug, Clone, CachedModel)]
 #[cached_model(table = "streets")]
@@ -1053,20 +1030,17 @@ per_backend! {
     async fn a_wrong_path_is_refused_naming_the_hop_and_why() {
         on_both("badpath", |db, _| async move {
             streets_setup(&db).await;
-            let refuse = |r: Registry| {
-                let db = db.clone();
-                async move { r.migrate(&db).await.unwrap_err().to_string() }
-            };
-            let e = refuse(Registry::new().register::<NoColumn>().unwrap()).await;
+            let e = refusal(&db, Registry::new().register::<NoColumn>().unwrap()).await;
             assert!(e.contains("lamppost_id->lampposts.street_id->streets.nope")
                 && e.contains("the end of the path: table streets has no column nope"), "{e}");
-            let e = refuse(Registry::new().register::<NotAKey>().unwrap()).await;
+            let e = refusal(&db, Registry::new().register::<NotAKey>().unwrap()).await;
             assert!(e.contains("hop 2 (weight->streets): lampposts.weight is not a foreign key \
                 referencing streets(id)"), "{e}");
-            let e = refuse(Registry::new().register::<WrongDirection>().unwrap()).await;
+            let e = refusal(&db, Registry::new().register::<WrongDirection>().unwrap()).await;
             assert!(e.contains("hop 2 (lamppost_id->pigeons): lampposts has no column lamppost_id")
                 || e.contains("hop 2 (lamppost_id->pigeons): table lampposts has no column lamppost_id"), "{e}");
-            let e = refuse(
+            let e = refusal(
+                &db,
                 Registry::new().register::<Loop>().unwrap().register::<LoopBack>().unwrap(),
             )
             .await;
