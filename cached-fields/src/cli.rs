@@ -313,9 +313,19 @@ impl App {
                 for f in &done.flagged {
                     println!("{f}");
                 }
+                for w in &done.warnings {
+                    println!("{w}");
+                }
             }
             Command::Check => {
-                let problems = registry.check(db).await?;
+                let (warnings, problems): (Vec<_>, Vec<_>) = registry
+                    .check(db)
+                    .await?
+                    .into_iter()
+                    .partition(crate::schema::Problem::is_warning);
+                for w in &warnings {
+                    println!("{w}");
+                }
                 if !problems.is_empty() {
                     for p in &problems {
                         println!("{p}");
@@ -544,19 +554,30 @@ async fn recalc(
     if let Some(only) = only {
         fields.retain(|s| format!("{}.{}", s.table, s.field) == only);
         if fields.is_empty() {
-            let declared: Vec<String> = registry
-                .status(db)
-                .await?
-                .iter()
-                .map(|s| format!("{}.{}", s.table, s.field))
-                .collect();
             return Err(CliError::Usage(format!(
                 "no cached field {only:?}; declared: {}",
-                declared.join(", ")
+                registry.field_names().join(", ")
             )));
         }
     }
+    // In the order `deps` prints, whatever the registration order: a field
+    // after every cached field it reads (whose new values flag it first).
+    fields.sort_by_key(|s| registry.rank(&s.table, &s.field));
+    let stopped = crate::pauses::stopped(db).await?;
     for s in fields {
+        if let Some((table, field)) = registry
+            .chain(&s.table, &s.field)
+            .into_iter()
+            .find(|tf| stopped.contains(tf))
+        {
+            let why = if (table.as_str(), field.as_str()) == (s.table.as_str(), s.field.as_str()) {
+                "paused or held".to_owned()
+            } else {
+                format!("it reads {table}.{field}, which is paused or held")
+            };
+            println!("{}.{}: skipped: {why} (resume it first)", s.table, s.field);
+            continue;
+        }
         if !keys.is_empty() {
             let ty = registry.key_type(&s.table)?;
             let keys = keys
@@ -574,24 +595,43 @@ async fn recalc(
             );
             continue;
         }
-        let total = if all { s.rows } else { s.stale + s.expired };
+        // The figures now: fields recalculated before this one may have
+        // flagged its rows.
+        let now = registry
+            .status(db)
+            .await?
+            .into_iter()
+            .find(|n| n.table == s.table && n.field == s.field)
+            .unwrap_or(s);
+        let total = if all {
+            now.rows
+        } else {
+            now.stale + now.expired
+        };
         let bar = progress(u64::try_from(total).unwrap_or(0), "recalculating");
         let mut after: Option<Key> = None;
         let mut done = 0u64;
         loop {
-            let keys =
-                crate::worker::keys(db, registry, &s.table, &s.field, all, after.as_ref(), 500)
-                    .await?;
+            let keys = crate::worker::keys(
+                db,
+                registry,
+                &now.table,
+                &now.field,
+                all,
+                after.as_ref(),
+                500,
+            )
+            .await?;
             let Some(last) = keys.last().cloned() else {
                 break;
             };
-            crate::worker::recalculate_keys(db, registry, &s.table, &s.field, &keys).await?;
+            crate::worker::recalculate_keys(db, registry, &now.table, &now.field, &keys).await?;
             done += keys.len() as u64;
             bar.set_position(done);
             after = Some(last);
         }
         bar.finish_and_clear();
-        println!("{}.{}: recalculated {done} row(s)", s.table, s.field);
+        println!("{}.{}: recalculated {done} row(s)", now.table, now.field);
     }
     Ok(())
 }

@@ -259,6 +259,22 @@ impl Error {
 /// A busy or locked database, a lost connection, a deadlock: an error
 /// whose code some backend classifies as passing (see
 /// [`Dialect::is_transient`](crate::backend::Dialect::is_transient)).
+impl Error {
+    /// Whether a statement gave up waiting for a lock (PostgreSQL's
+    /// `lock_timeout`; SQLite's busy timeout).
+    pub fn is_lock_timeout(&self) -> bool {
+        match self {
+            Error::Database(e) => match &**e {
+                sqlx::Error::Database(d) => {
+                    matches!(d.code().as_deref(), Some("55P03" | "5" | "517" | "262"))
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 fn is_busy_or_gone(e: &sqlx::Error) -> bool {
     let sqlx::Error::Database(db) = e else {
         return false;

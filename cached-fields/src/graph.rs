@@ -311,6 +311,28 @@ pub(crate) fn reading_cached_along_paths(
         .collect()
 }
 
+/// Every field that reads `(e, f)`, directly or through others, as (spec
+/// index, field index).
+pub(crate) fn downstream(specs: &[TableSpec], at: (usize, usize)) -> Vec<(usize, usize)> {
+    let all: Vec<(usize, usize)> = specs
+        .iter()
+        .enumerate()
+        .flat_map(|(e, s)| (0..s.fields.len()).map(move |f| (e, f)))
+        .collect();
+    let mut out = vec![at];
+    let mut i = 0;
+    while let Some(&up) = out.get(i) {
+        for &n in &all {
+            if !out.contains(&n) && upstream(specs, n).contains(&up) {
+                out.push(n);
+            }
+        }
+        i += 1;
+    }
+    out.remove(0);
+    out
+}
+
 /// The cached fields field `n` reads directly.
 fn upstream(specs: &[TableSpec], (e, f): (usize, usize)) -> Vec<(usize, usize)> {
     specs[e].fields[f]

@@ -155,6 +155,71 @@ impl Registry {
         Ok((entry, index))
     }
 
+    /// Every declared field as `table.field`, in the worker's order.
+    pub(crate) fn field_names(&self) -> Vec<String> {
+        self.order
+            .iter()
+            .map(|&(e, f)| {
+                let spec = &self.entries[e].spec;
+                format!("{}.{}", spec.table, spec.fields[f].name)
+            })
+            .collect()
+    }
+
+    /// Where `table.field` comes in the worker's order (after every cached
+    /// field it reads); past the end for a field not declared.
+    pub(crate) fn rank(&self, table: &str, field: &str) -> usize {
+        self.order
+            .iter()
+            .position(|&(e, f)| {
+                let spec = &self.entries[e].spec;
+                spec.table.as_str() == table && spec.fields[f].name.as_str() == field
+            })
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Every field that reads `table.field`, directly or through others,
+    /// as (entry, field).
+    pub(crate) fn downstream(&self, table: &str, field: &str) -> Vec<(usize, usize)> {
+        match self.find(table, field) {
+            Ok((entry, f)) => {
+                let e = self
+                    .entries
+                    .iter()
+                    .position(|x| std::ptr::eq(x, entry))
+                    .unwrap_or_default();
+                crate::graph::downstream(&self.specs(), (e, f))
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// `table.field` and every field of its row it chains on, directly or
+    /// through others (a recalculation of the field stores those first
+    /// where they are stale), as `(table, field)`.
+    pub(crate) fn chain(&self, table: &str, field: &str) -> Vec<(String, String)> {
+        let Ok((entry, i)) = self.find(table, field) else {
+            return Vec::new();
+        };
+        let spec = &entry.spec;
+        let mut out = vec![i];
+        let mut at = 0;
+        while let Some(&f) = out.get(at) {
+            for d in &spec.fields[f].depends_on {
+                if let crate::depends::Dependency::Field(n) = d
+                    && let Some(u) = spec.fields.iter().position(|g| g.name == *n)
+                    && !out.contains(&u)
+                {
+                    out.push(u);
+                }
+            }
+            at += 1;
+        }
+        out.into_iter()
+            .map(|f| (spec.table.to_string(), spec.fields[f].name.to_string()))
+            .collect()
+    }
+
     /// The schema view of every model.
     pub fn specs(&self) -> Vec<TableSpec> {
         self.entries.iter().map(|e| e.spec.clone()).collect()

@@ -694,6 +694,15 @@ pub(crate) async fn after_store<M: CachedModel>(
     Ok(None)
 }
 
+/// The worker's hold on a row's chain (see [`refresh_chain`]): now, the
+/// lease end, and which fields are paused or held (never stored here).
+#[derive(Clone, Copy)]
+pub(crate) struct Lease<'a> {
+    pub(crate) now: DateTime<Utc>,
+    pub(crate) until: DateTime<Utc>,
+    pub(crate) stopped: &'a (dyn Fn(&str) -> bool + Sync),
+}
+
 /// What [`refresh_chain`] did.
 pub(crate) enum Chain<M> {
     /// Every chained field was fresh: calculate from the row as loaded.
@@ -711,14 +720,15 @@ pub(crate) enum Chain<M> {
 /// trigger), so the row is reloaded: `field` must be calculated from the
 /// reloaded row, whose version is current. With `lease` (the worker's now
 /// and lease end), a stale upstream field is first leased like a claim, so
-/// two workers never calculate it both; one leased by another worker makes
-/// this [`Chain::Busy`].
+/// two workers never calculate it both; one leased by another worker, or
+/// paused or held (which the worker never stores), makes this
+/// [`Chain::Busy`].
 pub(crate) async fn refresh_chain<M: CachedModel>(
     ctx: &mut Ctx<'_>,
     model: &Model<M>,
     field: &Field<M>,
     m: &M,
-    lease: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    lease: Option<Lease<'_>>,
 ) -> Result<Chain<M>> {
     let mut recalculated = 0;
     for dep in field.depends_on() {
@@ -729,7 +739,22 @@ pub(crate) async fn refresh_chain<M: CachedModel>(
         if !upstream.slot(m).snapshot().stale {
             continue;
         }
-        if let Some((now, until)) = lease {
+        if let Some(Lease {
+            now,
+            until,
+            stopped,
+        }) = lease
+        {
+            let index = || {
+                model
+                    .fields()
+                    .iter()
+                    .position(|f| f.name() == upstream.name())
+                    .unwrap_or_default()
+            };
+            if stopped(upstream.name().as_str()) {
+                return Ok(Chain::Busy(index()));
+            }
             let sql = field_sql(ctx, model, upstream).claim_one();
             let args = [
                 Value::Timestamp(now),
@@ -745,12 +770,7 @@ pub(crate) async fn refresh_chain<M: CachedModel>(
                 // since `m` was loaded; then carry on from the row as it is.
                 let row = load(ctx, model, m.primary_key()).await?;
                 if upstream.slot(&row).snapshot().stale {
-                    let index = model
-                        .fields()
-                        .iter()
-                        .position(|f| f.name() == upstream.name())
-                        .unwrap_or_default();
-                    return Ok(Chain::Busy(index));
+                    return Ok(Chain::Busy(index()));
                 }
                 return Ok(
                     match Box::pin(refresh_chain(ctx, model, field, &row, lease)).await? {
@@ -780,7 +800,7 @@ async fn recalculate_loaded<M: CachedModel>(
     model: &Model<M>,
     field: &Field<M>,
     m: &M,
-    lease: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    lease: Option<Lease<'_>>,
 ) -> Result<(Value, u64)> {
     let (reloaded, chained) = match refresh_chain(ctx, model, field, m, lease).await? {
         Chain::Reloaded(row, n) => (Some(row), n),

@@ -16,6 +16,10 @@ use crate::value::{SqlType, Value};
 /// has notifications.
 pub const CHANNEL: &str = "cached_fields";
 
+/// What a [`Problem`] names as the table of an object of the whole
+/// database (an event trigger).
+pub const DATABASE: &str = "database";
+
 /// The schema-relevant part of a cached field.
 #[derive(Debug, Clone)]
 pub struct FieldSpec {
@@ -95,6 +99,9 @@ pub enum ObjectKind {
     Index,
     /// A trigger (and, where the backend needs one, its function).
     Trigger,
+    /// An event trigger of the whole database (PostgreSQL: schema changes
+    /// that rewrite a table).
+    EventTrigger,
 }
 
 impl fmt::Display for ObjectKind {
@@ -103,6 +110,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Column => "column",
             ObjectKind::Index => "index",
             ObjectKind::Trigger => "trigger",
+            ObjectKind::EventTrigger => "event trigger",
         })
     }
 }
@@ -165,6 +173,9 @@ pub enum State {
     Disabled,
     /// A trigger or index of this library that no declaration asks for any more.
     Obsolete,
+    /// A warning, not an error: writes of a kind this database does not
+    /// let the library see (the detail says which, and what to do).
+    Unwatched,
 }
 
 impl fmt::Display for Problem {
@@ -175,12 +186,25 @@ impl fmt::Display for Problem {
             State::WrongType => "wrong type of",
             State::Disabled => "disabled",
             State::Obsolete => "obsolete",
+            State::Unwatched => "warning: not installed:",
         };
-        write!(f, "{state} {} {}.{}", self.kind, self.table, self.name)?;
+        if self.table == DATABASE {
+            write!(f, "{state} {} {}", self.kind, self.name)?;
+        } else {
+            write!(f, "{state} {} {}.{}", self.kind, self.table, self.name)?;
+        }
         if !self.detail.is_empty() {
             write!(f, ": {}", self.detail)?;
         }
         Ok(())
+    }
+}
+
+impl Problem {
+    /// Whether this is a warning (what the database cannot let the library
+    /// see), which `migrate` cannot repair and `check` does not fail on.
+    pub fn is_warning(&self) -> bool {
+        self.state == State::Unwatched
     }
 }
 
@@ -216,6 +240,8 @@ pub struct Migration {
     pub changes: Vec<Problem>,
     /// Rows it flagged because of a repair.
     pub flagged: Vec<Flagged>,
+    /// What it could not install, and why (see [`Problem::is_warning`]).
+    pub warnings: Vec<Problem>,
 }
 
 impl Migration {
@@ -275,11 +301,7 @@ fn plan_with(backend: Backend, specs: &[TableSpec], catalog: &Catalog) -> Vec<Sc
         let t = spec.table.quoted();
         for f in &spec.fields {
             let c = &f.columns;
-            let guard = Guarded {
-                table: spec.table.clone(),
-                field: f.name.clone(),
-                needed: c.needed.clone(),
-            };
+            let guard = crate::triggers::guarded(spec, f);
             for (col, def) in columns(backend, f.sql_type, c) {
                 cols.push(SchemaObject {
                     kind: ObjectKind::Column,
@@ -338,6 +360,7 @@ fn plan_with(backend: Backend, specs: &[TableSpec], catalog: &Catalog) -> Vec<Sc
         &triggers::all_reaches(specs, catalog),
         catalog,
     ));
+    trigs.extend(backend.dialect().ddl_triggers(specs));
     cols.extend(indexes);
     cols.extend(trigs);
     cols
@@ -394,6 +417,10 @@ struct Existing {
     /// Index name → (table, carries this library's marker).
     indexes: HashMap<String, (String, bool)>,
     triggers: HashMap<String, TriggerInfo>,
+    /// The database's event triggers, by name.
+    event_triggers: HashMap<String, TriggerInfo>,
+    /// Whether the connection may create event triggers.
+    superuser: bool,
     /// Table → its foreign keys as (column, referenced table, referenced column or "").
     foreign_keys: HashMap<String, Vec<(String, String, String)>>,
     /// The keys an upsert can conflict on, where the backend asks.
@@ -474,6 +501,29 @@ async fn inspect(ctx: &mut Ctx<'_>, specs: &[TableSpec]) -> Result<Existing> {
         if let Some((name, info)) = dialect.trigger_info(&r) {
             ex.triggers.insert(name, info);
         }
+    }
+    if let Some(q) = queries.event_triggers {
+        for r in texts(
+            ctx.fetch_values(q.to_owned(), &[], &[SqlType::Text; 4])
+                .await?,
+        ) {
+            if let [name, src, enabled, comment] = &r[..] {
+                ex.event_triggers.insert(
+                    name.clone(),
+                    TriggerInfo {
+                        table: DATABASE.to_owned(),
+                        definition: normalize(src),
+                        ours: dialect.is_ours(src),
+                        always: enabled == "A",
+                        changed_by_hand: comment.is_empty(),
+                    },
+                );
+            }
+        }
+    }
+    if let Some(q) = queries.superuser {
+        let rows = ctx.fetch_values(q.to_owned(), &[], &[SqlType::Int]).await?;
+        ex.superuser = matches!(rows.first().and_then(|r| r.first()), Some(Value::Int(1)));
     }
     for table in tables(specs) {
         let cols = column_types(ctx, table).await?;
@@ -685,53 +735,77 @@ fn diff(backend: Backend, plan: &[SchemaObject], ex: &Existing) -> Vec<Problem> 
         state,
         detail,
     };
-    let mut out: Vec<Problem> = plan
-        .iter()
-        .filter_map(|o| match o.kind {
-            ObjectKind::Column => {
-                let actual = ex
-                    .columns
-                    .get(o.table.as_str())
-                    .and_then(|c| c.get(o.name.as_str()));
-                match (actual, &o.column) {
-                    (None, _) => Some(problem(o, State::Missing, String::new())),
-                    (Some(actual), Some(def)) if !same_type(backend, def.ty, actual) => Some(problem(
-                        o,
-                        State::WrongType,
-                        format!("has type {actual}, declared {}", def.ty),
-                    )),
-                    _ => None,
+    let mut out: Vec<Problem> =
+        plan.iter()
+            .filter_map(|o| match o.kind {
+                ObjectKind::Column => {
+                    let actual = ex
+                        .columns
+                        .get(o.table.as_str())
+                        .and_then(|c| c.get(o.name.as_str()));
+                    match (actual, &o.column) {
+                        (None, _) => Some(problem(o, State::Missing, String::new())),
+                        (Some(actual), Some(def)) if !same_type(backend, def.ty, actual) => {
+                            Some(problem(
+                                o,
+                                State::WrongType,
+                                format!("has type {actual}, declared {}", def.ty),
+                            ))
+                        }
+                        _ => None,
+                    }
                 }
-            }
-            ObjectKind::Index => (!ex.indexes.contains_key(o.name.as_str()))
-                .then(|| problem(o, State::Missing, String::new())),
-            ObjectKind::Trigger => {
-                let Some(t) = ex.triggers.get(o.name.as_str()) else {
-                    return Some(problem(o, State::Missing, String::new()));
-                };
-                if !t.ours {
-                    Some(problem(o, State::Outdated, "not installed by cached-fields".to_owned()))
-                } else if o.definition.as_deref().map(normalize).as_ref() != Some(&t.definition) {
-                    Some(problem(o, State::Outdated, "its definition differs from the declarations".to_owned()))
-                } else if t.changed_by_hand {
-                    Some(problem(
-                        o,
+                ObjectKind::Index => (!ex.indexes.contains_key(o.name.as_str()))
+                    .then(|| problem(o, State::Missing, String::new())),
+                ObjectKind::Trigger | ObjectKind::EventTrigger => {
+                    let found = if o.kind == ObjectKind::Trigger {
+                        &ex.triggers
+                    } else {
+                        &ex.event_triggers
+                    };
+                    let wrong = match found.get(o.name.as_str()) {
+                    None => Some((State::Missing, String::new())),
+                    Some(t) if !t.ours => {
+                        Some((State::Outdated, "not installed by cached-fields".to_owned()))
+                    }
+                    Some(t)
+                        if o.definition.as_deref().map(normalize).as_ref()
+                            != Some(&t.definition) =>
+                    {
+                        Some((
+                            State::Outdated,
+                            "its definition differs from the declarations".to_owned(),
+                        ))
+                    }
+                    Some(t) if t.changed_by_hand => Some((
                         State::Outdated,
                         "its events, columns, timing or WHEN were changed by hand".to_owned(),
-                    ))
-                } else if !t.always {
-                    Some(problem(
-                        o,
+                    )),
+                    Some(t) if !t.always => Some((
                         State::Disabled,
-                        "it does not fire for every session (ALTER TABLE … DISABLE TRIGGER, or ENABLE without ALWAYS)"
+                        "it does not fire for every session (ALTER TABLE … DISABLE TRIGGER, or \
+                         ENABLE without ALWAYS)"
                             .to_owned(),
-                    ))
-                } else {
-                    None
+                    )),
+                    Some(_) => None,
+                };
+                    match wrong {
+                    // Only a superuser may create or alter an event trigger.
+                    Some(_) if o.kind == ObjectKind::EventTrigger && !ex.superuser => Some(problem(
+                        o,
+                        State::Unwatched,
+                        "a schema change that rewrites a column (ALTER TABLE … ALTER COLUMN … \
+                         TYPE … USING …) fires no trigger, and only a superuser may create the \
+                         event trigger that sees it: run `migrate` as one, or `verify` after such \
+                         a change"
+                            .to_owned(),
+                    )),
+                    Some((state, detail)) => Some(problem(o, state, detail)),
+                    None => None,
                 }
-            }
-        })
-        .collect();
+                }
+            })
+            .collect();
     let planned: HashSet<&str> = plan.iter().map(|o| o.name.as_str()).collect();
     let mut obsolete: Vec<Problem> = ex
         .triggers
@@ -739,17 +813,34 @@ fn diff(backend: Backend, plan: &[SchemaObject], ex: &Existing) -> Vec<Problem> 
         .filter(|(name, t)| t.ours && !planned.contains(name.as_str()))
         .map(|(name, t)| (ObjectKind::Trigger, name, &t.table))
         .chain(
+            ex.event_triggers
+                .iter()
+                .filter(|(name, t)| t.ours && !planned.contains(name.as_str()))
+                .map(|(name, t)| (ObjectKind::EventTrigger, name, &t.table)),
+        )
+        .chain(
             ex.indexes
                 .iter()
                 .filter(|(name, (_, ours))| *ours && !planned.contains(name.as_str()))
                 .map(|(name, (table, _))| (ObjectKind::Index, name, table)),
         )
-        .map(|(kind, name, table)| Problem {
-            kind,
-            table: table.clone(),
-            name: name.clone(),
-            state: State::Obsolete,
-            detail: String::new(),
+        .map(|(kind, name, table)| {
+            // Only a superuser may drop an event trigger.
+            let (state, detail) = if kind == ObjectKind::EventTrigger && !ex.superuser {
+                (
+                    State::Unwatched,
+                    "obsolete, left in place: only a superuser may drop it".to_owned(),
+                )
+            } else {
+                (State::Obsolete, String::new())
+            };
+            Problem {
+                kind,
+                table: table.clone(),
+                name: name.clone(),
+                state,
+                detail,
+            }
         })
         .collect();
     obsolete.sort_by(|a, b| a.name.cmp(&b.name));
@@ -785,15 +876,76 @@ async fn examine(
 /// table with rows, or a column re-created with its type, flags the rows
 /// it guards: writes made while it was missing or wrong were not caught.
 /// Running it again changes nothing.
+///
+/// Every statement takes its locks within a short wait (PostgreSQL's
+/// `lock_timeout`, SQLite's busy timeout): behind a transaction holding
+/// a table it alters (a worker's batch, an application's transaction), the
+/// migration gives up, lets the writes queued behind it through, and
+/// tries again, waiting twice as long each time (at most 5 s); after a few
+/// seconds it says what it waits on (the blocking process and its query).
 pub async fn migrate(db: &Db, specs: &[TableSpec]) -> Result<Migration> {
+    let started = std::time::Instant::now();
+    let mut wait = std::time::Duration::from_millis(50);
+    let mut said = started;
+    loop {
+        match migrate_once(db, specs).await {
+            Err(e) if e.is_lock_timeout() => {
+                if said.elapsed() >= std::time::Duration::from_secs(3) {
+                    said = std::time::Instant::now();
+                    let holders = lock_holders(db, specs).await.unwrap_or_default();
+                    tracing::warn!(
+                        waited_s = started.elapsed().as_secs(),
+                        holders = %if holders.is_empty() { "unknown".to_owned() } else { holders.join("; ") },
+                        "migrate waits for locks held by others; trying again"
+                    );
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// The processes holding locks on the tables `specs` name (or the
+/// migration lock), each as `pid N (state): query`, where the backend can
+/// say.
+async fn lock_holders(db: &Db, specs: &[TableSpec]) -> Result<Vec<String>> {
+    let Some(sql) = db.backend().dialect().lock_holders(&tables(specs)) else {
+        return Ok(Vec::new());
+    };
+    let rows = Ctx::from(db)
+        .fetch_values(sql, &[], &[SqlType::Int, SqlType::Text, SqlType::Text])
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| match &r[..] {
+            [Value::Int(pid), Value::Text(state), Value::Text(query)] => {
+                Some(format!("pid {pid} ({state}): {query}"))
+            }
+            _ => None,
+        })
+        .collect())
+}
+
+async fn migrate_once(db: &Db, specs: &[TableSpec]) -> Result<Migration> {
     let backend = db.backend();
     let mut tx = db.begin_exclusive().await?;
     let mut ctx = tx.ctx();
-    let (problems, plan) = examine(&mut ctx, specs).await?;
+    let (mut problems, plan) = examine(&mut ctx, specs).await?;
+    let warnings: Vec<Problem> = problems
+        .iter()
+        .filter(|p| p.is_warning())
+        .cloned()
+        .collect();
+    problems.retain(|p| !p.is_warning());
     if problems.is_empty() {
         drop(ctx);
         tx.commit().await?;
-        return Ok(Migration::default());
+        return Ok(Migration {
+            warnings,
+            ..Migration::default()
+        });
     }
     let key = |table: &str, name: &str| (table.to_owned(), name.to_owned());
     let todo: HashSet<(String, String)> = problems.iter().map(|p| key(&p.table, &p.name)).collect();
@@ -815,6 +967,10 @@ pub async fn migrate(db: &Db, specs: &[TableSpec]) -> Result<Migration> {
         let (table, name) = (Ident::new(&p.table)?, Ident::new(&p.name)?);
         statements.extend(match p.kind {
             ObjectKind::Index => vec![format!("DROP INDEX IF EXISTS {}", name.quoted())],
+            ObjectKind::EventTrigger => vec![
+                format!("DROP EVENT TRIGGER IF EXISTS {}", name.quoted()),
+                format!("DROP FUNCTION IF EXISTS {}()", name.quoted()),
+            ],
             _ => triggers::drop(backend, &table, &name),
         });
     }
@@ -827,7 +983,7 @@ pub async fn migrate(db: &Db, specs: &[TableSpec]) -> Result<Migration> {
                 ObjectKind::Index => {
                     statements.push(format!("DROP INDEX IF EXISTS {}", o.name.quoted()));
                 }
-                ObjectKind::Column => {}
+                ObjectKind::Column | ObjectKind::EventTrigger => {}
             }
         }
         for o in &retyped {
@@ -839,7 +995,7 @@ pub async fn migrate(db: &Db, specs: &[TableSpec]) -> Result<Migration> {
         }
     }
     for o in &plan {
-        if rebuild && o.kind != ObjectKind::Column
+        if rebuild && !matches!(o.kind, ObjectKind::Column | ObjectKind::EventTrigger)
             || todo.contains(&key(o.table.as_str(), o.name.as_str()))
         {
             statements.extend(o.sql.iter().cloned());
@@ -875,12 +1031,15 @@ pub async fn migrate(db: &Db, specs: &[TableSpec]) -> Result<Migration> {
     }
     let mut flagged = Vec::new();
     for g in guarded {
+        // Due at once, a row backing off after a failure included: the
+        // repair may be what it failed on.
         let rows = ctx
             .execute(
                 format!(
-                    "UPDATE {} SET {} = TRUE",
+                    "UPDATE {} SET {} = TRUE, {} = NULL",
                     g.table.quoted(),
-                    g.needed.quoted()
+                    g.needed.quoted(),
+                    g.next_attempt.quoted()
                 ),
                 &[],
             )
@@ -897,6 +1056,7 @@ pub async fn migrate(db: &Db, specs: &[TableSpec]) -> Result<Migration> {
     Ok(Migration {
         changes: problems,
         flagged,
+        warnings,
     })
 }
 

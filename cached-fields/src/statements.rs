@@ -278,6 +278,50 @@ impl<'a> FieldSql<'a> {
         )
     }
 
+    /// Leases the `n` rows `$2`… until `$1` where they are flagged (their
+    /// calculations go on after their batch's locks end).
+    pub(crate) fn lease_rows(&self, n: usize) -> String {
+        let settings = self.settings(true);
+        let keys: Vec<String> = (2..n + 2).map(|i| format!("${i}")).collect();
+        format!(
+            "{with}UPDATE {t} SET {next} = $1{from} WHERE {pk} IN ({keys}) AND {needed}",
+            with = settings.with,
+            from = settings.from,
+            t = self.table,
+            pk = self.pk,
+            next = self.cols.next_attempt.quoted(),
+            needed = self.cols.needed.quoted(),
+            keys = keys.join(", "),
+        )
+    }
+
+    /// Ends row `$1`'s lease until `$2`, if it still holds it.
+    pub(crate) fn release_lease(&self) -> String {
+        let settings = self.settings(true);
+        format!(
+            "{with}UPDATE {t} SET {next} = NULL{from} WHERE {pk} = $1 AND {next} = $2",
+            with = settings.with,
+            from = settings.from,
+            t = self.table,
+            pk = self.pk,
+            next = self.cols.next_attempt.quoted(),
+        )
+    }
+
+    /// Parks row `$1` at `$2` (see `worker::tree`) while it is flagged.
+    pub(crate) fn park(&self) -> String {
+        let settings = self.settings(true);
+        format!(
+            "{with}UPDATE {t} SET {next} = CASE WHEN {needed} THEN $2 ELSE NULL END{from} WHERE {pk} = $1",
+            with = settings.with,
+            from = settings.from,
+            t = self.table,
+            pk = self.pk,
+            next = self.cols.next_attempt.quoted(),
+            needed = self.cols.needed.quoted(),
+        )
+    }
+
     /// The flag and version of row `$1`.
     pub(crate) fn flag_state(&self) -> String {
         format!(
@@ -327,13 +371,13 @@ impl<'a> FieldSql<'a> {
     /// See [`Dialect::lock_claim`](crate::backend::Dialect::lock_claim).
     pub(crate) fn lock_claim(
         &self,
-        leaders: &[&FieldColumns],
+        pass: &PassOver<'_>,
         companions: &[FieldSql<'_>],
         from: crate::backend::ClaimFrom,
     ) -> Option<String> {
         self.backend
             .dialect()
-            .lock_claim(self, leaders, companions, from)
+            .lock_claim(self, pass, companions, from)
     }
 
     /// The first number of this field's advisory locks: a stable hash
@@ -354,24 +398,28 @@ impl<'a> FieldSql<'a> {
         &self,
         select_list: &str,
         with: &[&FieldColumns],
-        leaders: &[&FieldColumns],
+        pass: &PassOver<'_>,
     ) -> String {
-        self.backend
-            .dialect()
-            .claim(self, select_list, with, leaders)
+        self.backend.dialect().claim(self, select_list, with, pass)
     }
 
     /// The earliest instant (epoch seconds) at which a row becomes due:
-    /// an expiry, or the end of a lease or backoff. `$1` is the parked instant.
-    pub(crate) fn next_due(&self) -> String {
+    /// an expiry, or the end of a lease or backoff, of a row where none of
+    /// `stopped` (paused fields it chains on) is flagged. `$1` is the
+    /// parked instant.
+    pub(crate) fn next_due(&self, stopped: &[&FieldColumns]) -> String {
         let c = self.cols;
         let next = c.next_attempt.quoted();
+        let waiting: String = stopped
+            .iter()
+            .map(|s| format!(" AND NOT {}", s.needed.quoted()))
+            .collect();
         // The first entry of the flag's partial index past its NULLs (the
         // rows due now), in the index's own order: a look at one entry,
         // never a scan of the table, whatever the planner knows of it.
         let leases = format!(
             "SELECT {e} AS t FROM (SELECT {next} AS m FROM {t} WHERE {needed} AND {next} IS NOT NULL \
-             AND NOT ({parked}) ORDER BY {nulls_first} LIMIT 1) AS cf_next",
+             AND NOT ({parked}){waiting} ORDER BY {nulls_first} LIMIT 1) AS cf_next",
             e = epoch(self.backend, "cf_next.m"),
             t = self.table,
             needed = c.needed.quoted(),
@@ -386,7 +434,7 @@ impl<'a> FieldSql<'a> {
                 let (indexed, e) = self.backend.dialect().indexed_expiry(&x);
                 format!(
                     "SELECT MIN(t) FROM ({leases} UNION ALL SELECT {e} AS t FROM \
-                     (SELECT MIN({indexed}) AS m FROM {t} WHERE {x} IS NOT NULL) AS cf_first) AS due",
+                     (SELECT MIN({indexed}) AS m FROM {t} WHERE {x} IS NOT NULL{waiting}) AS cf_first) AS due",
                     t = self.table,
                 )
             }
@@ -471,24 +519,33 @@ impl<'a> FieldSql<'a> {
     }
 }
 
-/// Whether one of `leaders` (fields that take a field with their batches,
-/// see `worker::together`) has the row due (`$1` now): a claim of the
-/// field passes over it, leaving it to the leader's batch.
-pub(crate) fn led(backend: Backend, leaders: &[&FieldColumns]) -> String {
-    if leaders.is_empty() {
-        return "FALSE".to_owned();
+/// The rows a claim of a field passes over: those one of `leaders` (fields
+/// that take it with their batches, see `worker::together`) has due,
+/// left to the leader's batch; and those where one of `stopped` (fields it
+/// chains on that are paused or held) is flagged, since calculating the
+/// field would store that one first.
+#[derive(Debug, Default)]
+pub(crate) struct PassOver<'a> {
+    pub(crate) leaders: Vec<&'a FieldColumns>,
+    pub(crate) stopped: Vec<&'a FieldColumns>,
+}
+
+/// Whether a claim passes over the row (`$1` now; see [`PassOver`]).
+pub(crate) fn led(backend: Backend, pass: &PassOver<'_>) -> String {
+    let leaders = pass.leaders.iter().map(|l| {
+        format!(
+            "({} AND {})",
+            l.needed.quoted(),
+            not_waiting(backend, &l.next_attempt.quoted(), "$1"),
+        )
+    });
+    let stopped = pass.stopped.iter().map(|s| s.needed.quoted());
+    let any: Vec<String> = leaders.chain(stopped).collect();
+    if any.is_empty() {
+        "FALSE".to_owned()
+    } else {
+        any.join(" OR ")
     }
-    leaders
-        .iter()
-        .map(|l| {
-            format!(
-                "({} AND {})",
-                l.needed.quoted(),
-                not_waiting(backend, &l.next_attempt.quoted(), "$1"),
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" OR ")
 }
 
 /// The `SET` items, after a claim's own, that lease the fields `with` of

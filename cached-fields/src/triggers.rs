@@ -87,6 +87,7 @@ pub(crate) struct Guarded {
     pub(crate) table: Ident,
     pub(crate) field: Ident,
     pub(crate) needed: Ident,
+    pub(crate) next_attempt: Ident,
 }
 
 pub(crate) fn guarded(spec: &TableSpec, f: &FieldSpec) -> Guarded {
@@ -94,6 +95,7 @@ pub(crate) fn guarded(spec: &TableSpec, f: &FieldSpec) -> Guarded {
         table: spec.table.clone(),
         field: f.name.clone(),
         needed: f.columns.needed.clone(),
+        next_attempt: f.columns.next_attempt.clone(),
     }
 }
 
@@ -178,8 +180,12 @@ pub(crate) fn column_list(cols: &[&Ident]) -> String {
 }
 
 /// Columns of the field's own row it depends on: plain columns, the value
-/// columns of the cached fields it chains on, and the foreign key a path's
-/// first hop follows out of this row (pointing elsewhere changes the value).
+/// columns of the cached fields it chains on, and the column a path's
+/// first hop joins on out of this row (the foreign key it follows, or the
+/// referenced column other rows' foreign keys point at where the hop names
+/// one: pointing elsewhere, or being pointed at by others, changes the
+/// value). The primary key, which a reverse hop joins on by default, is
+/// watched for every field (see [`key_change`]).
 fn own_columns<'a>(spec: &'a TableSpec, f: &'a FieldSpec) -> Vec<&'a Ident> {
     let mut cols: Vec<&Ident> = Vec::new();
     for d in &f.depends_on {
@@ -187,6 +193,10 @@ fn own_columns<'a>(spec: &'a TableSpec, f: &'a FieldSpec) -> Vec<&'a Ident> {
             Dependency::Column(c) => Some(c),
             Dependency::Path(p) => match p.hops.first() {
                 Some(Hop::Forward { foreign_key, .. }) => Some(foreign_key),
+                Some(Hop::Reverse {
+                    referenced: Some(c),
+                    ..
+                }) if *c != spec.primary_key => Some(c),
                 _ => None,
             },
             Dependency::Field(n) => spec
@@ -220,6 +230,16 @@ pub(crate) fn own_dependency<'a>(
     })
 }
 
+/// The name of the trigger that flags every field of a row whose primary
+/// key an `UPDATE` changed, whatever the fields declare: after a key swap,
+/// or an `UPDATE OR REPLACE` moving a row onto another's key, the rows that
+/// point at it, and what its calculation reads by key, are others.
+/// (PostgreSQL's guard trigger does it instead, naming no column, so the
+/// key's type stays alterable.)
+pub(crate) fn key_change(spec: &TableSpec) -> Ident {
+    Ident::derived(&["cf_key", spec.table.as_str()])
+}
+
 /// One join of a path as SQL reads it: the leaving table's column `near`
 /// equals the arrival `table`'s column `far`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +247,10 @@ pub(crate) struct Link {
     pub(crate) table: Ident,
     pub(crate) near: Ident,
     pub(crate) far: Ident,
+    /// A forward hop: `near` is the leaving table's foreign key, `far` the
+    /// column of the arrival table it references. Otherwise `far` is the
+    /// arrival table's foreign key to the leaving table's `near`.
+    pub(crate) forward: bool,
 }
 
 /// The joins of `path` from the table `root` (whose primary key is
@@ -241,11 +265,38 @@ pub(crate) fn links(path: &Path, root_key: &Ident, catalog: &Catalog) -> Vec<Lin
                 table: h.table().clone(),
                 near: h.near(&key).clone(),
                 far: h.far().clone(),
+                forward: matches!(h, Hop::Forward { .. }),
             };
             key = catalog.primary_key(h.table());
             link
         })
         .collect()
+}
+
+/// The condition on the rows of the `k`th table of a path of `links` (0:
+/// its first table; the table the `k`th join leaves) whose path reaches a
+/// row of its last table whose arrival column (the last join's `far`) is
+/// one of `values` (a list or a subquery): the joins walked back, each
+/// membership written by the backend's `member(column, values)`.
+pub(crate) fn reaching(
+    links: &[Link],
+    k: usize,
+    values: &str,
+    member: impl Fn(&str, &str) -> String,
+) -> String {
+    let last = links.len() - 1;
+    let mut cond = member(&links[last].near.quoted(), values);
+    for l in links[k..last].iter().rev() {
+        cond = member(
+            &l.near.quoted(),
+            &format!(
+                "SELECT {} FROM {} WHERE {cond}",
+                l.far.quoted(),
+                l.table.quoted()
+            ),
+        );
+    }
+    cond
 }
 
 /// One table a field's paths pass through, as every backend's triggers see
@@ -263,6 +314,8 @@ pub(crate) struct Reach<'a> {
     pub(crate) watched: Vec<Ident>,
     /// The joins from the field's table to here.
     links: Vec<Link>,
+    /// The next join of each path through here, where it goes on.
+    pub(crate) onward: Vec<Link>,
     spec: &'a TableSpec,
     field: &'a FieldSpec,
 }
@@ -309,21 +362,24 @@ impl Reach<'_> {
     /// of `values` (a list or a subquery), each join's membership written
     /// by the backend's `member(column, values)`.
     pub(crate) fn flag(&self, values: &str, member: impl Fn(&str, &str) -> String) -> String {
-        // A condition on the table each join leaves, from the written
-        // table's neighbour back to the field's own table.
-        let last = self.links.len() - 1;
-        let mut cond = member(&self.links[last].near.quoted(), values);
-        for l in self.links[..last].iter().rev() {
-            cond = member(
-                &l.near.quoted(),
-                &format!(
-                    "SELECT {} FROM {} WHERE {cond}",
-                    l.far.quoted(),
-                    l.table.quoted()
-                ),
-            );
-        }
-        format!("{} WHERE {cond}", self.flag_all())
+        format!(
+            "{} WHERE {}",
+            self.flag_all(),
+            self.reaching(0, values, member)
+        )
+    }
+
+    /// The condition on the rows of the `k`th table of the path (0: the
+    /// field's own; the table the `k`th join leaves) whose path reaches a
+    /// row of this table whose arrival column is one of `values`: the
+    /// joins walked back from the written table's neighbour.
+    pub(crate) fn reaching(
+        &self,
+        k: usize,
+        values: &str,
+        member: impl Fn(&str, &str) -> String,
+    ) -> String {
+        reaching(&self.links, k, values, member)
     }
 }
 
@@ -345,10 +401,16 @@ pub(crate) fn reaches<'a>(
                 None => catalog.value_column(&here.table, &p.column),
             };
             let prefix = &links[..j];
+            let next: Vec<Link> = links.get(j).cloned().into_iter().collect();
             match out.iter_mut().find(|r| r.links == prefix) {
                 Some(r) => {
                     if !r.watched.contains(&onward) {
                         r.watched.push(onward);
+                    }
+                    for l in next {
+                        if !r.onward.contains(&l) {
+                            r.onward.push(l);
+                        }
                     }
                 }
                 None => {
@@ -361,6 +423,7 @@ pub(crate) fn reaches<'a>(
                         far: here.far.clone(),
                         watched,
                         links: prefix.to_vec(),
+                        onward: next,
                         spec,
                         field: f,
                     });

@@ -626,3 +626,72 @@ per_backend! {
         .await;
     }
 }
+
+per_backend! {
+    /// Issue #24: a hanging calculation holds nothing else. Rows of every
+    /// batch go on being stored while the hung ones run, each in a worker
+    /// slot of its own, until their time limit fails them alone.
+    async fn hung_calculations_hold_no_batch_and_no_other_row() {
+        on_both("hung", |db, _| async move {
+            common::setup(&db).await;
+            common::insert(&db, 200, "hung").await;
+            // One row in a hundred never returns, in different batches.
+            exec(&db, "UPDATE items SET mode = 'hang' WHERE id IN (7, 150)").await;
+            let running = common::start(
+                common::worker(&db)
+                    .batch_size(20)
+                    .concurrency(4)
+                    .calculation_timeout(Duration::from_secs(12))
+                    // Failed, they are not tried again before the end.
+                    .retry_backoff(Duration::from_secs(60), Duration::from_secs(60)),
+            );
+            // Every other row is stored while the hung ones still run: none of
+            // them has failed (timed out) yet.
+            common::eventually(10, "every row but the hung ones stored", || {
+                let db = db.clone();
+                async move {
+                    scalar(&db, "SELECT CAST(COUNT(*) AS BIGINT) FROM items WHERE doubled_recalculation_needed").await == 2
+                }
+            })
+            .await;
+            let attempts = scalar(&db, "SELECT CAST(SUM(doubled_attempts) AS BIGINT) FROM items").await;
+            assert_eq!(attempts, 0, "the hung rows are still running");
+            for it in common::items(&db).await {
+                if it.mode != "hang" {
+                    assert_eq!(it.doubled.stored(), Some(it.input * 2), "item {}", it.id);
+                }
+            }
+            // At their time limit they fail, alone.
+            common::eventually(20, "the hung rows failed", || {
+                let db = db.clone();
+                async move { scalar(&db, "SELECT CAST(SUM(doubled_attempts) AS BIGINT) FROM items").await == 2 }
+            })
+            .await;
+            let stats = running.stop().await;
+            assert_eq!((stats.recalculated, stats.failed), (198, 2), "{stats:?}");
+        })
+        .await;
+    }
+}
+
+per_backend! {
+    /// Issue #24: a batch size larger than one claim's locks can hold on
+    /// PostgreSQL (its lock table is shared by every session) still drains:
+    /// the claims take as many rows as the server allows.
+    async fn a_batch_larger_than_the_servers_lock_table_still_drains() {
+        on_both("hugebatch", |db, _| async move {
+            common::setup(&db).await;
+            let tag = common::scoped("hugebatch");
+            let fill = format!(
+                "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 20000) \
+                 INSERT INTO items (id, input, tag) SELECT i, i, '{tag}' FROM s"
+            );
+            common::exec_text(&db, fill).await;
+            let stats = common::worker(&db).batch_size(10_000).drain().await.unwrap();
+            assert_eq!((stats.recalculated, stats.failed, stats.field_failures), (20_000, 0, 0), "{stats:?}");
+            let flagged = scalar(&db, "SELECT CAST(COUNT(*) AS BIGINT) FROM items WHERE doubled_recalculation_needed").await;
+            assert_eq!(flagged, 0);
+        })
+        .await;
+    }
+}

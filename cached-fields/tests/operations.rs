@@ -196,3 +196,167 @@ per_backend! {
         .await;
     }
 }
+
+per_backend! {
+    /// Issue #24: a pause is honoured by every path that stores the field,
+    /// not only its own batches: a field chaining on a paused one leaves
+    /// the row flagged too (calculating it would store the paused field
+    /// first), and goes on where the paused field is fresh.
+    async fn a_paused_field_is_not_stored_through_a_field_chaining_on_it() {
+        use common::posts;
+        on_both("pausechain", |db, _| async move {
+            posts::setup(&db, 3).await;
+            let r = posts::registry();
+            for how in ["pause", "hold"] {
+                let hold = if how == "pause" {
+                    r.pause(&db, "posts.total").await.unwrap();
+                    None
+                } else {
+                    Some(r.hold(&db, &["posts.total"]).await.unwrap())
+                };
+                // Post 1: both fields stale (label reads total); post 2: only
+                // the label (its total is fresh).
+                let (change, rename) = if how == "pause" {
+                    (
+                        "UPDATE posts SET weight = weight + 1, title = 'changed' WHERE id = $1",
+                        "UPDATE posts SET title = 'renamed' WHERE id = $1",
+                    )
+                } else {
+                    (
+                        "UPDATE posts SET weight = weight + 1, title = 'changed again' WHERE id = $1",
+                        "UPDATE posts SET title = 'renamed again' WHERE id = $1",
+                    )
+                };
+                posts::sql(&db, change, &[1]).await;
+                posts::sql(&db, rename, &[2]).await;
+                let stats = posts::drain(&db).await;
+                assert_eq!(stats.recalculated, 1, "{how}: only post 2's label: {stats:?}");
+                let p = posts::posts(&db).await;
+                assert!(p[0].total.recalculation_needed(), "{how}: the paused total is left flagged");
+                assert!(p[0].label.recalculation_needed(), "{how}: the label waits for it");
+                assert!(!p[1].label.recalculation_needed(), "{how}: post 2's label went on");
+                // Again, with nothing new: nothing is stored, nothing spins.
+                assert_eq!(posts::drain(&db).await.recalculated, 0, "{how}");
+                match hold {
+                    None => r.resume(&db, "posts.total").await.unwrap(),
+                    Some(h) => h.release().await.unwrap(),
+                }
+                assert_eq!(posts::drain(&db).await.recalculated, 2, "{how}: total then label");
+                posts::assert_consistent(&db).await;
+            }
+        })
+        .await;
+    }
+}
+
+#[cfg(feature = "cli")]
+mod recalc_order {
+    use super::*;
+    use cached_fields::cli::{App, Command};
+    use cached_fields::{BoxError, Cached, CachedModel, Conn, Ctx, Registry};
+
+    /// A customer's lifetime value: the cached totals of its orders.
+    #[derive(Debug, Clone, CachedModel)]
+    #[cached_model(table = "customers")]
+    struct Customer {
+        id: i64,
+        #[cached(depends_on("orders(customer_id).total_cents"))]
+        lifetime_value: Cached<i64>,
+    }
+
+    impl Customer {
+        async fn calculate_lifetime_value(&self, ctx: &mut Ctx<'_>) -> Result<i64, BoxError> {
+            let sql = "SELECT CAST(COALESCE(SUM(cached_total_cents), 0) AS BIGINT) FROM orders \
+                       WHERE customer_id = $1";
+            Ok(match ctx.conn().await? {
+                Conn::Sqlite(c) => sqlx::query_scalar(sql).bind(self.id).fetch_one(c).await?,
+                Conn::Postgres(c) => sqlx::query_scalar(sql).bind(self.id).fetch_one(c).await?,
+                _ => unreachable!(),
+            })
+        }
+    }
+
+    #[derive(Debug, Clone, CachedModel)]
+    #[cached_model(table = "orders")]
+    struct Order {
+        id: i64,
+        quantity: i64,
+        unit_cents: i64,
+        #[cached(depends_on("quantity", "unit_cents"))]
+        total_cents: Cached<i64>,
+    }
+
+    impl Order {
+        async fn calculate_total_cents(&self, _: &mut Ctx<'_>) -> Result<i64, BoxError> {
+            Ok(self.quantity * self.unit_cents)
+        }
+    }
+
+    /// Customers whose stored value is not the sum of their orders'
+    /// quantities times prices, or that are still flagged.
+    async fn wrong(db: &Db) -> i64 {
+        scalar(
+            db,
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM customers c WHERE c.lifetime_value_recalculation_needed \
+             OR c.cached_lifetime_value IS DISTINCT FROM (SELECT COALESCE(SUM(quantity * unit_cents), 0) \
+             FROM orders o WHERE o.customer_id = c.id)",
+        )
+        .await
+    }
+
+    per_backend! {
+        /// Issue #24: `recalc` follows the order `deps` prints, whatever the
+        /// registration order: a customer's value after its orders' totals.
+        async fn recalc_follows_the_dependency_order() {
+            on_both("recalcorder", |db, _| async move {
+                for ddl in [
+                    "CREATE TABLE customers (id BIGINT PRIMARY KEY)",
+                    "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL \
+                     REFERENCES customers(id), quantity BIGINT NOT NULL, unit_cents BIGINT NOT NULL)",
+                ] {
+                    common::exec_text(&db, ddl.to_owned()).await;
+                }
+                // The reader registered first.
+                let registry = Registry::new()
+                    .register::<Customer>()
+                    .unwrap()
+                    .register::<Order>()
+                    .unwrap();
+                registry.migrate(&db).await.unwrap();
+                common::exec_text(&db, "INSERT INTO customers (id) VALUES (1), (2), (3)".to_owned()).await;
+                common::exec_text(
+                    &db,
+                    "INSERT INTO orders (id, customer_id, quantity, unit_cents) VALUES \
+                     (1, 1, 2, 100), (2, 1, 1, 250), (3, 2, 5, 10)"
+                        .to_owned(),
+                )
+                .await;
+                let app = App::new("shop", registry);
+                let recalc = || Command::Recalc { all: false, stale: true, field: None, key: Vec::new() };
+                app.run_on(recalc(), &db).await.unwrap();
+                assert_eq!(wrong(&db).await, 0, "after the first recalc");
+                // A price change: the order, then the customer reading it.
+                common::exec_text(&db, "UPDATE orders SET unit_cents = 300 WHERE id = 2".to_owned()).await;
+                app.run_on(recalc(), &db).await.unwrap();
+                assert_eq!(wrong(&db).await, 0, "after a price change");
+                let flagged = scalar(
+                    &db,
+                    "SELECT CAST(COUNT(*) AS BIGINT) FROM orders WHERE total_cents_recalculation_needed",
+                )
+                .await;
+                assert_eq!(flagged, 0);
+                // A paused field is skipped, saying so.
+                app.registry().pause(&db, "orders.total_cents").await.unwrap();
+                common::exec_text(&db, "UPDATE orders SET quantity = 9 WHERE id = 3".to_owned()).await;
+                app.run_on(recalc(), &db).await.unwrap();
+                let flagged = scalar(
+                    &db,
+                    "SELECT CAST(COUNT(*) AS BIGINT) FROM orders WHERE total_cents_recalculation_needed",
+                )
+                .await;
+                assert_eq!(flagged, 1, "the paused field is left for its resume");
+            })
+            .await;
+        }
+    }
+}

@@ -384,7 +384,7 @@ pub(crate) trait Dialect: Sync {
         f: &FieldSql<'_>,
         select_list: &str,
         with: &[&FieldColumns],
-        leaders: &[&FieldColumns],
+        pass: &crate::statements::PassOver<'_>,
     ) -> String;
     /// Where the engine can lease without writing the row: a query, run in
     /// the transaction that holds the leases until the batch is written
@@ -403,11 +403,11 @@ pub(crate) trait Dialect: Sync {
     fn lock_claim(
         &self,
         f: &FieldSql<'_>,
-        leaders: &[&crate::model::FieldColumns],
+        pass: &crate::statements::PassOver<'_>,
         companions: &[FieldSql<'_>],
         from: ClaimFrom,
     ) -> Option<String> {
-        let _ = (f, leaders, companions, from);
+        let _ = (f, pass, companions, from);
         None
     }
     /// Whether claims are locks ([`lock_claim`](Self::lock_claim) and
@@ -415,6 +415,12 @@ pub(crate) trait Dialect: Sync {
     /// into the row.
     fn claims_by_lock(&self) -> bool {
         false
+    }
+    /// Where claims are locks in a table of limited size shared by every
+    /// connection: a query giving how many locks that table holds, with
+    /// the settings that size it (text, for messages).
+    fn lock_table_size(&self) -> Option<&'static str> {
+        None
     }
     /// Where claims are locks: the expression that tries the lock of `f`'s
     /// row whose key is `key` (true when taken, or held by this
@@ -445,6 +451,20 @@ pub(crate) trait Dialect: Sync {
     fn dependency_triggers(&self, spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject>;
     /// See [`crate::triggers::related`].
     fn related_triggers(&self, reaches: &[Reach<'_>], catalog: &Catalog) -> Vec<SchemaObject>;
+    /// The event triggers that flag what a schema change rewrote, where
+    /// the engine has them.
+    fn ddl_triggers(&self, specs: &[TableSpec]) -> Vec<SchemaObject> {
+        let _ = specs;
+        Vec::new()
+    }
+    /// The processes holding a lock on one of `tables` or the migration
+    /// lock, as (pid, state, query) rows, where the engine can say.
+    fn lock_holders(&self, tables: &[&Ident]) -> Option<String> {
+        let _ = tables;
+        None
+    }
+    /// Whether a trigger function's source carries this library's marker.
+    fn is_ours(&self, source: &str) -> bool;
     /// The statements that remove one of this library's triggers.
     fn drop_trigger(&self, table: &Ident, name: &Ident) -> Vec<String>;
     /// The statement that removes a trigger alone (its function stays, to be
@@ -488,6 +508,12 @@ pub(crate) struct Introspection {
     /// 1 if so), and its unique indexes as (index, origin, column) rows,
     /// the primary key's first.
     pub(crate) keys: Option<[&'static str; 2]>,
+    /// Where the engine has event triggers: each as (name, its function's
+    /// source, how it is enabled, its comment).
+    pub(crate) event_triggers: Option<&'static str>,
+    /// Where creating event triggers needs a superuser: 1 if the
+    /// connection's role is one.
+    pub(crate) superuser: Option<&'static str>,
 }
 
 // ---- The drivers: one variant per engine this build enables. ----

@@ -37,7 +37,7 @@ pub(super) async fn claim<M: CachedModel>(
             sql.claim(
                 model.select_list(),
                 with,
-                &together::leaders(model, field_idx, settings),
+                &together::pass_over(model, field_idx, settings),
             ),
             &[
                 Value::Timestamp(now),
@@ -76,6 +76,9 @@ pub(crate) struct Cursors(Mutex<HashMap<(String, String), Walk>>);
 struct Walk {
     at: Option<(Value, Option<Value>)>,
     swept: Option<Instant>,
+    /// The last claim started from the first flagged row and came up
+    /// short: it saw every row then due.
+    whole: bool,
 }
 
 impl Walk {
@@ -85,6 +88,18 @@ impl Walk {
 }
 
 impl Cursors {
+    /// Sends every walk whose last claim did not see all its field's due
+    /// rows back to the first flagged row.
+    pub(crate) fn restart(&self) {
+        let mut walks = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for walk in walks.values_mut().filter(|w| !w.whole) {
+            walk.at = None;
+        }
+    }
+
     fn with<T>(&self, table: &str, field: &str, f: impl FnOnce(&mut Walk) -> T) -> T {
         let mut walks = self
             .0
@@ -117,12 +132,20 @@ pub(super) async fn claim_locked<M: CachedModel>(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Result<(Vec<(Option<Key>, Result<M>)>, together::Locked)> {
-    let batch = i64::try_from(settings.batch_size).unwrap_or(64);
+    // A lock per row and companion: no more than the server allows one claim.
+    let budget = settings
+        .claim_locks
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let rows = match budget {
+        0 => settings.batch_size,
+        b => settings.batch_size.min((b / (1 + gs.len())).max(1)),
+    };
+    let batch = i64::try_from(rows).unwrap_or(64);
     let (table, field) = (
         model.table().as_str(),
         model.fields()[field_idx].name().as_str(),
     );
-    let leaders = together::leaders(model, field_idx, settings);
+    let pass = together::pass_over(model, field_idx, settings);
     let companions: Vec<FieldSql<'_>> = gs
         .iter()
         .map(|&g| FieldSql::of(sql.backend, model, &model.fields()[g]))
@@ -136,7 +159,7 @@ pub(super) async fn claim_locked<M: CachedModel>(
             Some((_, None)) => ClaimFrom::Time,
             Some((_, Some(_))) => ClaimFrom::Row,
         };
-        let Some(lock) = sql.lock_claim(&leaders, &companions, from) else {
+        let Some(lock) = sql.lock_claim(&pass, &companions, from) else {
             return Ok((Vec::new(), together::Locked::new()));
         };
         let mut params = vec![
@@ -167,7 +190,8 @@ pub(super) async fn claim_locked<M: CachedModel>(
             }
             None => {}
         }
-        let short = locked.len() < settings.batch_size;
+        let short = locked.len() < rows;
+        walk.whole = short && from == ClaimFrom::First;
         if short && walk.sweep_due() {
             walk.at = None;
             if locked.is_empty() && from != ClaimFrom::First {
@@ -212,17 +236,141 @@ pub(super) async fn claim_locked<M: CachedModel>(
     Ok((rows, held))
 }
 
-/// When the next row of the field becomes due, if any is scheduled.
+/// The condition (and its parameters) selecting a wave's rows (see
+/// `tree`): those whose paths reach the rows `keys` just stored, due or
+/// not (waiting for them, or left to the wave by their batch, leased
+/// until the wave's `lease_until`), but not backing off or parked by a
+/// lazy flag.
+pub(super) fn wave_condition<M>(
+    catalog: &crate::triggers::Catalog,
+    model: &Model<M>,
+    field: &crate::model::Field<M>,
+    keys: &[Key],
+    (now, lease_until): (DateTime<Utc>, DateTime<Utc>),
+) -> (String, Vec<Value>) {
+    let next = field.columns().next_attempt.quoted();
+    let cond = format!(
+        "({next} IS NULL OR {next} <= $1 OR {next} = $2 OR {next} = $3) AND ({})",
+        super::tree::reaching_keys(catalog, model, field, 4, keys.len())
+    );
+    let mut params = vec![
+        Value::Timestamp(now),
+        Value::Timestamp(super::tree::waiting()),
+        Value::Timestamp(lease_until),
+    ];
+    params.extend(keys.iter().map(Key::to_value));
+    (cond, params)
+}
+
+/// The condition (and its parameters) selecting the rows parked waiting
+/// for a row they read (see `tree`).
+pub(super) fn waiting_condition<M>(field: &crate::model::Field<M>) -> (String, Vec<Value>) {
+    (
+        format!("{} = $1", field.columns().next_attempt.quoted()),
+        vec![Value::Timestamp(super::tree::waiting())],
+    )
+}
+
+/// Leases up to `limit` of the field's flagged rows that `cond` (with its
+/// parameters, `$1` on) selects, whatever their claims' order: by locks
+/// in the lease transaction `lease` where claims are locks, else by
+/// writing the lease (until `lease_until`) into the rows; and loads them.
+pub(super) async fn claim_where<M: CachedModel>(
+    db: &Db,
+    lease: Option<&mut Ctx<'_>>,
+    model: &Model<M>,
+    field: &crate::model::Field<M>,
+    (cond, mut params): (&str, Vec<Value>),
+    limit: usize,
+    lease_until: DateTime<Utc>,
+) -> Result<Vec<(Option<Key>, Result<M>)>> {
+    let sql = FieldSql::of(db.backend(), model, field);
+    let (t, pk, needed) = (&sql.table, &sql.pk, sql.cols.needed.quoted());
+    let lock = db.backend().dialect().try_lock(&sql, "k");
+    match (lease, lock) {
+        (Some(lease), Some(lock)) => {
+            let keys = lease
+                .fetch_values(
+                    format!(
+                        "SELECT k FROM (SELECT {pk} AS k FROM {t} WHERE {needed} AND ({cond}) \
+                         LIMIT {}) AS cf_c WHERE {lock} LIMIT {limit}",
+                        limit * 4
+                    ),
+                    &params,
+                    &[model.key_type()],
+                )
+                .await?;
+            let keys: Vec<Value> = keys
+                .into_iter()
+                .filter_map(|r| r.into_iter().next())
+                .collect();
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let load = format!(
+                "{} AND {needed}",
+                statements::load_rows(
+                    model.select_list(),
+                    model.table(),
+                    model.primary_key(),
+                    keys.len()
+                )
+            );
+            runtime::with_schema_hint(
+                lease
+                    .fetch_models_each::<M>(
+                        load,
+                        &keys,
+                        model.primary_key().as_str(),
+                        model.key_type(),
+                    )
+                    .await,
+                lease,
+                model,
+            )
+            .await
+        }
+        _ => {
+            let at = params.len() + 1;
+            params.push(Value::Timestamp(lease_until));
+            let mut ctx = Ctx::from(db);
+            let claim = format!(
+                "UPDATE {t} SET {next} = ${at} WHERE {pk} IN (SELECT {pk} FROM {t} WHERE {needed} \
+                 AND ({cond}) LIMIT {limit}) RETURNING {list}",
+                next = sql.cols.next_attempt.quoted(),
+                list = model.select_list(),
+            );
+            runtime::with_schema_hint(
+                ctx.fetch_models_each::<M>(
+                    claim,
+                    &params,
+                    model.primary_key().as_str(),
+                    model.key_type(),
+                )
+                .await,
+                &mut ctx,
+                model,
+            )
+            .await
+        }
+    }
+}
+
+/// When the next row of the field becomes due, if any is scheduled (a row
+/// its claims pass over because a field it chains on is paused or held
+/// left out: it waits for the resume, not for its time).
 pub(crate) async fn next_due<M: CachedModel>(
     db: &Db,
     field_idx: usize,
+    settings: &Settings,
 ) -> Result<Option<DateTime<Utc>>> {
     let model = M::model()?;
     let field = &model.fields()[field_idx];
     let sql = FieldSql::of(db.backend(), model, field);
+    let stopped = together::pass_over(model, field_idx, settings).stopped;
     let rows = Ctx::from(db)
         .fetch_values(
-            sql.next_due(),
+            sql.next_due(&stopped),
             &[Value::Timestamp(statements::parked_alt())],
             &[SqlType::Float],
         )

@@ -131,15 +131,17 @@ pub(super) async fn write_one<M: CachedModel>(
             Ok(None)
         }
         Outcome::Waiting => {
-            // Not doubled: what it waits for is due now, not leased.
-            let own = field.columns();
-            let sql = FieldSql::of(ctx.backend(), model, field).defer_behind(own);
-            let retry_at = Utc::now() + chrono::Duration::milliseconds(super::execute::DEFER_MS);
-            ctx.execute(sql, &[c.key.to_value(), Value::Timestamp(retry_at)])
-                .await?;
+            // Parked until what it waits for is stored (see `tree`).
+            let sql = FieldSql::of(ctx.backend(), model, field).park();
+            ctx.execute(
+                sql,
+                &[c.key.to_value(), Value::Timestamp(super::tree::waiting())],
+            )
+            .await?;
             Ok(None)
         }
-        // Every ready row was calculated before writing.
-        Outcome::Ready(..) | Outcome::Gone => Ok(None),
+        // Every ready row was calculated before writing; a row left to the
+        // wave is not written.
+        Outcome::Ready(..) | Outcome::Gone | Outcome::InBatch(_) => Ok(None),
     }
 }

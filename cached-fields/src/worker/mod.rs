@@ -42,7 +42,7 @@ use crate::model::{CachedModel, DEFAULT_TIMEOUT};
 use crate::registry::Registry;
 use crate::runtime::{self, Stored};
 use crate::statements::{self, FieldSql};
-use crate::value::Value;
+use crate::value::{SqlType, Value};
 
 /// Worker tuning.
 #[derive(Debug, Clone)]
@@ -72,6 +72,122 @@ pub(crate) struct Settings {
     /// Every declared model's primary key, for the joins of a walk up a
     /// tree through other tables (see `tree`).
     pub(crate) catalog: Arc<crate::triggers::Catalog>,
+    /// Where claims are locks in a table shared by every session: the most
+    /// one claim takes (0: no limit), read from the server at start.
+    pub(crate) claim_locks: Arc<std::sync::atomic::AtomicUsize>,
+    /// How long calculations usually take.
+    pub(crate) typical: Arc<execute::Typical>,
+    /// Calculations left to finish on their own, and what they came to.
+    pub(crate) detached: Arc<Detached>,
+}
+
+/// Calculations a batch left to finish on their own (see
+/// `execute::Stragglers`): how many are running, and the counts of those
+/// written since last asked.
+#[derive(Debug, Default)]
+pub(crate) struct Detached {
+    running: std::sync::atomic::AtomicUsize,
+    /// How many have ended, ever.
+    ended_count: std::sync::atomic::AtomicUsize,
+    /// Per (table, field) with some running: how many, and when the
+    /// latest was left to run.
+    fields: Mutex<HashMap<(String, String), (usize, Instant)>>,
+    ended: tokio::sync::Notify,
+    late: Mutex<Stats>,
+}
+
+impl Detached {
+    /// How many are running.
+    pub(crate) fn running(&self) -> usize {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn start(&self, table: &str, field: &str) {
+        let mut fields = self
+            .fields
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let at = fields
+            .entry((table.to_owned(), field.to_owned()))
+            .or_insert((0, Instant::now()));
+        *at = (at.0 + 1, Instant::now());
+        self.running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn end(&self, table: &str, field: &str, stats: Stats) {
+        {
+            let mut fields = self
+                .fields
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let key = (table.to_owned(), field.to_owned());
+            if let Some(at) = fields.get_mut(&key) {
+                at.0 = at.0.saturating_sub(1);
+                if at.0 == 0 {
+                    fields.remove(&key);
+                }
+            }
+        }
+        self.late
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .add(stats);
+        self.ended_count
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.ended.notify_waiters();
+    }
+
+    /// The fields with some left to run less than [`STRAGGLER_HOLD`] ago.
+    fn young(&self) -> Vec<(String, String)> {
+        self.fields
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, (_, at))| at.elapsed() < STRAGGLER_HOLD)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Until one ends, or `at_most`.
+    async fn some_end(&self, at_most: Duration) {
+        let ended = self.ended.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        if self.running() > 0 {
+            let _ = tokio::time::timeout(at_most, ended).await;
+        }
+    }
+
+    /// How many have ended, ever: a change says their writes landed.
+    fn ended(&self) -> usize {
+        self.ended_count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The counts of the calculations written since last asked.
+    fn take(&self) -> Stats {
+        std::mem::take(
+            &mut *self
+                .late
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Until every one has ended (each is bounded by its time limit).
+    async fn wait(&self) {
+        loop {
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.running.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
 }
 
 impl Settings {
@@ -89,6 +205,8 @@ impl Settings {
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct BatchReport {
     pub(crate) claimed: u64,
+    /// Rows its wave (see `tree`) had not claimed before.
+    pub(crate) new_rows: u64,
     pub(crate) stats: Stats,
 }
 
@@ -189,6 +307,9 @@ impl Worker {
                 cursors: Arc::default(),
                 reading_cached,
                 catalog,
+                claim_locks: Arc::default(),
+                typical: Arc::default(),
+                detached: Arc::default(),
             },
             paused: Arc::default(),
         }
@@ -285,6 +406,47 @@ impl Worker {
         Ok(())
     }
 
+    /// The most locks one claim may take where claims are locks in a
+    /// table the server shares between its sessions (PostgreSQL's
+    /// advisory locks): a sixteenth of that table, so that claims never
+    /// run it out for this worker's other connections or anyone else's. A
+    /// batch larger than it allows is claimed in smaller batches (said
+    /// once, at start).
+    async fn fit_to_server(&self) -> Result<()> {
+        let Some(sql) = self.db.backend().dialect().lock_table_size() else {
+            return Ok(());
+        };
+        let rows = Ctx::from(&self.db)
+            .fetch_values(sql.to_owned(), &[], &[SqlType::Int, SqlType::Text])
+            .await?;
+        let (size, why) = match rows.first().map(Vec::as_slice) {
+            Some([Value::Int(n), Value::Text(why)]) => (*n, why.clone()),
+            _ => return Ok(()),
+        };
+        let budget = usize::try_from(size / 16).unwrap_or(usize::MAX).max(64);
+        self.settings
+            .claim_locks
+            .store(budget, std::sync::atomic::Ordering::Relaxed);
+        let most = self
+            .registry
+            .entries
+            .iter()
+            .map(|e| e.spec.fields.len())
+            .max()
+            .unwrap_or(1);
+        if self.settings.batch_size * most > budget {
+            tracing::warn!(
+                batch_size = self.settings.batch_size,
+                rows_per_claim = (budget / most).max(1),
+                lock_table = size,
+                settings = %why,
+                "the batch size needs more locks per claim than a sixteenth of the server's lock \
+                 table; claiming fewer rows at a time (raise max_locks_per_transaction for more)"
+            );
+        }
+        Ok(())
+    }
+
     /// Runs until SIGINT or SIGTERM, then returns the counts.
     pub async fn run(self) -> Result<Stats> {
         self.run_until(shutdown_signal()).await
@@ -296,6 +458,8 @@ impl Worker {
     /// contained and retried.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<Stats> {
         self.validate()?;
+        // The server's limits, once it answers (a lost database is waited for).
+        let _ = self.fit_to_server().await;
         let mut stats = Stats::default();
         let waker = wake::waker(&self.db);
         let listener = crate::backend::listen(&self.db, &waker);
@@ -352,6 +516,10 @@ impl Worker {
         if let Some(l) = listener {
             l.abort();
         }
+        // The calculations left running finish (each within its time
+        // limit), so that no lease is left behind.
+        self.settings.detached.wait().await;
+        stats.add(self.settings.detached.take());
         heartbeat.stop().await;
         Ok(stats)
     }
@@ -361,8 +529,16 @@ impl Worker {
     /// other workers, retries or expiries further off.
     pub async fn drain(&self) -> Result<Stats> {
         self.validate()?;
+        self.fit_to_server().await?;
         let mut stats = Stats::default();
         let mut quiet = Quiet::default();
+        // What, since the walks last started from the first flagged row,
+        // may have left a row due behind them (see `claim::Cursors`): a
+        // calculation left running that ended (its writes flag what reads
+        // it), or a row deferred behind another field (flagged again, it
+        // is due at once, yet keeps its old flag time).
+        let behind = |stats: &Stats| (self.settings.detached.ended(), stats.deferred);
+        let mut swept = behind(&stats);
         loop {
             let skipped = quiet.skipping();
             let (found, s) = self.pass(&mut quiet).await?;
@@ -380,7 +556,20 @@ impl Worker {
                     let d = (t - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                     tokio::time::sleep(d + Duration::from_millis(1)).await;
                 }
-                _ => return Ok(stats),
+                // Calculations left to finish on their own are part of
+                // what was due: written (or failed) before returning.
+                _ if self.settings.detached.running() > 0 => {
+                    self.settings.detached.wait().await;
+                    stats.add(self.settings.detached.take());
+                }
+                _ if behind(&stats) != swept => {
+                    swept = behind(&stats);
+                    self.settings.cursors.restart();
+                }
+                _ => {
+                    stats.add(self.settings.detached.take());
+                    return Ok(stats);
+                }
             }
         }
     }
@@ -393,7 +582,7 @@ impl Worker {
                 if self.skips(e, field) {
                     continue;
                 }
-                if let Ok(Some(t)) = entry.ops.next_due(&self.db, field).await {
+                if let Ok(Some(t)) = entry.ops.next_due(&self.db, field, &self.settings).await {
                     soonest = Some(soonest.map_or(t, |s| s.min(t)));
                 }
             }
@@ -454,10 +643,19 @@ impl Worker {
         let mut found = false;
         // The tables with a field that found work in this pass.
         let mut busy = HashSet::new();
+        // The fields reading one with calculations left running a moment
+        // ago: they wait for those (see STRAGGLER_HOLD).
+        let held: HashSet<(usize, usize)> = self
+            .settings
+            .detached
+            .young()
+            .iter()
+            .flat_map(|(t, f)| self.registry.downstream(t, f))
+            .collect();
         // Upstream fields first, across tables: a value they store flags the
         // fields reading it, which this pass then reaches.
         for &(e, field) in &self.registry.order {
-            if self.skips(e, field) || quiet.contains(&(e, field)) {
+            if self.skips(e, field) || quiet.contains(&(e, field)) || held.contains(&(e, field)) {
                 continue;
             }
             let entry = &self.registry.entries[e];
@@ -481,8 +679,30 @@ impl Worker {
                 }
             }
         }
+        stats.add(self.settings.detached.take());
+        if !found && !held.is_empty() {
+            // Work held back, not none: back soon (or when one ends).
+            self.settings
+                .detached
+                .some_end(Duration::from_millis(QUIET_MS))
+                .await;
+            return Ok((true, stats));
+        }
         if !found {
             stats.empty_claims += 1;
+            // Nothing due: the rows parked waiting for a row they read (a
+            // tree's) whose wave never came, or that wait for each other.
+            for &(e, field) in &self.registry.order {
+                if self.skips(e, field) {
+                    continue;
+                }
+                let r = self.registry.entries[e]
+                    .ops
+                    .sweep(&self.db, field, &self.settings)
+                    .await?;
+                found |= r.stats.recalculated + r.stats.failed > 0;
+                stats.add(r.stats);
+            }
         }
         Ok((found, stats))
     }
@@ -556,6 +776,12 @@ struct Quiet {
     fields: HashMap<(usize, usize), Instant>,
 }
 
+/// How long the fields reading a field wait for its calculations left to
+/// run on their own (see `execute::Stragglers`) before going on without
+/// them: a slow row is stored before what reads it is calculated (no
+/// second calculation), a hung one holds them up no longer than this.
+const STRAGGLER_HOLD: Duration = Duration::from_secs(1);
+
 /// How long a field that found nothing is skipped while others are busy.
 const QUIET_MS: u64 = 20;
 
@@ -616,44 +842,116 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
+/// Where a batch's rows come from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// The field's due rows (flagged, expired), in the order they were flagged.
+    Due,
+    /// The flagged rows whose paths reach these rows, just stored (a
+    /// tree's wave, see `tree`), whatever they wait for.
+    Reaching(&'a [Key]),
+    /// The rows parked waiting for a row they read (see `tree`), looked at
+    /// when the worker is idle.
+    Waiting,
+}
+
 /// Claims one batch of due rows of field `field`, calculates them
-/// concurrently, and writes every result back. A row that cannot be
-/// decoded, calculated or written fails alone (recorded, retried with
-/// backoff); every claimed row leaves this function written, failed or
-/// deferred, never still leased, unless the database itself is lost.
+/// concurrently, and writes every result back; for a field that reads
+/// itself along a path (a tree), then the waves of the stored rows'
+/// children (see `tree`). A row that cannot be decoded, calculated or
+/// written fails alone (recorded, retried with backoff); every claimed
+/// row leaves this function written, failed or deferred, never still
+/// leased, unless the database itself is lost.
 pub(crate) async fn process_batch<M: CachedModel>(
     db: &Db,
     field_idx: usize,
     settings: &Settings,
 ) -> Result<BatchReport> {
+    process_from::<M>(db, field_idx, settings, Source::Due).await
+}
+
+/// [`process_batch`] from `source`.
+pub(crate) async fn process_from<M: CachedModel>(
+    db: &Db,
+    field_idx: usize,
+    settings: &Settings,
+    source: Source<'_>,
+) -> Result<BatchReport> {
+    let model = M::model()?;
+    let is_tree = !tree::self_paths(model, &model.fields()[field_idx]).is_empty();
+    if !is_tree && !matches!(source, Source::Due) {
+        return Ok(BatchReport::default());
+    }
+    let mut wave = tree::Wave::default();
+    let (mut report, mut stored) = batch::<M>(db, field_idx, settings, source, &mut wave).await?;
+    while is_tree && !stored.is_empty() {
+        let mut next = Vec::new();
+        for chunk in stored.chunks(settings.batch_size.max(1)) {
+            loop {
+                let (r, s) =
+                    batch::<M>(db, field_idx, settings, Source::Reaching(chunk), &mut wave).await?;
+                report.claimed += r.claimed;
+                report.stats.add(r.stats);
+                next.extend(s);
+                // Rows claimed again in this wave are parked or failing:
+                // the chunk's other children are due to the field's claims.
+                if r.new_rows == 0 || r.claimed < settings.batch_size as u64 {
+                    break;
+                }
+            }
+        }
+        stored = next;
+    }
+    Ok(report)
+}
+
+/// One batch of [`process_from`]: its report, and the keys stored.
+async fn batch<M: CachedModel>(
+    db: &Db,
+    field_idx: usize,
+    settings: &Settings,
+    source: Source<'_>,
+    wave: &mut tree::Wave,
+) -> Result<(BatchReport, Vec<Key>)> {
     let model = M::model()?;
     let field = &model.fields()[field_idx];
     let sql = FieldSql::of(db.backend(), model, field);
     let now = Utc::now();
-    let lease_until =
-        now + chrono::Duration::from_std(settings.lease).unwrap_or(chrono::Duration::seconds(30));
+    // One lease end for a batch and its wave (see `tree`).
+    let lease_until = *wave.lease.get_or_insert_with(|| {
+        now + chrono::Duration::from_std(settings.lease).unwrap_or(chrono::Duration::seconds(30))
+    });
     // Leases held by a lock of this transaction where the engine has them
     // (no row written; they end with it, after the write-backs, or with the
     // connection if the worker dies), else written into the rows.
     // The lease transaction holds a connection for the batch: a pool of
     // one could then run nothing else.
     let by_lock = db.backend().dialect().claims_by_lock() && db.max_connections() > 1;
-    // The row's other due fields go with the batch (see `together`): held
-    // by locks the claim takes with its own where claims are locks, else
-    // leased by the claim itself.
-    let gs = together::companions(model, field, settings);
+    // The row's other due fields go with a batch of due rows (see
+    // `together`): held by locks the claim takes with its own where claims
+    // are locks, else leased by the claim itself.
+    let gs = match source {
+        Source::Due => together::companions(model, field, settings),
+        _ => Vec::new(),
+    };
     let with: Vec<&crate::model::FieldColumns> = if by_lock {
         Vec::new()
     } else {
         gs.iter().map(|&g| model.fields()[g].columns()).collect()
     };
-    let (claimed, tx, held) = if by_lock {
-        let mut tx = db.begin_claim().await?;
-        let (claimed, locked) =
-            claim::claim_locked(&mut tx.ctx(), model, field_idx, &sql, &gs, settings, now).await?;
-        (claimed, Some(tx), together::Held::Locks(locked))
+    let mut tx = if by_lock {
+        Some(db.begin_claim().await?)
     } else {
-        (
+        None
+    };
+    let (claimed, held) = match (source, tx.as_mut()) {
+        (Source::Due, Some(tx)) => {
+            let (claimed, locked) =
+                claim::claim_locked(&mut tx.ctx(), model, field_idx, &sql, &gs, settings, now)
+                    .await?;
+            (claimed, together::Held::Locks(locked))
+        }
+        (Source::Due, None) => (
             claim::claim(
                 db,
                 model,
@@ -664,14 +962,34 @@ pub(crate) async fn process_batch<M: CachedModel>(
                 (now, lease_until),
             )
             .await?,
-            None,
             together::Held::Leases(lease_until),
-        )
+        ),
+        (source, tx) => {
+            let (cond, params) = match source {
+                Source::Reaching(keys) => {
+                    claim::wave_condition(&settings.catalog, model, field, keys, (now, lease_until))
+                }
+                _ => claim::waiting_condition(field),
+            };
+            let mut lease = tx.map(crate::backend::Tx::ctx);
+            let claimed = claim::claim_where(
+                db,
+                lease.as_mut(),
+                model,
+                field,
+                (&cond, params),
+                settings.batch_size,
+                lease_until,
+            )
+            .await?;
+            (claimed, together::Held::Locks(together::Locked::new()))
+        }
     };
-    let report = BatchReport {
+    let mut report = BatchReport {
         claimed: claimed.len() as u64,
-        stats: Stats::default(),
+        ..BatchReport::default()
     };
+
     // The claimed keys, where companions' leases may need releasing.
     let keys: Vec<Value> = if with.is_empty() {
         Vec::new()
@@ -681,25 +999,44 @@ pub(crate) async fn process_batch<M: CachedModel>(
             .filter_map(|(k, _)| k.as_ref().map(Key::to_value))
             .collect()
     };
+    let mut again = HashSet::new();
+    for k in claimed.iter().filter_map(|(k, _)| k.clone()) {
+        if wave.seen.insert(k.clone()) {
+            report.new_rows += 1;
+        } else {
+            again.insert(k);
+        }
+    }
     let outcome = if claimed.is_empty() {
-        Ok(report)
+        Ok((report, Vec::new(), None))
     } else {
-        process_claimed(
-            db,
-            model,
-            field,
-            settings,
-            &gs,
-            claimed,
-            (now, lease_until),
+        let claim = Claimed {
+            rows: claimed,
+            at: (now, lease_until),
             held,
-            report,
-        )
-        .await
+            sweeping: matches!(source, Source::Waiting),
+            again,
+        };
+        process_claimed(db, model, field, settings, &gs, claim, report, wave).await
     };
+    // Rows whose calculations go on after the batch: their leases are
+    // written, where the batch's end with its transaction.
+    if let (Ok((_, _, Some(late))), Some(tx)) = (&outcome, tx.as_mut()) {
+        let mut params = vec![Value::Timestamp(lease_until)];
+        params.extend(late.keys.iter().map(Key::to_value));
+        tx.ctx()
+            .execute(sql.lease_rows(late.keys.len()), &params)
+            .await?;
+    }
     if let Some(tx) = tx {
         tx.commit().await?;
     }
+    let outcome = outcome.map(|(report, stored, late)| {
+        if let Some(late) = late {
+            let _ = late.leased.send(());
+        }
+        (report, stored)
+    });
     // Companions leased with the claim and not stored: released (a row
     // stored together holds no lease of them any more).
     if outcome.is_ok() && !with.is_empty() && !keys.is_empty() {
@@ -717,7 +1054,23 @@ pub(crate) async fn process_batch<M: CachedModel>(
     outcome
 }
 
-/// The rest of [`process_batch`], once rows are claimed.
+/// A claimed batch, as [`process_claimed`] takes it.
+struct Claimed<M> {
+    /// Each row with its key, when that much could be read.
+    rows: Vec<(Option<Key>, Result<M>)>,
+    /// When it was claimed, and its lease's end.
+    at: (DateTime<Utc>, DateTime<Utc>),
+    /// How its companions are held.
+    held: together::Held,
+    /// Claimed among the rows parked waiting (see `tree`): each asked
+    /// whether it is on a cycle.
+    sweeping: bool,
+    /// Rows this wave claimed before.
+    again: HashSet<Key>,
+}
+
+/// The rest of [`process_batch`], once rows are claimed: the report, and
+/// the keys stored.
 #[allow(clippy::too_many_arguments)]
 async fn process_claimed<M: CachedModel>(
     db: &Db,
@@ -725,11 +1078,17 @@ async fn process_claimed<M: CachedModel>(
     field: &crate::model::Field<M>,
     settings: &Settings,
     gs: &[usize],
-    claimed: Vec<(Option<Key>, Result<M>)>,
-    (now, lease_until): (DateTime<Utc>, DateTime<Utc>),
-    held: together::Held,
+    claim: Claimed<M>,
     mut report: BatchReport,
-) -> Result<BatchReport> {
+    wave: &mut tree::Wave,
+) -> Result<(BatchReport, Vec<Key>, Option<Late>)> {
+    let Claimed {
+        rows: claimed,
+        at: (now, lease_until),
+        held,
+        sweeping,
+        again,
+    } = claim;
     // A row that cannot be read as the model (a value of the wrong type in
     // one of its columns) fails alone.
     let mut rows = Vec::with_capacity(claimed.len());
@@ -746,9 +1105,13 @@ async fn process_claimed<M: CachedModel>(
             (_, Err(e)) => return Err(e),
         }
     }
+    let in_batch: HashSet<Key> = rows.iter().map(CachedModel::primary_key).collect();
+    let is_tree = !tree::self_paths(model, field).is_empty();
+    let rooted = &wave.rooted;
+    let again = &again;
     // First each row's chained fields (leased like a claim), then the
     // calculations: all rows in one call when the field has a batch form.
-    let prepared: Vec<Result<Computed<M>>> = futures::stream::iter(rows)
+    let prepared: Vec<Result<(Computed<M>, bool)>> = futures::stream::iter(rows)
         .map(|m| {
             let key = m.primary_key();
             let span = tracing::debug_span!(
@@ -757,26 +1120,45 @@ async fn process_claimed<M: CachedModel>(
                 field = %field.name(),
                 key = %key
             );
+            let in_batch = &in_batch;
             async move {
                 let mut ctx = Ctx::from(db);
                 let attempts = field.slot(&m).snapshot().attempts;
                 let mut chained = 0;
                 let before_chain = Utc::now();
-                let lease = Some((before_chain, lease_until));
-                // A tree: a row on a cycle fails; one whose parent is stale
-                // waits for it (the parent's new value flags it again).
-                let catalog = &settings.catalog;
-                let tree = match tree::cycle(&mut ctx, catalog, model, field, &m).await {
-                    Ok(None) => tree::waits(&mut ctx, catalog, model, field, &m, lease_until)
-                        .await
-                        .map(|w| (None, w)),
-                    other => other.map(|e| (e, false)),
+                let stopped = |f: &str| settings.is_stopped(model.table().as_str(), f);
+                let lease = Some(runtime::Lease {
+                    now: before_chain,
+                    until: lease_until,
+                    stopped: &stopped,
+                });
+                // A tree (see `tree`): a row on a cycle fails, with the
+                // rest of the cycle; one whose parent is stale waits for it.
+                let mut acyclic = false;
+                let tree = if is_tree {
+                    prepare_tree(
+                        &mut ctx,
+                        settings,
+                        model,
+                        field,
+                        &m,
+                        lease_until,
+                        (rooted, again, in_batch),
+                        sweeping,
+                    )
+                    .await
+                    .map(|(outcome, ok)| {
+                        acyclic = ok;
+                        outcome
+                    })
+                } else {
+                    Ok(None)
                 };
                 let outcome = match tree {
                     Err(e) if e.is_retryable() => return Err(e),
-                    Ok((Some(e), _)) | Err(e) => Outcome::Failed(e),
-                    Ok((None, true)) => Outcome::Waiting,
-                    Ok((None, false)) => {
+                    Err(e) => Outcome::Failed(e),
+                    Ok(Some(outcome)) => outcome,
+                    Ok(None) => {
                         match runtime::refresh_chain(&mut ctx, model, field, &m, lease).await {
                             Ok(runtime::Chain::Busy(upstream)) => Outcome::Deferred(upstream),
                             // When the row's inputs were read: at the claim, or at the
@@ -792,18 +1174,35 @@ async fn process_claimed<M: CachedModel>(
                         }
                     }
                 };
-                Ok(Computed {
-                    key,
-                    attempts,
-                    chained,
-                    outcome,
-                })
+                Ok((
+                    Computed {
+                        key,
+                        attempts,
+                        chained,
+                        outcome,
+                    },
+                    acyclic,
+                ))
             }
             .instrument(span)
         })
         .buffer_unordered(settings.concurrency)
         .collect()
         .await;
+    let mut prepared: Vec<Result<Computed<M>>> = prepared
+        .into_iter()
+        .map(|p| {
+            p.map(|(c, acyclic)| {
+                if acyclic {
+                    wave.rooted.insert(c.key.clone());
+                }
+                c
+            })
+        })
+        .collect();
+    if is_tree {
+        left_to_the_wave(&mut prepared);
+    }
     let ready = prepared
         .iter()
         .filter(|p| {
@@ -817,7 +1216,31 @@ async fn process_claimed<M: CachedModel>(
         })
         .count();
     let started = Instant::now();
-    let computed = calculate_all(db, model, field, settings, prepared).await;
+    let (computed, stragglers) = calculate_all(db, field, settings, prepared).await;
+    // Calculations still running long after the rest: written by a task of
+    // their own when they end, once their leases outlive this batch.
+    let late = stragglers.map(|mut stragglers| {
+        stragglers.lease = lease_until;
+        let keys = stragglers.pending_keys();
+        let (leased, wait) = tokio::sync::oneshot::channel();
+        let names = (model.table().to_string(), field.name().to_string());
+        settings.detached.start(&names.0, &names.1);
+        let (db, settings) = (db.clone(), settings.clone());
+        let field = model
+            .fields()
+            .iter()
+            .position(|f| f.name() == field.name())
+            .unwrap_or_default();
+        tokio::spawn(
+            async move {
+                let _ = wait.await;
+                let stats = write_late::<M>(&db, field, &settings, stragglers).await;
+                settings.detached.end(&names.0, &names.1, stats);
+            }
+            .instrument(tracing::Span::current()),
+        );
+        Late { keys, leased }
+    });
     crate::metrics::calculated(
         model.table().as_str(),
         field.name().as_str(),
@@ -863,11 +1286,13 @@ async fn process_claimed<M: CachedModel>(
     };
     let mut ctx = Ctx::from(db);
     let (table, name) = (model.table().as_str(), field.name().as_str());
+    let mut fresh = Vec::new();
     for (c, stored) in done.iter().zip(stored) {
         let s = &mut report.stats;
         s.recalculated += c.chained;
         match (&c.outcome, stored) {
             (Outcome::Value(row, value, _), Some(Stored::Fresh)) => {
+                fresh.push(c.key.clone());
                 settings.rows.forget(table, name, &c.key);
                 if let Some(message) =
                     runtime::after_store(&mut ctx, model, field, row, value.clone()).await?
@@ -907,6 +1332,7 @@ async fn process_claimed<M: CachedModel>(
                 crate::metrics::count(table, name, "failed", 1);
             }
             (Outcome::Deferred(_) | Outcome::Waiting, _) => s.deferred += 1,
+            (Outcome::InBatch(_), _) => {}
             _ => {
                 tracing::info!(table = %model.table(), field = %field.name(), key = %c.key,
                     "row deleted before its recalculation was stored; skipped");
@@ -916,7 +1342,193 @@ async fn process_claimed<M: CachedModel>(
     }
     match fault {
         Some(e) => Err(e),
-        None => Ok(report),
+        None => Ok((report, fresh, late)),
+    }
+}
+
+/// The rows of a batch whose calculations were left to finish on their
+/// own, and the signal that their leases outlive the batch.
+struct Late {
+    keys: Vec<Key>,
+    leased: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Writes the results of calculations left running by their batch (see
+/// `execute::Stragglers`) as they end, each as a batch would; a result
+/// that never comes (past the time limit and more) leaves its row to its
+/// lease's end. Returns the counts.
+async fn write_late<M: CachedModel>(
+    db: &Db,
+    field_idx: usize,
+    settings: &Settings,
+    mut late: execute::Stragglers<M>,
+) -> Stats {
+    let mut stats = Stats::default();
+    let Ok(model) = M::model() else { return stats };
+    let field = &model.fields()[field_idx];
+    let (table, name) = (model.table().as_str(), field.name().as_str());
+    let deadline =
+        Instant::now() + runtime::limit(field, settings.timeout) + Duration::from_secs(5);
+    let mut ctx = Ctx::from(db);
+    // The rows not written yet: their leases are given up at the end (due
+    // again at once rather than at the lease's end).
+    let mut unwritten: HashSet<usize> = late.left.iter().copied().collect();
+    for _ in 0..late.pending {
+        let Ok(Some((i, row, value))) =
+            tokio::time::timeout_at(deadline.into(), late.results.recv()).await
+        else {
+            break;
+        };
+        let Ok(c) = execute::computed(&late.rows[i], row, value) else {
+            continue; // a database fault
+        };
+        // A write that fails (a row lock held long by another transaction)
+        // is tried again a few times; then the row's lease is given up, so
+        // it is due again at once rather than at the lease's end.
+        let mut written = write_one(&mut ctx, model, field, settings, &c).await;
+        for _ in 0..3 {
+            if !written.as_ref().is_err_and(Error::is_retryable) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            ctx = Ctx::from(db);
+            written = write_one(&mut ctx, model, field, settings, &c).await;
+        }
+        if written.is_ok() {
+            unwritten.remove(&i);
+        }
+        match written {
+            Ok(Some(Stored::Fresh)) => {
+                if let Outcome::Value(row, value, _) = &c.outcome
+                    && let Ok(Some(message)) =
+                        runtime::after_store(&mut ctx, model, field, row, value.clone()).await
+                {
+                    stats.hook_failures += 1;
+                    failures::record(db, table, name, failures::Kind::Hook, &message).await;
+                }
+                stats.recalculated += 1 + c.chained;
+                crate::metrics::count(table, name, "stored", 1);
+                settings.activity.stored(table, name);
+            }
+            Ok(Some(Stored::Superseded)) => {
+                stats.superseded += 1;
+                crate::metrics::count(table, name, "superseded", 1);
+            }
+            Ok(Some(Stored::Gone)) => stats.deleted += 1,
+            Ok(None) => {
+                stats.failed += 1;
+                crate::metrics::count(table, name, "failed", 1);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, key = %c.key, "a late result could not be written");
+            }
+        }
+    }
+    let sql = FieldSql::of(db.backend(), model, field).release_lease();
+    for i in unwritten {
+        let key = late.rows[i].0.to_value();
+        let _ = Ctx::from(db)
+            .execute(sql.clone(), &[key, Value::Timestamp(late.lease)])
+            .await;
+    }
+    stats
+}
+
+/// A tree's row before its calculation (see `tree`): `Some` outcome when
+/// it is not calculated now (on a cycle, or waiting for a stale row it
+/// reads: in this batch, or not), and whether it is on no cycle. A row
+/// whose every parent this wave found on none (`rooted`) is not asked
+/// again, unless the wave took it before (`again`); nor is a row that
+/// waits, unless `sweeping` (the parked rows of an idle moment, where a
+/// cycle's rows end up).
+#[allow(clippy::too_many_arguments)]
+async fn prepare_tree<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    settings: &Settings,
+    model: &crate::model::Model<M>,
+    field: &crate::model::Field<M>,
+    m: &M,
+    lease_until: DateTime<Utc>,
+    (rooted, again, in_batch): (&HashSet<Key>, &HashSet<Key>, &HashSet<Key>),
+    sweeping: bool,
+) -> Result<(Option<Outcome<M>>, bool)> {
+    let catalog = &settings.catalog;
+    let key = m.primary_key();
+    let above = tree::above(ctx, catalog, model, field, m, lease_until).await?;
+    let vouched = !again.contains(&key)
+        && !above.parents.contains(&key)
+        && above.parents.iter().all(|p| rooted.contains(p));
+    let check = !vouched && (sweeping || above.stale.is_empty());
+    if check && let Some((e, path)) = tree::cycle(ctx, catalog, model, field, m).await? {
+        // Every row of the cycle fails, whichever found it.
+        let retry_at = Utc::now()
+            + chrono::Duration::from_std(backoff(settings, 0))
+                .unwrap_or(chrono::Duration::seconds(1));
+        let sql = tree::fail_on_cycle_sql(ctx.backend(), model, field);
+        for other in tree::cycle_members(ctx, catalog, model, &path, &key).await? {
+            if in_batch.contains(&other) {
+                continue; // found by its own look, in this batch
+            }
+            let message = Error::Cycle {
+                table: model.table().to_string(),
+                field: field.name().to_string(),
+                key: other.clone(),
+                path: path.to_string(),
+            }
+            .to_string();
+            ctx.execute(
+                sql.clone(),
+                &[
+                    Value::Text(message),
+                    Value::Timestamp(retry_at),
+                    other.to_value(),
+                ],
+            )
+            .await?;
+        }
+        return Ok((Some(Outcome::Failed(e)), false));
+    }
+    let outcome = if above.stale.is_empty() {
+        None
+    } else if above.stale.iter().all(|p| in_batch.contains(p)) {
+        Some(Outcome::InBatch(above.stale))
+    } else {
+        Some(Outcome::Waiting)
+    };
+    Ok((outcome, vouched || check))
+}
+
+/// The rows of a tree's batch waiting for others in it: left to the wave
+/// that follows the batch where the rows they wait for are calculated now
+/// (or left to it themselves), parked otherwise (rows waiting for each
+/// other: a cycle, which an idle look at the parked rows finds).
+fn left_to_the_wave<M>(prepared: &mut [Result<Computed<M>>]) {
+    let mut led: HashSet<Key> = prepared
+        .iter()
+        .filter_map(|p| match p {
+            Ok(c) if matches!(c.outcome, Outcome::Ready(..)) => Some(c.key.clone()),
+            _ => None,
+        })
+        .collect();
+    loop {
+        let mut more = false;
+        for c in prepared.iter().flatten() {
+            if let Outcome::InBatch(parents) = &c.outcome
+                && !led.contains(&c.key)
+                && parents.iter().all(|p| led.contains(p))
+            {
+                led.insert(c.key.clone());
+                more = true;
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    for c in prepared.iter_mut().flatten() {
+        if matches!(c.outcome, Outcome::InBatch(..)) && !led.contains(&c.key) {
+            c.outcome = Outcome::Waiting;
+        }
     }
 }
 

@@ -22,8 +22,17 @@ pub(crate) trait ModelOps: Send + Sync {
         &'a self,
         db: &'a Db,
         field: usize,
+        settings: &'a Settings,
     ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>>>;
     fn recalculate<'a>(&'a self, db: &'a Db, field: usize, key: Key) -> BoxFuture<'a, Result<()>>;
+    /// The rows of a tree's field parked waiting for a row they read (see
+    /// `tree`), looked at again: nothing for other fields.
+    fn sweep<'a>(
+        &'a self,
+        db: &'a Db,
+        field: usize,
+        settings: &'a Settings,
+    ) -> BoxFuture<'a, Result<BatchReport>>;
 }
 
 impl<M: CachedModel> ModelOps for Model<M> {
@@ -40,12 +49,28 @@ impl<M: CachedModel> ModelOps for Model<M> {
         );
         Box::pin(super::process_batch::<M>(db, field, settings).instrument(span))
     }
+    fn sweep<'a>(
+        &'a self,
+        db: &'a Db,
+        field: usize,
+        settings: &'a Settings,
+    ) -> BoxFuture<'a, Result<BatchReport>> {
+        let span = tracing::debug_span!(
+            "sweep",
+            table = %self.table(),
+            field = %self.fields()[field].name()
+        );
+        Box::pin(
+            super::process_from::<M>(db, field, settings, super::Source::Waiting).instrument(span),
+        )
+    }
     fn next_due<'a>(
         &'a self,
         db: &'a Db,
         field: usize,
+        settings: &'a Settings,
     ) -> BoxFuture<'a, Result<Option<chrono::DateTime<chrono::Utc>>>> {
-        Box::pin(super::next_due::<M>(db, field))
+        Box::pin(super::next_due::<M>(db, field, settings))
     }
     fn recalculate<'a>(&'a self, db: &'a Db, field: usize, key: Key) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {

@@ -11,7 +11,6 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 
 use super::execute::{Computed, Outcome};
 use super::{Settings, Stats};
@@ -110,6 +109,30 @@ pub(super) fn leaders<'m, M>(
         .collect()
 }
 
+/// What a claim of field `g` passes over: the rows its [`leaders`] have
+/// due, and the rows where a field it chains on (directly or through
+/// others) that is paused or held is flagged: calculating `g` there would
+/// store that field first (they wait for the resume).
+pub(super) fn pass_over<'m, M>(
+    model: &'m Model<M>,
+    g: usize,
+    settings: &Settings,
+) -> statements::PassOver<'m> {
+    let upstream = upstream(model, g);
+    let table = model.table().as_str();
+    statements::PassOver {
+        leaders: leaders(model, g, settings),
+        stopped: model
+            .fields()
+            .iter()
+            .filter(|f| {
+                upstream.contains(&f.name()) && settings.is_stopped(table, f.name().as_str())
+            })
+            .map(Field::columns)
+            .collect(),
+    }
+}
+
 /// The rows of each companion (by field) whose lock the batch's lease
 /// transaction holds.
 pub(super) type Locked = HashMap<usize, HashSet<Key>>;
@@ -204,10 +227,25 @@ pub(super) async fn write<M: CachedModel>(
             changed,
         ));
     }
-    let companions: Vec<Vec<Companion>> = futures::stream::iter(jobs)
-        .buffered(settings.concurrency)
-        .collect()
-        .await;
+    // A row whose companions take far longer than the others' (one hangs)
+    // is written without them: they are left to their own batches.
+    let allowance = gs
+        .iter()
+        .map(|&g| {
+            let gf = &model.fields()[g];
+            settings.typical.get(model, gf, false).map_or(
+                runtime::limit(gf, settings.timeout).min(std::time::Duration::from_secs(1)),
+                |t| (t * 8).max(std::time::Duration::from_millis(2)),
+            )
+        })
+        .max()
+        .unwrap_or(std::time::Duration::from_secs(1));
+    let companions: Vec<Vec<Companion>> =
+        super::execute::within_reason(jobs, settings.concurrency, allowance)
+            .await
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
     // One statement per set of fields.
     let mut groups: HashMap<Vec<usize>, Vec<usize>> = HashMap::new();
     for (i, c) in done.iter().enumerate() {
@@ -373,8 +411,10 @@ async fn calculate<M: CachedModel>(
         }
         let before = gf.slot(row).stored_value();
         let limit = runtime::limit(gf, settings.timeout);
+        let started = std::time::Instant::now();
         match runtime::compute(&mut Ctx::from(db), model, gf, row, limit).await {
             Ok(value) if gf.slot(row).store_fresh(value.clone()).is_ok() => {
+                settings.typical.note(model, gf, false, started.elapsed());
                 if before.as_ref() != Some(&value) {
                     moved.push(gf.name());
                 }

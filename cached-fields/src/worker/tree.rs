@@ -1,25 +1,65 @@
 //! Fields that read their own value on other rows along a path (a tree
-//! node's path from its parent's): recalculated top-down, a row waiting
-//! while a row it reads is stale and due; and a cycle in the data (parent
-//! pointers that loop), where no row has a value and recalculating would
-//! go round for ever (each new value flagging the next row on the loop),
-//! fails the rows on it instead, naming the path.
+//! node's path from its parent's): recalculated top-down, each row once.
+//!
+//! A claimed row whose parent (any row its path reaches) is stale waits:
+//! where the parent is in the same batch, the row is left to the wave
+//! that follows the batch (below); otherwise it is parked, in the parked
+//! range at [`waiting`], so that a new value of what it reads (a flag)
+//! makes it due at once. After a batch is stored, the worker claims the
+//! stored rows' children at once, whatever their wait, and so on down
+//! the tree (a wave): a chain of any depth is calculated once per row, in
+//! linear work, with at most one wait per row. A parked row no wave took
+//! (its parent stored by a read) is looked at again when the worker is
+//! idle.
+//!
+//! A cycle in the data (parent pointers that loop), where no row has a
+//! value and recalculating would go round for ever (each new value
+//! flagging the next row on the loop), fails every row on it instead,
+//! naming the path. Whether a row is on one is asked once per row per
+//! wave at most: a row whose every parent was stored in this wave (each
+//! found on no cycle) is on none.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 
 use crate::db::Ctx;
 use crate::depends::{Dependency, Path};
 use crate::error::{Error, Result};
 use crate::ident::Ident;
+use crate::key::Key;
 use crate::model::{CachedModel, Field, Model};
 use crate::statements::{HOT_PAUSE_MS, ts_le};
 use crate::triggers::{Catalog, links};
 use crate::value::{SqlType, Value};
 
+/// The instant in `F_next_attempt_at` of a row waiting for a row it reads
+/// along a path: in the parked range (see
+/// [`PARKED_FROM_SQL`](crate::statements::PARKED_FROM_SQL)), below the lazy
+/// flag's instants, so that the worker's claims pass over it and a flag
+/// (the parent's new value) makes it due.
+pub(crate) fn waiting() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(9999, 6, 30, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// What a wave (a batch and the batches of its rows' children) knows:
+/// the rows it took, and those found on no cycle.
+#[derive(Debug, Default)]
+pub(crate) struct Wave {
+    /// Rows claimed in this wave.
+    pub(crate) seen: HashSet<Key>,
+    /// Rows found on no cycle in this wave (checked, or every parent so).
+    pub(crate) rooted: HashSet<Key>,
+    /// The end of the leases its batches write (where leases are written,
+    /// one instant for the wave): a row a batch left to the wave holds it.
+    pub(crate) lease: Option<DateTime<Utc>>,
+}
+
 /// The paths along which `field` reads its own value on other rows.
-fn self_paths<'a, M>(model: &Model<M>, field: &'a Field<M>) -> Vec<&'a Path> {
+pub(super) fn self_paths<'a, M>(model: &Model<M>, field: &'a Field<M>) -> Vec<&'a Path> {
     field
         .depends_on()
         .iter()
@@ -55,8 +95,20 @@ fn step(key: &Ident, path: &Path, catalog: &Catalog) -> (String, String) {
     (joins, last)
 }
 
+/// The keys of the rows reached from row `$1` by following `path` once or
+/// more (`UNION` stops at a repeat), at most `limit`.
+fn reached(table: &Ident, key: &Ident, path: &Path, catalog: &Catalog, limit: usize) -> String {
+    let (joins, last) = step(key, path, catalog);
+    let (t, k) = (table.quoted(), key.quoted());
+    format!(
+        "WITH RECURSIVE cf_up(k) AS (SELECT {last}.{k} FROM {t} cf_t0{joins} WHERE cf_t0.{k} = $1 \
+         UNION SELECT {last}.{k} FROM cf_up JOIN {t} cf_t0 ON cf_t0.{k} = cf_up.k{joins}) \
+         SELECT k FROM cf_up LIMIT {limit}"
+    )
+}
+
 /// `SELECT COUNT(*)` of the rows equal to `$1` among those reached from row
-/// `$1` by following `path` once or more (`UNION` stops at a repeat).
+/// `$1` by following `path` once or more.
 fn reaches_itself(table: &Ident, key: &Ident, path: &Path, catalog: &Catalog) -> String {
     let (joins, last) = step(key, path, catalog);
     let (t, k) = (table.quoted(), key.quoted());
@@ -67,11 +119,12 @@ fn reaches_itself(table: &Ident, key: &Ident, path: &Path, catalog: &Catalog) ->
     )
 }
 
-/// `SELECT COUNT(*)` of the other rows reached from row `$1` by following
-/// `path` once that are flagged for `field` and due by `$2`, or leased by
-/// this batch (lease end between `$3` and `$4`): not failing (a failing row
-/// is not waited for), not leased by another worker (which may have died).
-fn stale_above<M: CachedModel>(
+/// The rows reached from row `$1` by following `path` once: each key, and
+/// whether a row waits for it (1, else 0): another row, flagged for
+/// `field` and not failing, due by `$2`, leased by this batch (lease end
+/// between `$3` and `$4`) or waiting itself (`$5`); not one leased by
+/// another worker (which may have died).
+fn above_sql<M: CachedModel>(
     backend: crate::Backend,
     catalog: &Catalog,
     model: &Model<M>,
@@ -83,9 +136,9 @@ fn stale_above<M: CachedModel>(
     let c = field.columns();
     let next = format!("{last}.{}", c.next_attempt.quoted());
     format!(
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM {t} cf_t0{joins} WHERE cf_t0.{k} = $1 \
-         AND {last}.{needed} AND {last}.{attempts} = 0 AND {last}.{k} <> $1 \
-         AND ({next} IS NULL OR {due} OR ({after} AND {before}))",
+        "SELECT {last}.{k}, CAST(CASE WHEN {last}.{needed} AND {last}.{attempts} = 0 AND {last}.{k} <> $1 \
+         AND ({next} IS NULL OR {due} OR ({after} AND {before}) OR {next} = $5) THEN 1 ELSE 0 END AS BIGINT) \
+         FROM {t} cf_t0{joins} WHERE cf_t0.{k} = $1",
         needed = c.needed.quoted(),
         attempts = c.attempts.quoted(),
         due = ts_le(backend, &next, "$2"),
@@ -94,62 +147,183 @@ fn stale_above<M: CachedModel>(
     )
 }
 
-/// Whether row `m` should wait: a row it reads `field` from is stale and
-/// due, or in this batch (leased until `lease_until`), and will flag it
-/// again once stored (top-down, each row once).
-pub(super) async fn waits<M: CachedModel>(
+/// The rows a row reads `field` from along its paths (its parents), and
+/// those of them it waits for.
+#[derive(Debug, Default)]
+pub(super) struct Above {
+    pub(super) parents: Vec<Key>,
+    pub(super) stale: Vec<Key>,
+}
+
+/// What row `m` reads `field` from (see [`Above`]); a batch leased until
+/// `lease_until` (where leases are written) counts as due.
+pub(super) async fn above<M: CachedModel>(
     ctx: &mut Ctx<'_>,
     catalog: &Catalog,
     model: &Model<M>,
     field: &Field<M>,
     m: &M,
     lease_until: DateTime<Utc>,
-) -> Result<bool> {
+) -> Result<Above> {
     let ms = chrono::Duration::milliseconds;
+    let mut out = Above::default();
     for path in self_paths(model, field) {
         let args = [
             m.primary_key().to_value(),
             Value::Timestamp(Utc::now() + ms(HOT_PAUSE_MS)),
             Value::Timestamp(lease_until - ms(1)),
             Value::Timestamp(lease_until + ms(1)),
+            Value::Timestamp(waiting()),
         ];
         let rows = ctx
             .fetch_values(
-                stale_above(ctx.backend(), catalog, model, field, path),
+                above_sql(ctx.backend(), catalog, model, field, path),
                 &args,
-                &[SqlType::Int],
+                &[model.key_type(), SqlType::Int],
             )
             .await?;
-        if matches!(rows.first().and_then(|r| r.first()), Some(Value::Int(n)) if *n > 0) {
-            return Ok(true);
+        for r in rows {
+            let Some(k) = r.first().and_then(Key::from_value) else {
+                continue;
+            };
+            if r.get(1) == Some(&Value::Int(1)) {
+                out.stale.push(k.clone());
+            }
+            out.parents.push(k);
         }
     }
-    Ok(false)
+    Ok(out)
 }
 
 /// The failure of row `m` when following one of `field`'s paths back to
-/// its own table comes back to it.
+/// its own table comes back to it, and that path.
 pub(super) async fn cycle<M: CachedModel>(
     ctx: &mut Ctx<'_>,
     catalog: &Catalog,
     model: &Model<M>,
     field: &Field<M>,
     m: &M,
-) -> Result<Option<Error>> {
+) -> Result<Option<(Error, Path)>> {
     for path in self_paths(model, field) {
-        let sql = reaches_itself(model.table(), model.primary_key(), path, catalog);
-        let key = m.primary_key();
-        let rows = ctx
-            .fetch_values(sql, &[key.to_value()], &[SqlType::Int])
-            .await?;
-        if matches!(rows.first().and_then(|r| r.first()), Some(Value::Int(n)) if *n > 0) {
-            return Ok(Some(Error::Cycle {
-                table: model.table().to_string(),
-                field: field.name().to_string(),
-                key,
-                path: path.to_string(),
-            }));
+        if on_cycle(ctx, catalog, model, path, &m.primary_key()).await? {
+            return Ok(Some((
+                cycle_error(model, field, m.primary_key(), path),
+                path.clone(),
+            )));
         }
     }
     Ok(None)
+}
+
+fn cycle_error<M>(model: &Model<M>, field: &Field<M>, key: Key, path: &Path) -> Error {
+    Error::Cycle {
+        table: model.table().to_string(),
+        field: field.name().to_string(),
+        key,
+        path: path.to_string(),
+    }
+}
+
+/// Whether following `path` from row `key` comes back to it.
+async fn on_cycle<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    catalog: &Catalog,
+    model: &Model<M>,
+    path: &Path,
+    key: &Key,
+) -> Result<bool> {
+    let sql = reaches_itself(model.table(), model.primary_key(), path, catalog);
+    let rows = ctx
+        .fetch_values(sql, &[key.to_value()], &[SqlType::Int])
+        .await?;
+    Ok(matches!(rows.first().and_then(|r| r.first()), Some(Value::Int(n)) if *n > 0))
+}
+
+/// The other rows on the cycle through row `key` along `path` (each
+/// reached from it that comes back to itself), at most a thousand.
+pub(super) async fn cycle_members<M: CachedModel>(
+    ctx: &mut Ctx<'_>,
+    catalog: &Catalog,
+    model: &Model<M>,
+    path: &Path,
+    key: &Key,
+) -> Result<Vec<Key>> {
+    let sql = reached(model.table(), model.primary_key(), path, catalog, 1000);
+    let rows = ctx
+        .fetch_values(sql, &[key.to_value()], &[model.key_type()])
+        .await?;
+    let mut members = Vec::new();
+    for k in rows
+        .iter()
+        .filter_map(|r| r.first().and_then(Key::from_value))
+    {
+        if k != *key && on_cycle(ctx, catalog, model, path, &k).await? {
+            members.push(k);
+        }
+    }
+    Ok(members)
+}
+
+/// Marks row `$3` failing with message `$1` until `$2`, flagged (a row on
+/// a cycle another row found, whether or not it was stale).
+pub(super) fn fail_on_cycle_sql<M>(
+    backend: crate::Backend,
+    model: &Model<M>,
+    field: &Field<M>,
+) -> String {
+    let c = field.columns();
+    let settings = backend.dialect().prefix(crate::backend::Settings::Worker);
+    format!(
+        "{with}UPDATE {t} SET {needed} = TRUE, {attempts} = {attempts} + 1, {err} = $1, {next} = $2{from} \
+         WHERE {pk} = $3",
+        with = settings.with,
+        from = settings.from,
+        t = model.table().quoted(),
+        pk = model.primary_key().quoted(),
+        needed = c.needed.quoted(),
+        attempts = c.attempts.quoted(),
+        err = c.last_error.quoted(),
+        next = c.next_attempt.quoted(),
+    )
+}
+
+/// The condition on the field's table selecting the rows whose paths
+/// reach one of the `n` rows whose keys are bound from `$first` on: the
+/// children of rows just stored.
+pub(super) fn reaching_keys<M>(
+    catalog: &Catalog,
+    model: &Model<M>,
+    field: &Field<M>,
+    first: usize,
+    n: usize,
+) -> String {
+    let (t, pk) = (model.table().quoted(), model.primary_key());
+    let keys: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
+    let keys = keys.join(", ");
+    let member = |col: &str, values: &str| format!("{col} IN ({values})");
+    let any: Vec<String> = self_paths(model, field)
+        .into_iter()
+        .map(|path| {
+            let links = links(path, pk, catalog);
+            let far = &links[links.len() - 1].far;
+            let values = if far == pk {
+                keys.clone()
+            } else {
+                format!(
+                    "SELECT {} FROM {t} WHERE {} IN ({keys})",
+                    far.quoted(),
+                    pk.quoted()
+                )
+            };
+            format!(
+                "({})",
+                crate::triggers::reaching(&links, 0, &values, member)
+            )
+        })
+        .collect();
+    if any.is_empty() {
+        "FALSE".to_owned()
+    } else {
+        any.join(" OR ")
+    }
 }

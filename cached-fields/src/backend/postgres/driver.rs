@@ -105,8 +105,16 @@ fn suspect(meta: &sqlx::pool::PoolConnectionMetadata) -> bool {
 
 /// Begins a transaction holding the migration lock (a transaction-scoped
 /// advisory lock), so two migrations never inspect the schema at once.
+/// The migration lock: a transaction-scoped advisory lock.
+pub(crate) const MIGRATION_LOCK: i64 = 7_438_002;
+
+/// Begins a transaction holding the migration lock, in which every lock is
+/// waited for at most 500 ms (the caller tries again): what application
+/// writes queued behind one of its statements wait at most.
 pub(crate) async fn begin_exclusive(pool: &PgPool) -> Result<Tx> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool
+        .begin_with("BEGIN; SET LOCAL lock_timeout = '500ms'")
+        .await?;
     sqlx::query("SELECT pg_advisory_xact_lock(7438002)")
         .persistent(crate::connect::named_statements())
         .execute(&mut *tx)

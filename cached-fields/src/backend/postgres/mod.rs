@@ -100,7 +100,7 @@ impl Dialect for Postgres {
         f: &FieldSql<'_>,
         select_list: &str,
         with: &[&FieldColumns],
-        _leaders: &[&FieldColumns],
+        _pass: &crate::statements::PassOver<'_>,
     ) -> String {
         let (t, pk, c) = (&f.table, &f.pk, f.cols);
         let next = c.next_attempt.quoted();
@@ -154,13 +154,13 @@ impl Dialect for Postgres {
     fn lock_claim(
         &self,
         f: &FieldSql<'_>,
-        leaders: &[&FieldColumns],
+        pass: &crate::statements::PassOver<'_>,
         companions: &[FieldSql<'_>],
         from: ClaimFrom,
     ) -> Option<String> {
         let (t, pk, c) = (&f.table, &f.pk, f.cols);
         let next = c.next_attempt.quoted();
-        let led = crate::statements::led(crate::Backend::Postgres, leaders);
+        let led = crate::statements::led(crate::Backend::Postgres, pass);
         let (needed, since) = (c.needed.quoted(), c.stale_since.quoted());
         let past = match from {
             ClaimFrom::First => String::new(),
@@ -228,6 +228,19 @@ impl Dialect for Postgres {
         true
     }
 
+    /// The shared lock table: `max_locks_per_transaction` × (`max_connections`
+    /// + `max_prepared_transactions`) locks for every session at once.
+    fn lock_table_size(&self) -> Option<&'static str> {
+        Some(
+            "SELECT CAST(current_setting('max_locks_per_transaction') AS BIGINT) * \
+             (CAST(current_setting('max_connections') AS BIGINT) + \
+             CAST(current_setting('max_prepared_transactions') AS BIGINT)), \
+             'max_locks_per_transaction ' || current_setting('max_locks_per_transaction') || \
+             ' × (max_connections ' || current_setting('max_connections') || \
+             ' + max_prepared_transactions ' || current_setting('max_prepared_transactions') || ')'",
+        )
+    }
+
     fn try_lock(&self, f: &FieldSql<'_>, key: &str) -> Option<String> {
         Some(format!(
             "pg_try_advisory_xact_lock({ns}, hashtext(CAST({key} AS TEXT)))",
@@ -284,6 +297,34 @@ impl Dialect for Postgres {
 
     fn related_triggers(&self, reaches: &[Reach<'_>], catalog: &Catalog) -> Vec<SchemaObject> {
         triggers::related(reaches, catalog)
+    }
+
+    fn ddl_triggers(&self, specs: &[TableSpec]) -> Vec<SchemaObject> {
+        triggers::ddl(specs)
+    }
+
+    fn lock_holders(&self, tables: &[&Ident]) -> Option<String> {
+        let rels: Vec<String> = tables
+            .iter()
+            .map(|t| format!("to_regclass('{}')", t.quoted()))
+            .collect();
+        Some(format!(
+            "SELECT DISTINCT CAST(a.pid AS BIGINT), COALESCE(a.state, ''), \
+             left(regexp_replace(COALESCE(a.query, ''), '\\s+', ' ', 'g'), 200) \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.granted AND a.pid <> pg_backend_pid() AND (l.relation IN ({}) \
+             OR (l.locktype = 'advisory' AND l.objid = {})) ORDER BY 1",
+            if rels.is_empty() {
+                "NULL".to_owned()
+            } else {
+                rels.join(", ")
+            },
+            driver::MIGRATION_LOCK,
+        ))
+    }
+
+    fn is_ours(&self, source: &str) -> bool {
+        source.contains(triggers::MARKER)
     }
 
     fn drop_trigger(&self, table: &Ident, name: &Ident) -> Vec<String> {
@@ -352,6 +393,15 @@ impl Dialect for Postgres {
                 WHERE c.contype = 'f' AND c.conrelid = to_regclass(quote_ident($1)) \
                 AND array_length(c.conkey, 1) = 1",
             keys: None,
+            event_triggers: Some(
+                "SELECT e.evtname::text, p.prosrc, e.evtenabled::text, \
+                 COALESCE(obj_description(e.oid, 'pg_event_trigger'), '') \
+                 FROM pg_event_trigger e JOIN pg_proc p ON p.oid = e.evtfoid",
+            ),
+            superuser: Some(
+                "SELECT CAST(CASE WHEN rolsuper THEN 1 ELSE 0 END AS BIGINT) FROM pg_roles \
+                 WHERE rolname = current_user",
+            ),
         }
     }
 

@@ -3,6 +3,7 @@
 //! flag a row in place, statement triggers read transition tables.
 
 use crate::backend::Backend;
+use crate::depends::{Dependency, Hop};
 use crate::ident::Ident;
 use crate::model::FieldColumns;
 use crate::schema::{CHANNEL, FieldSpec, ObjectKind, SchemaObject, TableSpec};
@@ -145,6 +146,42 @@ fn flag_in_place_body(c: &FieldColumns) -> String {
     format!("{}\n  RETURN NEW;", flag_in_place(c))
 }
 
+/// The rows of other tables that a row of `spec`'s table points at along
+/// the first hop of a path of `fields` (a forward hop), each as (its
+/// table, the referenced column, this table's foreign key): an insert or
+/// a move holds them `FOR KEY SHARE` while its flags are uncommitted (see
+/// [`written`]).
+fn pointed_at<'a>(
+    fields: impl IntoIterator<Item = &'a FieldSpec>,
+) -> Vec<(&'a Ident, &'a Ident, &'a Ident)> {
+    distinct(
+        fields
+            .into_iter()
+            .flat_map(|f| &f.depends_on)
+            .filter_map(|d| match d {
+                Dependency::Path(p) => match p.hops.first() {
+                    Some(Hop::Forward {
+                        foreign_key,
+                        table,
+                        referenced,
+                    }) => Some((table, referenced, foreign_key)),
+                    _ => None,
+                },
+                _ => None,
+            }),
+    )
+}
+
+/// `PERFORM … FOR KEY SHARE` of the row `NEW` points at (see [`pointed_at`]).
+fn hold_pointed(table: &Ident, referenced: &Ident, fk: &Ident) -> String {
+    format!(
+        "PERFORM 1 FROM {} WHERE {} = NEW.{} FOR KEY SHARE;",
+        table.quoted(),
+        referenced.quoted(),
+        fk.quoted()
+    )
+}
+
 /// See [`crate::triggers::insert`].
 pub(crate) fn insert(spec: &TableSpec) -> SchemaObject {
     let t = spec.table.quoted();
@@ -168,11 +205,15 @@ pub(crate) fn insert(spec: &TableSpec) -> SchemaObject {
             )
         })
         .collect();
+    let held: String = pointed_at(&spec.fields)
+        .into_iter()
+        .map(|(table, referenced, fk)| format!("  {}\n", hold_pointed(table, referenced, fk)))
+        .collect();
     trigger(
         &spec.table,
         name,
         format!("BEFORE INSERT ON {t} FOR EACH ROW"),
-        format!("{sets}  PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME);\n  RETURN NEW;"),
+        format!("{held}{sets}  PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME);\n  RETURN NEW;"),
         guards,
     )
 }
@@ -192,10 +233,13 @@ pub(crate) fn guards(spec: &TableSpec) -> Vec<SchemaObject> {
     // being inlined), and its polymorphic arguments keep it from
     // depending on the table (which can be dropped without CASCADE).
     let helper = values_helper(&name);
+    // The cached values, then the primary key.
+    let pk = spec.primary_key.quoted();
     let compare: Vec<String> = spec
         .fields
         .iter()
         .map(|f| format!("o.{v} IS DISTINCT FROM n.{v}", v = f.columns.value.quoted()))
+        .chain([format!("o.{pk} IS DISTINCT FROM n.{pk}")])
         .collect();
     let create_helper = format!(
         "CREATE OR REPLACE FUNCTION {h}(o anyelement, n anyelement) RETURNS boolean[] \
@@ -212,6 +256,21 @@ pub(crate) fn guards(spec: &TableSpec) -> Vec<SchemaObject> {
                 v = f.columns.value.quoted()
             )
         })
+        .chain([format!("OLD.{pk} IS DISTINCT FROM NEW.{pk}")])
+        .collect();
+    // The statement's own bookkeeping is ignored: it may be as stale.
+    let restore = |c: &FieldColumns| -> String {
+        [&c.stale_since, &c.next_attempt, &c.attempts, &c.last_error]
+            .iter()
+            .map(|col| format!("    NEW.{q} := OLD.{q};\n", q = col.quoted()))
+            .collect()
+    };
+    // A new primary key: every field of the row is flagged (what points
+    // at the row, and what its calculation reads by key, changed).
+    let rekeyed: String = spec
+        .fields
+        .iter()
+        .map(|f| format!("{}  {}\n", restore(&f.columns), flag_in_place(&f.columns)))
         .collect();
     let body: String = spec
         .fields
@@ -220,30 +279,29 @@ pub(crate) fn guards(spec: &TableSpec) -> Vec<SchemaObject> {
         .map(|(i, f)| {
             let c = &f.columns;
             let (needed, version) = (c.needed.quoted(), c.version.quoted());
-            // The statement's own bookkeeping is ignored: it may be as stale.
-            let restore: String = [&c.stale_since, &c.next_attempt, &c.attempts, &c.last_error]
-                .iter()
-                .map(|col| format!("    NEW.{q} := OLD.{q};\n", q = col.quoted()))
-                .collect();
             let flag = flag_in_place(c);
             // Only a row left unflagged by a statement that is not
             // the write-back can be wrong: its flag cleared, or its
-            // value changed (compared once per row, when first needed).
+            // value changed.
             format!(
                 "  IF NOT NEW.{needed} AND NEW.{version} IS DISTINCT FROM OLD.{version} + 1 THEN\n\
-                 \x20   IF NOT OLD.{needed} AND cf_changed IS NULL THEN\n\
-                 \x20     BEGIN cf_changed := ARRAY[{typed}];\n\
-                 \x20     EXCEPTION WHEN datatype_mismatch THEN cf_changed := {h}(OLD, NEW);\n\
-                 \x20     END;\n\
-                 \x20   END IF;\n\
                  \x20   IF OLD.{needed} OR cf_changed[{n}] THEN\n\
                  {restore}  {flag}\n    END IF;\n  END IF;\n",
-                h = helper.quoted(),
+                restore = restore(c),
                 n = i + 1,
-                typed = typed.join(", "),
             )
         })
         .collect();
+    // Compared once per row (the values and the key).
+    let compared = format!(
+        "  BEGIN cf_changed := ARRAY[{typed}];\n\
+         \x20 EXCEPTION WHEN datatype_mismatch THEN cf_changed := {h}(OLD, NEW);\n\
+         \x20 END;\n\
+         \x20 IF cf_changed[{k}] THEN\n{rekeyed}    RETURN NEW;\n  END IF;\n",
+        h = helper.quoted(),
+        typed = typed.join(", "),
+        k = spec.fields.len() + 1,
+    );
     let mut guard = trigger(
         &spec.table,
         name,
@@ -258,7 +316,7 @@ pub(crate) fn guards(spec: &TableSpec) -> Vec<SchemaObject> {
         // The helper's text is part of this source, so `check` sees
         // a change to it too.
         format!(
-            "DECLARE cf_changed boolean[];\n  -- {h}: {cols}\n{body}  RETURN NEW;",
+            "DECLARE cf_changed boolean[];\n  -- {h}: {cols}\n{compared}{body}  RETURN NEW;",
             h = helper.quoted(),
             cols = compare.join(", ")
         ),
@@ -280,11 +338,22 @@ pub(crate) fn dependencies(spec: &TableSpec, f: &FieldSpec) -> Vec<SchemaObject>
                 changed = changed(&own, NOT_SAME),
                 itself = crate::triggers::stores_itself(c),
             );
+            // A move along a path's first hop holds the row it now points at.
+            let held: String = pointed_at([f])
+                .into_iter()
+                .map(|(table, referenced, fk)| {
+                    format!(
+                        "  IF NEW.{q} IS DISTINCT FROM OLD.{q} THEN\n    {}\n  END IF;\n",
+                        hold_pointed(table, referenced, fk),
+                        q = fk.quoted()
+                    )
+                })
+                .collect();
             trigger(
                 &spec.table,
                 name,
                 head,
-                flag_in_place_body(c),
+                format!("{held}{}", flag_in_place_body(c)),
                 vec![guarded(spec, f)],
             )
         })
@@ -322,22 +391,64 @@ fn distinct<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
 }
 
 /// The four statement triggers on `table`, for the fields `reaches` flag.
+///
+/// Before a trigger walks the joins back from the rows its statement
+/// wrote, it holds the rows it reads on the way, each in a statement of
+/// its own (so the next step, under READ COMMITTED, sees what committed
+/// while it waited), so that a transaction writing elsewhere on the path
+/// at the same time is either seen by the walk or sees this one's rows:
+///
+/// - a row whose foreign key the walk follows back (the path arrives at
+///   it by that key) is held `FOR KEY SHARE`, and a statement moving a row
+///   (a new value of that key) holds it `FOR UPDATE`;
+/// - a row whose referencing rows the walk searches (the path arrives at
+///   the column they reference) is held `FOR UPDATE`, and a statement
+///   pointing a row at it (an insert, or a move) holds it `FOR KEY SHARE`.
+///
+/// So whatever the order two such transactions commit in, the later one's
+/// flags reach every row whose value their writes together changed, and
+/// no value computed between their commits is left marked fresh. (Both
+/// lock modes let other writes of those rows through: `FOR KEY SHARE` is
+/// what a foreign-key check takes.)
 fn written(table: &Ident, reaches: &[&Reach<'_>]) -> Vec<SchemaObject> {
     let t = table.quoted();
     let guards = distinct(reaches.iter().map(|r| r.guarded()));
     let name = |kind: &str| crate::triggers::table_trigger_name(kind, table);
+    // The rows the statement points at along a forward hop onward.
+    let pointed = |values: &dyn Fn(&Ident) -> String| {
+        distinct(
+            reaches
+                .iter()
+                .flat_map(|r| r.onward.iter())
+                .filter(|o| o.forward)
+                .map(|o| {
+                    format!(
+                        "PERFORM 1 FROM {} WHERE {} FOR KEY SHARE",
+                        o.table.quoted(),
+                        member(&o.far.quoted(), &values(&o.near))
+                    )
+                }),
+        )
+    };
+    let lines = |stmts: &[String], indent: &str| -> String {
+        stmts.iter().map(|s| format!("{indent}{s};\n")).collect()
+    };
     let rows = |kind: &str, event: &str, image: &str| {
-        let flags = distinct(reaches.iter().map(|r| {
-            format!(
-                "  {};\n",
-                r.flag(&format!("SELECT {} FROM cf_rows", r.far.quoted()), member)
-            )
-        }));
+        let mut stmts = if kind == "ins" {
+            pointed(&|near| format!("SELECT {} FROM cf_rows", near.quoted()))
+        } else {
+            Vec::new()
+        };
+        for r in reaches {
+            let values = format!("SELECT {} FROM cf_rows", r.far.quoted());
+            stmts.extend(walk_locks(r, &values));
+            stmts.push(r.flag(&values, member));
+        }
         trigger(
             table,
             name(kind),
             format!("AFTER {event} ON {t} REFERENCING {image} TABLE AS cf_rows FOR EACH STATEMENT"),
-            format!("{}  RETURN NULL;", flags.concat()),
+            format!("{}  RETURN NULL;", lines(&distinct(stmts), "  ")),
             guards.clone(),
         )
     };
@@ -355,15 +466,26 @@ fn written(table: &Ident, reaches: &[&Reach<'_>]) -> Vec<SchemaObject> {
         .map(|c| c.quoted())
         .collect::<Vec<_>>()
         .join(", ");
+    let moved_in = |c: &Ident| {
+        let c = c.quoted();
+        format!("SELECT {c} FROM cf_new EXCEPT ALL SELECT {c} FROM cf_old")
+    };
+    let pointed_at = lines(&pointed(&moved_in), "    ");
     let flags: String = reaches
         .iter()
         .map(|r| {
             let moved = moved(&r.watched);
-            let flag = r.flag(&moved, member);
+            let mut stmts = vec![own_locks(r)];
+            stmts.extend(walk_locks(r, &moved));
+            stmts.push(r.flag(&moved, member));
+            let stmts = distinct(stmts);
             if reaches.len() == 1 {
-                format!("    {flag};\n")
+                lines(&stmts, "    ")
             } else {
-                format!("    IF EXISTS ({moved}) THEN\n      {flag};\n    END IF;\n")
+                format!(
+                    "    IF EXISTS ({moved}) THEN\n{}    END IF;\n",
+                    lines(&stmts, "      ")
+                )
             }
         })
         .collect();
@@ -375,7 +497,7 @@ fn written(table: &Ident, reaches: &[&Reach<'_>]) -> Vec<SchemaObject> {
         ),
         format!(
             "  IF EXISTS (SELECT {cols} FROM cf_old EXCEPT ALL SELECT {cols} FROM cf_new) THEN\n\
-             {flags}  END IF;\n  RETURN NULL;"
+             {pointed_at}{flags}  END IF;\n  RETURN NULL;"
         ),
         guards.clone(),
     );
@@ -392,6 +514,68 @@ fn written(table: &Ident, reaches: &[&Reach<'_>]) -> Vec<SchemaObject> {
             guards,
         ),
     ]
+}
+
+/// The locks a walk back from this table's rows whose arrival values are
+/// `values` takes on the rows of the tables it passes through, nearest
+/// first, before it flags (see [`written`]): each table's rows reached,
+/// `FOR UPDATE` where the walk searches the rows pointing at them (the
+/// path arrives at the column they reference), `FOR KEY SHARE` where it
+/// follows their foreign key back.
+fn walk_locks(r: &Reach<'_>, values: &str) -> Vec<String> {
+    let links = r.links();
+    (1..links.len())
+        .rev()
+        .map(|k| {
+            let arrival = &links[k - 1];
+            let mode = if arrival.forward {
+                "UPDATE"
+            } else {
+                "KEY SHARE"
+            };
+            format!(
+                "PERFORM 1 FROM {} WHERE {} FOR {mode}",
+                arrival.table.quoted(),
+                r.reaching(k, values, member)
+            )
+        })
+        .collect()
+}
+
+/// For an `UPDATE`: the rows it wrote that walks from elsewhere read,
+/// held `FOR UPDATE` (see [`written`]): where the path arrives at this
+/// table's referenced column, the rows whose watched columns changed (no
+/// row may point at them while this transaction's flags are uncommitted);
+/// where it arrives by this table's foreign key, the rows moved to another
+/// row (a walk following that key back waits for the move, or it for the
+/// walk).
+fn own_locks(r: &Reach<'_>) -> String {
+    let cols = r
+        .watched
+        .iter()
+        .map(Ident::quoted)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (t, far) = (r.table.quoted(), r.far.quoted());
+    let changed = format!("SELECT {cols} FROM cf_new EXCEPT ALL SELECT {cols} FROM cf_old");
+    let forward = r.links().last().is_some_and(|l| l.forward);
+    if forward {
+        format!(
+            "PERFORM 1 FROM {t} WHERE {} FOR UPDATE",
+            member(
+                &far,
+                &format!("SELECT {far} FROM ({changed}) AS cf_changed")
+            )
+        )
+    } else {
+        format!(
+            "PERFORM 1 FROM {t} WHERE ({cols}) IN ({changed}) AND {} FOR UPDATE",
+            member(
+                &far,
+                &format!("SELECT {far} FROM cf_new EXCEPT ALL SELECT {far} FROM cf_old")
+            )
+        )
+    }
 }
 
 /// The arrival keys (the first of `watched`) of the rows an `UPDATE`
@@ -417,4 +601,134 @@ fn moved(watched: &[Ident]) -> String {
 /// a transition table's size.
 fn member(col: &str, values: &str) -> String {
     format!("{col} = ANY(ARRAY({values}))")
+}
+
+/// The transaction-local setting in which the rewrite trigger lists the
+/// tables an `ALTER TABLE` rewrote for a column's new type.
+const REWRITTEN: &str = "cached_fields.rewritten";
+
+/// The tables each field reads (its own, where it reads a column of its
+/// row or joins a path from it, and every table on its paths), and the
+/// statement flagging its every row, by table.
+fn readers(specs: &[TableSpec]) -> Vec<(&Ident, Vec<String>)> {
+    let mut out: Vec<(&Ident, Vec<String>)> = Vec::new();
+    for spec in specs {
+        for f in &spec.fields {
+            // Due at once, a row backing off after a failure included:
+            // the change may be what it failed on.
+            let flag = format!(
+                "UPDATE {} SET {} = TRUE, {} = NULL",
+                spec.table.quoted(),
+                f.columns.needed.quoted(),
+                f.columns.next_attempt.quoted()
+            );
+            let mut tables: Vec<&Ident> = Vec::new();
+            for d in &f.depends_on {
+                match d {
+                    Dependency::Column(_) | Dependency::Field(_) => tables.push(&spec.table),
+                    Dependency::Path(p) => {
+                        tables.push(&spec.table);
+                        tables.extend(p.hops.iter().map(Hop::table));
+                    }
+                }
+            }
+            for t in distinct(tables) {
+                match out.iter_mut().find(|(o, _)| *o == t) {
+                    Some((_, flags)) => {
+                        if !flags.contains(&flag) {
+                            flags.push(flag.clone());
+                        }
+                    }
+                    None => out.push((t, vec![flag.clone()])),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An event trigger with its own function, enabled `ALWAYS`.
+fn event_trigger(name: &Ident, on: &str, body: &str) -> SchemaObject {
+    let n = name.quoted();
+    let create = format!("CREATE EVENT TRIGGER {n} ON {on} EXECUTE FUNCTION {n}()");
+    let source = format!("\n{MARKER} {create}\n{body}\n");
+    SchemaObject {
+        kind: ObjectKind::EventTrigger,
+        table: Ident::new(crate::schema::DATABASE).unwrap_or_else(|_| Ident::id()),
+        name: name.clone(),
+        sql: vec![
+            format!(
+                "CREATE OR REPLACE FUNCTION {n}() RETURNS event_trigger LANGUAGE plpgsql AS $cf${source}$cf$"
+            ),
+            format!("DROP EVENT TRIGGER IF EXISTS {n}"),
+            create,
+            format!("ALTER EVENT TRIGGER {n} ENABLE ALWAYS"),
+            format!("COMMENT ON EVENT TRIGGER {n} IS '{COMMENT}'"),
+        ],
+        definition: Some(source),
+        column: None,
+        guards: Vec::new(),
+    }
+}
+
+/// Schema changes that rewrite data no trigger sees: an `ALTER TABLE …
+/// ALTER COLUMN … TYPE … USING …` (or any type change that rewrites the
+/// table) of a table some field reads flags every row of those fields,
+/// in the altering transaction. One event trigger notes each table
+/// rewritten for a column's type (`table_rewrite`), another flags at the
+/// end of the command (`ddl_command_end`). Creating them needs a
+/// superuser: without them `check` says so (a warning), and `verify`
+/// finds what such a change left wrong.
+pub(crate) fn ddl(specs: &[TableSpec]) -> Vec<SchemaObject> {
+    let readers = readers(specs);
+    if readers.is_empty() {
+        return Vec::new();
+    }
+    let tables: Vec<&str> = readers.iter().map(|(t, _)| t.as_str()).collect();
+    let mut parts = vec!["cf_rewrite"];
+    parts.extend(tables.iter().copied());
+    let note = Ident::derived(&parts);
+    parts[0] = "cf_ddl";
+    let flag = Ident::derived(&parts);
+    // The rewrite reason's bit for a column's new type.
+    let noted = format!(
+        "BEGIN\n  IF pg_event_trigger_table_rewrite_reason() & 4 <> 0 THEN\n    \
+         PERFORM set_config('{REWRITTEN}', COALESCE(current_setting('{REWRITTEN}', true), '') \
+         || ',' || CAST(pg_event_trigger_table_rewrite_oid() AS TEXT) || ',', true);\n  END IF;\nEND;"
+    );
+    let cases: String = readers
+        .iter()
+        .map(|(t, flags)| {
+            // A flag that cannot run (a cached column dropped by hand)
+            // must not stop the application's own schema change.
+            let stmts: String = flags
+                .iter()
+                .map(|f| {
+                    format!(
+                        "      BEGIN {f};\n      EXCEPTION WHEN OTHERS THEN RAISE WARNING \
+                         'cached-fields: % after a rewrite of %', SQLERRM, cf_table::regclass;\n      END;\n"
+                    )
+                })
+                .collect();
+            format!(
+                "    IF cf_table = to_regclass('{q}') THEN\n{stmts}    END IF;\n",
+                q = t.quoted()
+            )
+        })
+        .collect();
+    let flagged = format!(
+        "DECLARE cf_table oid;\nBEGIN\n  \
+         FOR cf_table IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands() \
+         WHERE classid = CAST('pg_class' AS regclass) AND position(',' || CAST(objid AS TEXT) || ',' \
+         IN COALESCE(current_setting('{REWRITTEN}', true), '')) > 0 LOOP\n{cases}  END LOOP;\n  \
+         PERFORM set_config('{REWRITTEN}', '', true);\nEND;"
+    );
+    vec![
+        event_trigger(&note, "table_rewrite", &noted),
+        event_trigger(
+            &flag,
+            "ddl_command_end WHEN TAG IN ('ALTER TABLE')",
+            &flagged,
+        ),
+    ]
 }

@@ -87,11 +87,11 @@ impl Dialect for Sqlite {
         f: &FieldSql<'_>,
         select_list: &str,
         with: &[&FieldColumns],
-        leaders: &[&FieldColumns],
+        pass: &crate::statements::PassOver<'_>,
     ) -> String {
         let (t, pk, c) = (&f.table, &f.pk, f.cols);
         let next = c.next_attempt.quoted();
-        let led = crate::statements::led(Backend::Sqlite, leaders);
+        let led = crate::statements::led(Backend::Sqlite, pass);
         let not_leased = crate::statements::not_waiting(Backend::Sqlite, &next, "$1");
         let flagged = format!(
             "SELECT k, led FROM (SELECT {pk} AS k, {led} AS led FROM {t} WHERE {needed} AND {not_leased} \
@@ -192,7 +192,13 @@ impl Dialect for Sqlite {
                  JOIN pragma_index_info(il.\"name\") AS ii WHERE il.\"unique\" = 1 \
                  ORDER BY il.\"origin\" <> 'pk', il.\"name\", ii.\"seqno\"",
             ]),
+            event_triggers: None,
+            superuser: None,
         }
+    }
+
+    fn is_ours(&self, source: &str) -> bool {
+        source.contains(triggers::MARKER)
     }
 
     fn index_is_ours(&self, extra: &str) -> bool {

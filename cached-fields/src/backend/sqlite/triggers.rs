@@ -139,9 +139,22 @@ pub(crate) fn insert(spec: &TableSpec) -> SchemaObject {
 }
 
 /// See [`crate::triggers::guards`]: one trigger per field, on its value and
-/// flag columns.
+/// flag columns; and one flagging every field of a row whose primary key
+/// changed (see [`crate::triggers::key_change`]).
 pub(crate) fn guards(spec: &TableSpec) -> Vec<SchemaObject> {
     let (t, pk) = (spec.table.quoted(), spec.primary_key.quoted());
+    let flags: Vec<String> = spec
+        .fields
+        .iter()
+        .map(|f| format!("{} = TRUE", f.columns.needed.quoted()))
+        .collect();
+    let rekeyed = trigger(
+        &spec.table,
+        crate::triggers::key_change(spec),
+        format!("AFTER UPDATE OF {pk} ON {t} FOR EACH ROW WHEN OLD.{pk} IS NOT NEW.{pk}"),
+        format!("UPDATE {t} SET {} WHERE {pk} = NEW.{pk};", flags.join(", ")),
+        spec.fields.iter().map(|f| guarded(spec, f)).collect(),
+    );
     spec.fields
         .iter()
         .map(|f| {
@@ -164,6 +177,7 @@ pub(crate) fn guards(spec: &TableSpec) -> Vec<SchemaObject> {
                 vec![guarded(spec, f)],
             )
         })
+        .chain([rekeyed])
         .collect()
 }
 
