@@ -681,8 +681,212 @@ async fn scale(db: &Db, url: &str, ids: &[i64], cost_us: u64) -> anyhow::Result<
     Ok(json!(out))
 }
 
+/// How long one calculation may take in the `hang` figure.
+const HANG_LIMIT: Duration = Duration::from_secs(2);
+
+/// Lampposts flagged in either field, leaving out one in `every` (0: none
+/// left out).
+async fn stale_but_every(db: &Db, every: i64) -> anyhow::Result<i64> {
+    Ok(on_db!(db, |p| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM lampposts WHERE (total_weight_recalculation_needed \
+             OR slow_full_name_recalculation_needed) AND ($1 = 0 OR id % $1 <> 0)",
+        )
+        .bind(every)
+        .fetch_one(p)
+        .await?
+    }))
+}
+
+/// Every lamppost's two fields flagged, one `slow_full_name` in `every`
+/// hanging (0: none): how long a running worker takes to store every other
+/// value.
+async fn hung_drain(
+    url: &str,
+    registry: &Registry,
+    ids: &[i64],
+    every: u64,
+) -> anyhow::Result<f64> {
+    let own = Db::connect(url).await?;
+    flag_all(&own, ids).await?;
+    models::set_hang_every(every);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = Worker::new(own.clone(), registry.clone())
+        .calculation_timeout(HANG_LIMIT)
+        .retry_backoff(Duration::from_secs(60), Duration::from_secs(60));
+    let t = Instant::now();
+    let task = tokio::spawn(worker.run_until(async {
+        let _ = stopped.await;
+    }));
+    let every = i64::try_from(every)?;
+    while stale_but_every(&own, every).await? > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let _ = stop.send(());
+    task.await??;
+    models::set_hang_every(0);
+    // The hung rows failed, and back off for a minute: tried again now.
+    on_db!(&own, |p| {
+        sqlx::query(
+            "UPDATE lampposts SET slow_full_name_next_attempt_at = NULL, slow_full_name_attempts = 0 \
+             WHERE slow_full_name_attempts > 0",
+        )
+        .execute(p)
+        .await?;
+    });
+    Worker::new(own.clone(), registry.clone()).drain().await?;
+    own.close().await;
+    Ok(secs)
+}
+
+/// One `slow_full_name` calculation in a hundred never returns (past its
+/// time limit, which fails it): the rate at which a running worker stores
+/// every other value, against the same worker with none hanging.
+async fn hang(url: &str, registry: &Registry, ids: &[i64]) -> anyhow::Result<serde_json::Value> {
+    let none = hung_drain(url, registry, ids, 0).await?;
+    let hung = hung_drain(url, registry, ids, 100).await?;
+    let good = ids.iter().filter(|&&i| i % 100 != 0).count() as f64;
+    let (with, without) = (2.0 * good / hung, 2.0 * ids.len() as f64 / none);
+    Ok(json!({
+        "hanging_share": 0.01,
+        "limit_ms": HANG_LIMIT.as_millis(),
+        "recalcs_per_s": round(with, 0),
+        "baseline_per_s": round(without, 0),
+        "throughput_ratio": round(with / without, 3),
+    }))
+}
+
+/// A node of the `tree` figure's chain: its path is its parent's and a dash.
+#[derive(Debug, Clone, cached_fields::CachedModel)]
+#[cached_model(table = "bench_nodes")]
+struct Node {
+    id: i64,
+    name: String,
+    #[cached(depends_on("name", "parent_id->bench_nodes.path"))]
+    path: cached_fields::Cached<String>,
+}
+
+impl Node {
+    async fn calculate_path(
+        &self,
+        ctx: &mut cached_fields::Ctx<'_>,
+    ) -> Result<String, cached_fields::BoxError> {
+        let sql = "SELECT p.cached_path FROM bench_nodes n JOIN bench_nodes p ON p.id = n.parent_id \
+                   WHERE n.id = $1";
+        let parent: Option<Option<String>> = match ctx.conn().await? {
+            cached_fields::Conn::Sqlite(c) => {
+                sqlx::query_scalar(sql)
+                    .bind(self.id)
+                    .fetch_optional(c)
+                    .await?
+            }
+            cached_fields::Conn::Postgres(c) => {
+                sqlx::query_scalar(sql)
+                    .bind(self.id)
+                    .fetch_optional(c)
+                    .await?
+            }
+            _ => return Err("unsupported backend".into()),
+        };
+        Ok(match parent {
+            None => self.name.clone(),
+            Some(p) => format!("{}-", p.unwrap_or_default()),
+        })
+    }
+}
+
+/// Nodes in the `tree` figure's chain.
+const TREE_NODES: i64 = 10_000;
+
+/// A chain of nodes each reading its parent's cached value, inserted at
+/// once (root first), then again flagged leaf first: the waits (deferrals)
+/// and calculations per node a drain takes, and its rate.
+async fn tree(db: &Db) -> anyhow::Result<serde_json::Value> {
+    let registry = Registry::new().register::<Node>()?;
+    let pk = match db.backend() {
+        cached_fields::Backend::Sqlite => "INTEGER PRIMARY KEY",
+        _ => "BIGINT PRIMARY KEY",
+    };
+    let create = format!(
+        "DROP TABLE IF EXISTS bench_nodes; CREATE TABLE bench_nodes (id {pk}, \
+         parent_id BIGINT REFERENCES bench_nodes(id), name TEXT NOT NULL)"
+    );
+    on_db!(db, |p| {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(create.clone()))
+            .execute(p)
+            .await?;
+    });
+    registry.migrate(db).await?;
+    let mut out = serde_json::Map::new();
+    for (order, fill) in [
+        (
+            "root_first",
+            "INSERT INTO bench_nodes (id, parent_id, name) VALUES (1, NULL, 'root'); \
+             WITH RECURSIVE s(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM s WHERE i < 10000) \
+             INSERT INTO bench_nodes (id, parent_id, name) SELECT i, i - 1, 'n' FROM s;",
+        ),
+        (
+            "leaf_first",
+            "UPDATE bench_nodes SET parent_id = NULL; DELETE FROM bench_nodes; \
+             WITH RECURSIVE s(i) AS (SELECT 10000 UNION ALL SELECT i - 1 FROM s WHERE i > 1) \
+             INSERT INTO bench_nodes (id, parent_id, name) SELECT i, NULL, 'n' FROM s; \
+             UPDATE bench_nodes SET parent_id = id - 1 WHERE id > 1;",
+        ),
+    ] {
+        on_db!(db, |p| {
+            sqlx::raw_sql(fill).execute(p).await?;
+        });
+        let t = Instant::now();
+        let stats = Worker::new(db.clone(), registry.clone()).drain().await?;
+        let secs = t.elapsed().as_secs_f64();
+        let left = on_db!(db, |p| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM bench_nodes WHERE path_recalculation_needed",
+            )
+            .fetch_one(p)
+            .await?
+        });
+        anyhow::ensure!(left == 0, "{left} nodes left flagged");
+        let n = TREE_NODES as f64;
+        out.insert(
+            order.into(),
+            json!({
+                "nodes": TREE_NODES,
+                "deferrals_per_node": round(stats.deferred as f64 / n, 4),
+                "calculations_per_node": round((stats.recalculated + stats.superseded + stats.failed) as f64 / n, 4),
+                "recalcs_per_s": round(n / secs, 0),
+            }),
+        );
+    }
+    // The chain's table and the library's objects for it go.
+    let plan = cached_fields::schema::plan(db.backend(), &registry.specs());
+    let mut drop = vec!["DROP TABLE bench_nodes;".to_owned()];
+    for o in plan
+        .iter()
+        .filter(|o| o.kind == cached_fields::schema::ObjectKind::EventTrigger)
+    {
+        drop.push(format!(
+            "DROP EVENT TRIGGER IF EXISTS \"{n}\"; DROP FUNCTION IF EXISTS \"{n}\"();",
+            n = o.name
+        ));
+    }
+    let drop = drop.concat();
+    on_db!(db, |p| {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(drop.clone()))
+            .execute(p)
+            .await?;
+    });
+    let worst = ["root_first", "leaf_first"]
+        .iter()
+        .filter_map(|k| out.get(*k)?.get("deferrals_per_node")?.as_f64())
+        .fold(0.0, f64::max);
+    out.insert("deferrals_per_node".into(), json!(worst));
+    Ok(serde_json::Value::Object(out))
+}
+
 /// The figures `bench` measures, in the order it measures them.
-pub(crate) const FIGURES: [&str; 11] = [
+pub(crate) const FIGURES: [&str; 13] = [
     "read",
     "flag",
     "drain",
@@ -693,6 +897,8 @@ pub(crate) const FIGURES: [&str; 11] = [
     "idle",
     "memory",
     "scale",
+    "hang",
+    "tree",
     "large",
 ];
 
@@ -749,6 +955,8 @@ pub(crate) async fn run(
             "idle" => idle(&db, url, &ids, cost_us).await?,
             "memory" => memory(&db, url, &ids, cost_us).await?,
             "scale" => scale(&db, url, &ids, cost_us).await?,
+            "hang" => hang(url, &registry, &ids).await?,
+            "tree" => tree(&db).await?,
             other => anyhow::bail!("no figure named {other}"),
         };
         let key = if figure == "latency" {

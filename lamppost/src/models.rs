@@ -14,6 +14,15 @@ pub(crate) fn set_cost_us(us: u64) {
     COST_US.store(us, Ordering::Relaxed);
 }
 
+/// One lamppost in this many (by id) has a `slow_full_name` calculation
+/// that never returns (0: none), for the benchmark's `hang` figure.
+static HANG_EVERY: AtomicU64 = AtomicU64::new(0);
+
+/// Makes one lamppost in `n` hang its `slow_full_name` (0: none).
+pub(crate) fn set_hang_every(n: u64) {
+    HANG_EVERY.store(n, Ordering::Relaxed);
+}
+
 /// Calculations of `total_weight` in this process (for the benchmark).
 static TOTAL_WEIGHT_CALCULATIONS: AtomicU64 = AtomicU64::new(0);
 
@@ -132,6 +141,10 @@ impl Lamppost {
         ctx: &mut Ctx<'_>,
     ) -> Result<String, BoxError> {
         burn();
+        let every = HANG_EVERY.load(Ordering::Relaxed);
+        if every > 0 && self.id.unsigned_abs().is_multiple_of(every) {
+            std::future::pending::<()>().await;
+        }
         let total = self.total_weight(ctx).await?;
         Ok(format!(
             "The {total} {} of {}",
