@@ -36,6 +36,20 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// Prints a line on standard output; a closed pipe (`status | head`) ends
+/// the process quietly, as a Unix command does, instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = writeln!(stdout, $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use futures::future::BoxFuture;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -284,7 +298,7 @@ impl App {
     /// Runs one of the library's commands on the database at `url`.
     pub async fn run(&self, command: Command, url: &str) -> Result<ExitCode, CliError> {
         if let Command::Migrate { sql: true } = command {
-            print!("{}", self.registry.sql(Backend::of_url(url)?));
+            out!("{}", self.registry.sql(Backend::of_url(url)?).trim_end());
             return Ok(ExitCode::SUCCESS);
         }
         if let Command::Deps { dot, json } = command {
@@ -301,20 +315,20 @@ impl App {
     pub async fn run_on(&self, command: Command, db: &Db) -> Result<ExitCode, CliError> {
         let registry = &self.registry;
         match command {
-            Command::Migrate { sql: true } => print!("{}", registry.sql(db.backend())),
+            Command::Migrate { sql: true } => out!("{}", registry.sql(db.backend()).trim_end()),
             Command::Migrate { sql: false } => {
                 let done = self.migrate(db).await?;
                 if done.is_empty() {
-                    println!("schema up to date");
+                    out!("schema up to date");
                 }
                 for p in &done.changes {
-                    println!("applied: {p}");
+                    out!("applied: {p}");
                 }
                 for f in &done.flagged {
-                    println!("{f}");
+                    out!("{f}");
                 }
                 for w in &done.warnings {
-                    println!("{w}");
+                    out!("{w}");
                 }
             }
             Command::Check => {
@@ -324,11 +338,11 @@ impl App {
                     .into_iter()
                     .partition(crate::schema::Problem::is_warning);
                 for w in &warnings {
-                    println!("{w}");
+                    out!("{w}");
                 }
                 if !problems.is_empty() {
                     for p in &problems {
-                        println!("{p}");
+                        out!("{p}");
                     }
                     eprintln!(
                         "{} problem(s): run `{} migrate` to fix",
@@ -337,7 +351,7 @@ impl App {
                     );
                     return Ok(ExitCode::FAILURE);
                 }
-                println!("schema matches the declarations");
+                out!("schema matches the declarations");
             }
             Command::Worker(w) => {
                 #[cfg(feature = "web")]
@@ -359,9 +373,9 @@ impl App {
                     .lease(Duration::from_secs(w.lease_secs))
                     .poll_interval(Duration::from_millis(w.poll_ms))
                     .calculation_timeout(Duration::from_millis(w.timeout_ms))
-                    .run()
+                    .run_until(shutdown_signal())
                     .await?;
-                println!("{}", serde_json::to_string(&stats)?);
+                out!("{}", serde_json::to_string(&stats)?);
             }
             Command::Status { json } => status(db, registry, json).await?,
             Command::Recalc {
@@ -389,17 +403,17 @@ impl App {
                 eprintln!("dashboard on http://{listen}/ (open /?token=… once)");
                 let app = crate::web::router(db.clone(), registry.clone(), token, public_metrics);
                 axum::serve(listener, app)
-                    .with_graceful_shutdown(crate::worker::shutdown_signal())
+                    .with_graceful_shutdown(shutdown_signal())
                     .await
                     .map_err(|e| CliError::Usage(format!("the dashboard stopped: {e}")))?;
             }
             Command::Pause { field } => {
                 registry.pause(db, &field).await?;
-                println!("{field} paused: workers leave its rows flagged until `resume {field}`");
+                out!("{field} paused: workers leave its rows flagged until `resume {field}`");
             }
             Command::Resume { field } => {
                 registry.resume(db, &field).await?;
-                println!("{field} resumed");
+                out!("{field} resumed");
             }
         }
         Ok(ExitCode::SUCCESS)
@@ -433,11 +447,11 @@ impl App {
             })?);
         }
         if bad.is_empty() {
-            println!("every cached value is fresh and agrees with its row");
+            out!("every cached value is fresh and agrees with its row");
             return Ok(ExitCode::SUCCESS);
         }
         for line in &bad {
-            println!("{line}");
+            out!("{line}");
         }
         eprintln!(
             "{} problem(s): values flagged or disagreeing with their inputs",
@@ -472,11 +486,11 @@ pub fn progress(len: u64, msg: &'static str) -> ProgressBar {
 fn deps(registry: &Registry, dot: bool, json: bool) -> Result<(), CliError> {
     let graph = registry.graph();
     if dot {
-        print!("{}", graph.dot());
+        out!("{}", graph.dot().trim_end());
     } else if json {
-        println!("{}", serde_json::to_string_pretty(&graph)?);
+        out!("{}", serde_json::to_string_pretty(&graph)?);
     } else {
-        print!("{graph}");
+        out!("{}", graph.to_string().trim_end());
     }
     Ok(())
 }
@@ -486,18 +500,23 @@ async fn status(db: &Db, registry: &Registry, json: bool) -> Result<(), CliError
     let workers = registry.workers(db).await?;
     if json {
         let all = serde_json::json!({ "fields": rows, "workers": workers });
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        out!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
     }
-    println!(
+    out!(
         "{:<28} {:>8} {:>8} {:>8} {:>8} {:>12}",
-        "field", "rows", "stale", "expired", "failing", "oldest stale"
+        "field",
+        "rows",
+        "stale",
+        "expired",
+        "failing",
+        "oldest stale"
     );
     for s in &rows {
         let oldest = s
             .oldest_stale_secs
             .map_or_else(|| "-".to_owned(), |x| format!("{x:.1}s"));
-        println!(
+        out!(
             "{:<28} {:>8} {:>8} {:>8} {:>8} {:>12}",
             format!("{}.{}", s.table, s.field),
             s.rows,
@@ -507,29 +526,29 @@ async fn status(db: &Db, registry: &Registry, json: bool) -> Result<(), CliError
             oldest
         );
         if let Some((key, attempts, msg)) = &s.last_error {
-            println!("  last error (row {key}, {attempts} attempts): {msg}");
+            out!("  last error (row {key}, {attempts} attempts): {msg}");
         }
         if let Some((count, msg)) = &s.field_error {
-            println!("  the field failed as a whole ({count} times in a row): {msg}");
+            out!("  the field failed as a whole ({count} times in a row): {msg}");
         }
         if s.hook_failures > 0 {
-            println!(
+            out!(
                 "  after-recalculation hook failed {} times",
                 s.hook_failures
             );
         }
         if s.paused {
-            println!("  paused: workers leave its rows flagged until resumed");
+            out!("  paused: workers leave its rows flagged until resumed");
         } else if s.held {
-            println!("  held by a block of work: workers wait until it ends");
+            out!("  held by a block of work: workers wait until it ends");
         }
     }
     let now = chrono::Utc::now();
     if workers.is_empty() {
-        println!("workers: none recorded");
+        out!("workers: none recorded");
     }
     for w in &workers {
-        println!(
+        out!(
             "worker {} (pid {} on {}): {}, last heartbeat {:.0} s ago, {} recalculated, {} failed",
             w.id,
             w.pid,
@@ -575,7 +594,7 @@ async fn recalc(
             } else {
                 format!("it reads {table}.{field}, which is paused or held")
             };
-            println!("{}.{}: skipped: {why} (resume it first)", s.table, s.field);
+            out!("{}.{}: skipped: {why} (resume it first)", s.table, s.field);
             continue;
         }
         if !keys.is_empty() {
@@ -587,7 +606,7 @@ async fn recalc(
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             crate::worker::recalculate_keys(db, registry, &s.table, &s.field, &keys).await?;
-            println!(
+            out!(
                 "{}.{}: recalculated {} row(s)",
                 s.table,
                 s.field,
@@ -631,7 +650,31 @@ async fn recalc(
             after = Some(last);
         }
         bar.finish_and_clear();
-        println!("{}.{}: recalculated {done} row(s)", now.table, now.field);
+        out!("{}.{}: recalculated {done} row(s)", now.table, now.field);
     }
     Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM: the command line's own handlers (the
+/// library installs none).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -253,7 +253,15 @@ impl Registry {
         let (table, field) = name.split_once('.').ok_or_else(|| {
             crate::Error::declaration(name, format!("{name:?} names no field: write table.field"))
         })?;
-        let (entry, i) = self.find(table, field)?;
+        let (entry, i) = self.find(table, field).map_err(|_| {
+            crate::Error::declaration(
+                table,
+                format!(
+                    "no cached field {name:?}; declared: {}",
+                    self.field_names().join(", ")
+                ),
+            )
+        })?;
         Ok((
             entry.spec.table.to_string(),
             entry.spec.fields[i].name.to_string(),

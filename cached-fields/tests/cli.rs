@@ -190,3 +190,43 @@ fn an_app_gets_every_operations_command_with_one_call() {
     assert!(stdout(&verify).contains("every cached value is fresh"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue #25: commands that tell the truth. A field the registry does not
+/// declare is named with the ones it does; an output cut short by its
+/// reader (`status | head`) ends the command quietly, not in a panic.
+#[test]
+fn undeclared_fields_and_closed_pipes_are_answered_plainly() {
+    let dir = std::env::temp_dir().join(format!("cf_cli_pipe_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(notes(&dir, &["migrate"]).status.success());
+    for cmd in ["pause", "resume"] {
+        let out = notes(&dir, &[cmd, "orders.total"]);
+        assert!(!out.status.success(), "{cmd}");
+        assert!(
+            stderr(&out).contains("no cached field \"orders.total\"; declared: notes.words"),
+            "{cmd}: {}",
+            stderr(&out)
+        );
+    }
+    for cmd in [&["status"][..], &["deps"], &["verify"], &["--help"]] {
+        // The reader is gone before the command writes.
+        let mut child = Command::new(notes_binary())
+            .args(cmd)
+            .current_dir(&dir)
+            .env_remove("DATABASE_URL")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{cmd:?}: {}",
+            stderr(&out)
+        );
+        assert_ne!(out.status.code(), Some(101), "{cmd:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -340,6 +340,37 @@ per_backend! {
     }
 }
 
+per_backend! {
+    /// Issue #25: a field failure recorded by one worker (here written as
+    /// another process would) is cleared by whichever worker next
+    /// recalculates the field successfully, not only by the one that
+    /// recorded it; the row failures of its hooks stay counted.
+    async fn a_field_failure_clears_when_any_worker_recalculates_the_field() {
+        on_both("fieldclear", |db, _| async move {
+            exec_text(&db, format!("CREATE TABLE hooked (id {})", pk(&db))).await;
+            exec(&db, "INSERT INTO hooked (id) VALUES (1), (2), (3)").await;
+            let registry = Registry::new().register::<Hooked>().unwrap();
+            registry.migrate(&db).await.unwrap();
+            Worker::new(db.clone(), registry.clone()).drain().await.unwrap();
+            exec(
+                &db,
+                "INSERT INTO cached_fields_failures (table_name, field_name, kind, count, last_error, last_at) \
+                 VALUES ('hooked', 'v', 'field', 4, 'column \"cached_v\" is of type text', CURRENT_TIMESTAMP)",
+            )
+            .await;
+            let status = registry.status(&db).await.unwrap();
+            assert_eq!(status[0].field_error.as_ref().map(|e| e.0), Some(4));
+            exec(&db, "INSERT INTO hooked (id) VALUES (4)").await;
+            let s = Worker::new(db.clone(), registry.clone()).drain().await.unwrap();
+            assert_eq!(s.recalculated, 1, "{s:?}");
+            let status = registry.status(&db).await.unwrap();
+            assert_eq!(status[0].field_error, None, "{:?}", status[0]);
+            assert_eq!(status[0].hook_failures, 4);
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn settings_that_cannot_work_are_rejected_naming_the_option() {
     let db = Db::connect("sqlite::memory:").await.unwrap();

@@ -78,7 +78,7 @@ impl<M> Stragglers<M> {
 
 /// The shortest wait, once the rest of a batch is done, before its
 /// calculations still running are left to finish on their own.
-const STRAGGLER_MIN: Duration = Duration::from_millis(20);
+const STRAGGLER_MIN: Duration = Duration::from_millis(2);
 
 /// How long a batch function may run before one of its batches is known.
 const BATCH_PATIENCE: Duration = Duration::from_secs(2);
@@ -258,6 +258,7 @@ pub(super) async fn calculate_all<M: CachedModel>(
     let mut received = vec![false; total];
     let mut detached = vec![false; total];
     let mut count = 0;
+    let mut slowest = Duration::ZERO;
     loop {
         while let Some(job) = next.take() {
             match slots.clone().try_acquire_owned() {
@@ -277,9 +278,13 @@ pub(super) async fn calculate_all<M: CachedModel>(
         if next.is_none() && waiting.clone().next().is_none() {
             break;
         }
+        // Never sooner than four times the slowest of the batch's rows that
+        // ended: a batch slowed as a whole (a busy machine, rows waiting
+        // for a connection) leaves none of its rows behind for that.
+        let spread = slowest * 4;
         let deadline = |i: usize| {
-            let own = launched[i].map(|at| at + allowance);
-            let by_half = half_at.map(|h: Duration| started + h + h.max(STRAGGLER_MIN));
+            let own = launched[i].map(|at| at + allowance.max(spread));
+            let by_half = half_at.map(|h: Duration| started + h + h.max(STRAGGLER_MIN).max(spread));
             own.into_iter().chain(by_half).min()
         };
         let cutoff = if may_detach {
@@ -297,6 +302,9 @@ pub(super) async fn calculate_all<M: CachedModel>(
             got = results.recv() => {
                 let Some((i, row, value)) = got else { break };
                 received[i] = true;
+                if let Some(at) = launched[i] {
+                    slowest = slowest.max(at.elapsed());
+                }
                 launch_done(&mut held, i);
                 count += 1;
                 if half_at.is_none() && count * 2 >= total {

@@ -264,7 +264,15 @@ impl Stats {
 /// ```no_run
 /// # async fn f(db: cached_fields::Db, registry: cached_fields::Registry) -> cached_fields::Result<()> {
 /// use cached_fields::Worker;
-/// let stats = Worker::new(db, registry).concurrency(4).run().await?; // until SIGINT/SIGTERM
+/// // Stops when the application's shutdown future completes (here a
+/// // channel; in an axum app, the future its graceful shutdown awaits).
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let worker = tokio::spawn(Worker::new(db, registry).concurrency(4).run_until(async {
+///     let _ = stopped.await;
+/// }));
+/// // … the application runs …
+/// let _ = stop.send(());
+/// let stats = worker.await.expect("the worker task")?; // after its batch in hand
 /// println!("{}", stats.recalculated);
 /// # Ok(()) }
 /// ```
@@ -276,7 +284,14 @@ pub struct Worker {
     /// Fields backing off after a field-level failure: (entry, field) →
     /// (failures in a row, when to try again).
     paused: Arc<Mutex<HashMap<(usize, usize), Backoff>>>,
+    /// When each field's record in `cached_fields_failures` was last
+    /// cleared after a batch of it worked (whichever worker recorded it).
+    cleared: Arc<Mutex<HashMap<(usize, usize), Instant>>>,
 }
+
+/// How often, at most, a worker whose batches of a field work clears the
+/// field's failure record (another worker may have written it since).
+const CLEAR_EVERY: Duration = Duration::from_secs(10);
 
 /// When the paused and held fields were last read, and which (`table`, `field`).
 type Stopped = (Option<Instant>, HashSet<(String, String)>);
@@ -312,6 +327,7 @@ impl Worker {
                 detached: Arc::default(),
             },
             paused: Arc::default(),
+            cleared: Arc::default(),
         }
     }
 
@@ -447,9 +463,13 @@ impl Worker {
         Ok(())
     }
 
-    /// Runs until SIGINT or SIGTERM, then returns the counts.
+    /// Runs until its task is dropped (or the process ends). It installs
+    /// no signal handler: the application's own SIGINT and SIGTERM handling
+    /// stays its own. To stop with the application, finishing the batch in
+    /// hand, use [`run_until`](Self::run_until) with the application's
+    /// shutdown signal.
     pub async fn run(self) -> Result<Stats> {
-        self.run_until(shutdown_signal()).await
+        self.run_until(std::future::pending()).await
     }
 
     /// Runs until `stop` completes, finishing the batch in hand first (a
@@ -670,7 +690,7 @@ impl Worker {
                         quiet.insert((e, field), QUIET_MS);
                     }
                     stats.add(r.stats);
-                    self.field_recovered(e, field).await;
+                    self.field_recovered(e, field, r.claimed > 0).await;
                 }
                 Err(err) if err.is_retryable() => return Err(err),
                 Err(err) => {
@@ -735,16 +755,34 @@ impl Worker {
     }
 
     /// Forgets a field's failures once a batch of it works again.
-    async fn field_recovered(&self, entry: usize, field: usize) {
+    async fn field_recovered(&self, entry: usize, field: usize, worked: bool) {
         let was = self
             .paused
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&(entry, field))
             .is_some();
-        if was {
+        // A batch that worked clears the field's record, whoever wrote it
+        // (another process's failure, fixed since): at once after this
+        // worker's own, else at most once per CLEAR_EVERY.
+        let due = was
+            || (worked && {
+                let mut cleared = self
+                    .cleared
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let last = cleared.get(&(entry, field));
+                let due = last.is_none_or(|t| t.elapsed() >= CLEAR_EVERY);
+                if due {
+                    cleared.insert((entry, field), Instant::now());
+                }
+                due
+            });
+        if due {
             let spec = &self.registry.entries[entry].spec;
-            tracing::info!(table = %spec.table, field = %spec.fields[field].name, "the field works again");
+            if was {
+                tracing::info!(table = %spec.table, field = %spec.fields[field].name, "the field works again");
+            }
             failures::clear(
                 &self.db,
                 spec.table.as_str(),
@@ -816,29 +854,6 @@ impl Quiet {
     /// Forgets the quiet fields.
     fn clear(&mut self) {
         self.fields.clear();
-    }
-}
-
-/// Completes on SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
