@@ -78,7 +78,7 @@ impl<M> Stragglers<M> {
 
 /// The shortest wait, once the rest of a batch is done, before its
 /// calculations still running are left to finish on their own.
-const STRAGGLER_MIN: Duration = Duration::from_millis(2);
+const STRAGGLER_MIN: Duration = Duration::from_millis(20);
 
 /// How long a batch function may run before one of its batches is known.
 const BATCH_PATIENCE: Duration = Duration::from_secs(2);
@@ -236,15 +236,17 @@ pub(super) async fn calculate_all<M: CachedModel>(
     };
     let total = jobs.len();
     // How long a calculation may run before the batch leaves it to finish
-    // on its own: eight times what the field's usually take (at least
-    // STRAGGLER_MIN), else a second; and, once half the batch is done, as
-    // long again as that took.
+    // on its own: eight times what the field's usually take, else a
+    // second; and, once half the batch is done, as long again as that
+    // took (each at least `floor`).
+    // Never sooner than a hundredth of the time limit: a row left behind
+    // costs writes of its own, worth it for a calculation on its way to
+    // hanging, not for one slowed by a busy moment.
+    let floor = STRAGGLER_MIN.max(limit / 100);
     let allowance = settings
         .typical
         .get(model, field, false)
-        .map_or(limit.min(Duration::from_secs(1)), |t| {
-            (t * 8).max(STRAGGLER_MIN)
-        });
+        .map_or(limit.min(Duration::from_secs(1)), |t| (t * 8).max(floor));
     // Detached calculations are bounded too (each by its time limit):
     // past this many at once, a batch waits for its own.
     // A tree's rows are not: the batch's wave goes on from the rows it
@@ -284,7 +286,7 @@ pub(super) async fn calculate_all<M: CachedModel>(
         let spread = slowest * 4;
         let deadline = |i: usize| {
             let own = launched[i].map(|at| at + allowance.max(spread));
-            let by_half = half_at.map(|h: Duration| started + h + h.max(STRAGGLER_MIN).max(spread));
+            let by_half = half_at.map(|h: Duration| started + h + h.max(floor).max(spread));
             own.into_iter().chain(by_half).min()
         };
         let cutoff = if may_detach {
